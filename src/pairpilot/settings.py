@@ -1,0 +1,72 @@
+"""Configuration, parsed once from the environment; bad values fail at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pairpilot.errors import ConfigurationError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Environment names are ``PAIRPILOT_<FIELD>`` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="PAIRPILOT_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path("pairpilot-data")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    flush_ms: PositiveInt = 200
+    idle_unload_ms: PositiveInt = 30_000
+    max_message_bytes: PositiveInt = 16 * 1024 * 1024
+    max_awareness_bytes: PositiveInt = 64 * 1024
+    messages_per_second: PositiveInt = 100
+    message_burst: PositiveInt = 300
+    send_queue_messages: PositiveInt = 1024
+    compact_min_bytes: PositiveInt = 64 * 1024
+    compact_max_updates: PositiveInt = 10_000
+    flush_retry_max_ms: PositiveInt = 5_000
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("DATABASE_URL must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("PAIRPILOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy async URL: the embedded SQLite file unless DATABASE_URL says otherwise."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'pairpilot.sqlite3'}"
+        if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+            return url.replace("sqlite://", "sqlite+aiosqlite://", 1)
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return url.replace(prefix, "postgresql+asyncpg://", 1)
+        return url
+
+
+def load_settings() -> Settings:
+    """Read the environment once; raise ConfigurationError with one clear line on bad values."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        name = where if where.isupper() else f"PAIRPILOT_{where.upper()}"
+        raise ConfigurationError(f"invalid configuration: {name}: {first['msg']}") from exc

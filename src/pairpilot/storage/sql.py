@@ -1,0 +1,135 @@
+"""RoomStore on SQLAlchemy Core: one set of portable queries for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pycrdt import merge_updates
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from pairpilot.errors import StorageError
+from pairpilot.storage.schema import room_snapshots, room_updates
+from pairpilot.storage.store import StoredRoom
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets its directory, WAL and a busy timeout."""
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True)
+    database = sa.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API has no type
+        cursor = dbapi_connection.cursor()
+        # WAL + NORMAL survives a killed process (not a power cut) and keeps commits cheap.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+class SqlRoomStore:
+    """RoomStore over an async SQLAlchemy engine; every failure surfaces as StorageError."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def load(self, room_id: str) -> StoredRoom:
+        """Read the snapshot and the log after it."""
+        try:
+            async with self.engine.connect() as conn:
+                snapshot = await _read_snapshot(conn, room_id)
+                rows = await conn.execute(
+                    sa.select(room_updates.c.update)
+                    .where(room_updates.c.room_id == room_id)
+                    .order_by(room_updates.c.id)
+                )
+                return StoredRoom(snapshot, [row.update for row in rows])
+        except SQLAlchemyError as exc:
+            raise StorageError(f"loading room {room_id} failed") from exc
+
+    async def append(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        """Append log rows in one transaction."""
+        if not batch:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    room_updates.insert(),
+                    [{"room_id": room_id, "update": update} for room_id, update in batch],
+                )
+        except SQLAlchemyError as exc:
+            raise StorageError("appending updates failed") from exc
+
+    async def compact(self, room_id: str) -> int:
+        """Fold the log into the snapshot row and delete the folded rows, atomically."""
+        try:
+            async with self.engine.begin() as conn:
+                snapshot = await _read_snapshot(conn, room_id)
+                rows = (
+                    await conn.execute(
+                        sa.select(room_updates.c.id, room_updates.c.update)
+                        .where(room_updates.c.room_id == room_id)
+                        .order_by(room_updates.c.id)
+                    )
+                ).all()
+                if not rows:
+                    return len(snapshot or b"")
+                parts = ([snapshot] if snapshot else []) + [row.update for row in rows]
+                merged = merge_updates(*parts)
+                await self._upsert_snapshot(conn, room_id, merged)
+                await conn.execute(
+                    room_updates.delete().where(
+                        room_updates.c.room_id == room_id, room_updates.c.id <= rows[-1].id
+                    )
+                )
+                return len(merged)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"compacting room {room_id} failed") from exc
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError("database unreachable") from exc
+
+    async def close(self) -> None:
+        """Dispose of the pool."""
+        await self.engine.dispose()
+
+    async def _upsert_snapshot(self, conn: AsyncConnection, room_id: str, update: bytes) -> None:
+        values = {
+            "room_id": room_id,
+            "snapshot_b64": base64.b64encode(update).decode("ascii"),
+            "updated_at": sa.func.now(),
+        }
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(room_snapshots).values(values)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[room_snapshots.c.room_id],
+                set_={"snapshot_b64": statement.excluded.snapshot_b64, "updated_at": sa.func.now()},
+            )
+        )
+
+
+async def _read_snapshot(conn: AsyncConnection, room_id: str) -> bytes | None:
+    value = await conn.scalar(
+        sa.select(room_snapshots.c.snapshot_b64).where(room_snapshots.c.room_id == room_id)
+    )
+    return base64.b64decode(value) if value else None

@@ -1,0 +1,44 @@
+"""The RoomStore port: what the live rooms need from durable storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoom:
+    """A room as storage holds it: the compacted snapshot and the update log after it."""
+
+    snapshot: bytes | None
+    updates: list[bytes]
+
+    @property
+    def log_bytes(self) -> int:
+        """Bytes in the update log."""
+        return sum(len(update) for update in self.updates)
+
+
+class RoomStore(Protocol):
+    """Durable storage of room documents (snapshot + append-only update log)."""
+
+    async def load(self, room_id: str) -> StoredRoom:
+        """Read a room's snapshot and update log; an unknown room is empty."""
+        ...
+
+    async def append(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        """Append ``(room_id, update)`` rows to the log in one transaction."""
+        ...
+
+    async def compact(self, room_id: str) -> int:
+        """Merge the room's log into its snapshot; return the snapshot's size in bytes."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,1 @@
+"""The y-websocket protocol: pure codec, one connection (session), one live document (room)."""

@@ -1,0 +1,117 @@
+"""Batched, retried persistence of applied updates, and the compaction policy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from pycrdt import merge_updates
+
+from pairpilot.errors import StorageError
+from pairpilot.storage import RoomStore
+from pairpilot.sync.room import Room
+
+log = structlog.get_logger(__name__)
+
+
+class Flusher:
+    """Writes rooms' pending updates to the log within ``flush_ms``, in one batch for all rooms.
+
+    A failed write keeps the updates in memory and is retried with capped exponential
+    backoff; edits keep flowing meanwhile. Writes are serialised, so a room that is being
+    unloaded never races a batch that is still in flight.
+    """
+
+    def __init__(
+        self,
+        store: RoomStore,
+        *,
+        flush_ms: int,
+        retry_max_ms: int,
+        compact_min_bytes: int,
+        compact_max_updates: int,
+    ) -> None:
+        self._store = store
+        self._interval = flush_ms / 1000
+        self._retry_max = retry_max_ms / 1000
+        self._compact_min_bytes = compact_min_bytes
+        self._compact_max_updates = compact_max_updates
+        self._dirty: dict[str, Room] = {}
+        self._wake = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self.failures = 0
+
+    def record(self, room: Room, update: bytes) -> None:
+        """Queue an applied update for storage (Room's on_update hook)."""
+        room.pending.append(update)
+        self._dirty[room.id] = room
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Flush forever: a batch at most ``flush_ms`` after its first update."""
+        delay = self._interval
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(delay)
+            self._wake.clear()
+            try:
+                await self._write(list(self._dirty.values()))
+            except StorageError as exc:
+                self.failures += 1
+                delay = min(max(delay * 2, self._interval), self._retry_max)
+                self._wake.set()
+                log.error("flush failed; retrying", retry_s=delay, error=str(exc.__cause__ or exc))
+            else:
+                delay = self._interval
+
+    async def flush_room(self, room: Room) -> None:
+        """Write this room's pending updates now; StorageError if that fails."""
+        await self._write([room])
+
+    async def flush_all(self) -> None:
+        """Write every pending update now; StorageError if that fails."""
+        await self._write(list(self._dirty.values()))
+
+    async def compact(self, room: Room) -> None:
+        """Fold the room's log into its snapshot; StorageError if that fails."""
+        async with self._write_lock:
+            room.snapshot_bytes = await self._store.compact(room.id)
+            room.log_bytes = 0
+            room.log_count = 0
+
+    async def _write(self, rooms: list[Room]) -> None:
+        async with self._write_lock:
+            taken: list[tuple[Room, list[bytes]]] = []
+            batch: list[tuple[str, bytes]] = []
+            for room in rooms:
+                if room.pending:
+                    taken.append((room, room.pending))
+                    batch.append((room.id, _coalesce(room.pending)))
+                    room.pending = []
+                self._dirty.pop(room.id, None)
+            try:
+                await self._store.append(batch)
+            except StorageError:
+                for room, updates in taken:
+                    room.pending[:0] = updates
+                    self._dirty[room.id] = room
+                raise
+            for (room, _), (_, update) in zip(taken, batch, strict=True):
+                room.log_bytes += len(update)
+                room.log_count += 1
+        for room, _ in taken:
+            if self._needs_compaction(room):
+                try:
+                    await self.compact(room)
+                except StorageError as exc:
+                    log.error("compaction failed", room_id=room.id, error=str(exc.__cause__))
+
+    def _needs_compaction(self, room: Room) -> bool:
+        # Compacting once the log reaches half the snapshot keeps storage written per edit
+        # proportional to the edit (amortised), not to the document.
+        threshold = max(self._compact_min_bytes, room.snapshot_bytes // 2)
+        return room.log_bytes >= threshold or room.log_count >= self._compact_max_updates
+
+
+def _coalesce(updates: list[bytes]) -> bytes:
+    return updates[0] if len(updates) == 1 else merge_updates(*updates)

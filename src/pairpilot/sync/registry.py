@@ -1,0 +1,118 @@
+"""The live rooms of this process: load once, unload when idle."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from pycrdt import Doc, merge_updates
+
+from pairpilot.bus import RoomBus
+from pairpilot.errors import StorageError
+from pairpilot.storage import RoomStore
+from pairpilot.sync.flusher import Flusher
+from pairpilot.sync.room import Room
+
+log = structlog.get_logger(__name__)
+
+
+class RoomRegistry:
+    """Holds one Room per live room id.
+
+    Concurrent first connects share one load. A room whose last session left is flushed,
+    compacted and dropped after ``idle_unload_ms``; if storage fails it stays in memory and
+    the unload is retried later, so nothing is lost.
+    """
+
+    def __init__(
+        self,
+        store: RoomStore,
+        bus: RoomBus,
+        flusher: Flusher,
+        *,
+        idle_unload_ms: int,
+        max_awareness_bytes: int,
+    ) -> None:
+        self.rooms: dict[str, Room] = {}
+        self._store = store
+        self._bus = bus
+        self._flusher = flusher
+        self._idle_s = idle_unload_ms / 1000
+        self._max_awareness_bytes = max_awareness_bytes
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._idle: dict[str, asyncio.TimerHandle] = {}
+        self._unloads: set[asyncio.Task[None]] = set()
+
+    async def acquire(self, room_id: str) -> Room:
+        """The live room, loading it from storage first if needed (StorageError if that fails)."""
+        timer = self._idle.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+        room = self.rooms.get(room_id)
+        if room is not None:
+            return room
+        task = self._loading.get(room_id)
+        if task is None:
+            task = asyncio.create_task(self._load(room_id), name=f"load-{room_id}")
+            self._loading[room_id] = task
+            task.add_done_callback(lambda _: self._loading.pop(room_id, None))
+        return await asyncio.shield(task)
+
+    def release(self, room: Room) -> None:
+        """Schedule the idle unload once the room has no sessions."""
+        if not room.sessions and room.id not in self._idle:
+            loop = asyncio.get_running_loop()
+            self._idle[room.id] = loop.call_later(self._idle_s, self._start_unload, room)
+
+    async def close(self) -> None:
+        """Stop timers and write everything pending (server shutdown)."""
+        for timer in self._idle.values():
+            timer.cancel()
+        self._idle.clear()
+        await self._flusher.flush_all()
+
+    async def _load(self, room_id: str) -> Room:
+        stored = await self._store.load(room_id)
+        doc: Doc[Any] = Doc()
+        parts = ([stored.snapshot] if stored.snapshot else []) + stored.updates
+        if parts:
+            doc.apply_update(parts[0] if len(parts) == 1 else merge_updates(*parts))
+        room = Room(
+            room_id,
+            doc,
+            bus=self._bus,
+            on_update=self._flusher.record,
+            max_awareness_bytes=self._max_awareness_bytes,
+        )
+        room.snapshot_bytes = len(stored.snapshot or b"")
+        room.log_bytes = stored.log_bytes
+        room.log_count = len(stored.updates)
+        self.rooms[room_id] = room
+        log.info("room loaded", room_id=room_id, bytes=room.snapshot_bytes + room.log_bytes)
+        return room
+
+    def _start_unload(self, room: Room) -> None:
+        self._idle.pop(room.id, None)
+        task = asyncio.create_task(self._unload(room), name=f"unload-{room.id}")
+        self._unloads.add(task)
+        task.add_done_callback(self._unloads.discard)
+
+    async def _unload(self, room: Room) -> None:
+        try:
+            await self._flusher.flush_room(room)
+        except StorageError as exc:
+            log.error("unload flush failed; keeping the room", room_id=room.id, error=str(exc))
+            self.release(room)
+            return
+        if room.log_count:
+            try:
+                await self._flusher.compact(room)
+            except StorageError as exc:
+                log.error("unload compaction failed", room_id=room.id, error=str(exc))
+        # Only now, with nothing awaited in between, is the room checked and dropped.
+        if room.sessions or room.pending or self.rooms.get(room.id) is not room:
+            return
+        del self.rooms[room.id]
+        room.close()
+        log.info("room unloaded", room_id=room.id)

@@ -1,0 +1,146 @@
+"""One live document, its sockets and its presence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pycrdt import Awareness, Doc
+
+from pairpilot.bus import RoomBus
+from pairpilot.errors import ProtocolError
+from pairpilot.sync import protocol
+from pairpilot.sync.protocol import (
+    EMPTY_UPDATE,
+    AwarenessUpdate,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+)
+from pairpilot.sync.session import Session
+
+log = structlog.get_logger(__name__)
+
+OnUpdate = Callable[["Room", bytes], None]
+
+
+class Room:
+    """A live room: one pycrdt Doc, the sessions editing it, and their awareness states.
+
+    Every frame a room sends goes through the bus, so a bus that spans processes reaches every
+    replica. Applied updates are handed to ``on_update`` (the flusher) for durable storage.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        doc: Doc[Any],
+        *,
+        bus: RoomBus,
+        on_update: OnUpdate,
+        max_awareness_bytes: int,
+    ) -> None:
+        self.id = room_id
+        self.doc = doc
+        self.sessions: dict[int, Session] = {}
+        self.pending: list[bytes] = []
+        self.log_bytes = 0
+        self.log_count = 0
+        self.snapshot_bytes = 0
+        self._bus = bus
+        self._on_update = on_update
+        self._max_awareness_bytes = max_awareness_bytes
+        self.awareness = Awareness(doc)
+        # The server is not a participant: it has no presence of its own.
+        self.awareness.set_local_state(None)
+        self.awareness.observe(self._track_awareness_owner)
+        bus.subscribe(room_id, self.deliver)
+
+    def join(self, session: Session) -> None:
+        """Add a session and greet it with the server's state vector and everyone's presence."""
+        self.sessions[session.id] = session
+        session.send(protocol.sync_step1(self.doc.get_state()))
+        if self.awareness.states:
+            session.send(self._encode_awareness(list(self.awareness.states)))
+
+    def leave(self, session: Session) -> None:
+        """Remove a session and tell the others that its presence is gone."""
+        if self.sessions.pop(session.id, None) is None:
+            return
+        gone = [cid for cid in session.awareness_ids if cid in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, origin=None)
+            self._bus.publish(self.id, self._encode_awareness(gone), None)
+
+    def receive(self, session: Session, message: Message) -> None:
+        """Act on one decoded message from a session; ProtocolError if its content is invalid."""
+        if isinstance(message, SyncStep1):
+            session.send(protocol.sync_step2(self._diff_for(message.state_vector)))
+        elif isinstance(message, SyncUpdate):
+            self._accept_update(session, message.update, message.frame)
+        elif isinstance(message, SyncStep2):
+            self._accept_update(session, message.update, None)
+        elif isinstance(message, AwarenessUpdate):
+            self._accept_awareness(session, message)
+        elif isinstance(message, QueryAwareness):
+            session.send(self._encode_awareness(list(self.awareness.states)))
+
+    def deliver(self, frame: bytes, origin: int | None) -> None:
+        """Send a frame to every local session except ``origin`` (bus callback)."""
+        for session_id, session in self.sessions.items():
+            if session_id != origin:
+                session.send(frame)
+
+    def apply_update(self, update: bytes) -> None:
+        """Apply an update that did not come from a session (REST merge, another process)."""
+        self._apply(update)
+        self._bus.publish(self.id, protocol.sync_update(update), None)
+
+    def _diff_for(self, state_vector: bytes) -> bytes:
+        try:
+            return self.doc.get_update(state_vector)
+        except ValueError as exc:
+            raise ProtocolError(f"bad state vector: {exc}") from exc
+
+    def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
+        if not session.can_write:
+            session.send(protocol.permission_denied("read-only: your role cannot edit this room"))
+            return
+        if update == EMPTY_UPDATE:
+            return
+        self._apply(update)
+        self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)
+
+    def _apply(self, update: bytes) -> None:
+        try:
+            self.doc.apply_update(update)
+        except ValueError as exc:
+            raise ProtocolError(f"not a Yjs update: {exc}") from exc
+        self._on_update(self, update)
+
+    def _accept_awareness(self, session: Session, message: AwarenessUpdate) -> None:
+        if len(message.update) > self._max_awareness_bytes:
+            raise ProtocolError("awareness update over the size limit")
+        try:
+            self.awareness.apply_awareness_update(message.update, session)
+        except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"bad awareness update: {exc}") from exc
+        # Relayed to the sender too: that is what keeps a lone client's connection alive.
+        self._bus.publish(self.id, message.frame, None)
+
+    def _encode_awareness(self, client_ids: list[int]) -> bytes:
+        return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
+
+    def _track_awareness_owner(self, topic: str, event: tuple[dict[str, Any], Any]) -> None:
+        changes, origin = event
+        if topic != "update" or not isinstance(origin, Session):
+            return
+        origin.awareness_ids.update(changes["added"], changes["updated"])
+        origin.awareness_ids.difference_update(changes["removed"])
+
+    def close(self) -> None:
+        """Detach from the bus; the room is being unloaded."""
+        self._bus.unsubscribe(self.id)

@@ -1,0 +1,121 @@
+"""The collaboration WebSocket, and the mapping of domain errors to close codes."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+import structlog
+from fastapi import APIRouter, WebSocket
+
+from pairpilot.access.authorizer import check_room_id
+from pairpilot.errors import (
+    ForbiddenError,
+    InvalidRoomIdError,
+    PairPilotError,
+    ProtocolError,
+    RateLimitedError,
+    SlowConsumerError,
+    StorageError,
+    UnauthenticatedError,
+)
+from pairpilot.sync.protocol import decode_message
+from pairpilot.sync.room import Room
+from pairpilot.sync.session import Session, TokenBucket
+
+router = APIRouter()
+log = structlog.get_logger(__name__)
+
+CLOSE_CODES: dict[type[PairPilotError], int] = {
+    InvalidRoomIdError: 4400,
+    ProtocolError: 4400,
+    UnauthenticatedError: 4401,
+    ForbiddenError: 4403,
+    RateLimitedError: 4429,
+    SlowConsumerError: 1013,
+    StorageError: 1011,
+}
+CLOSE_TIMEOUT_S = 1.0
+
+
+def close_code(error: PairPilotError) -> int:
+    """The WebSocket close code for a domain error (1011 for anything unexpected)."""
+    for kind in type(error).__mro__:
+        if kind in CLOSE_CODES:
+            return CLOSE_CODES[kind]
+    return 1011
+
+
+@router.websocket("/collab/{room_id}")
+async def collab(websocket: WebSocket, room_id: str) -> None:
+    """One y-websocket connection: authorise, join the room, relay until either side stops."""
+    services = websocket.app.state.services
+    settings = services.settings
+    structlog.contextvars.bind_contextvars(room_id=room_id, connection_id=id(websocket))
+    # Accept first: only an accepted socket can tell a browser why it is being closed.
+    await websocket.accept()
+    try:
+        check_room_id(room_id)
+        grant = await services.authorizer.authorize(room_id, websocket.query_params.get("token"))
+        room = await services.registry.acquire(room_id)
+    except PairPilotError as exc:
+        log.info("connection refused", reason=str(exc), code=close_code(exc))
+        await _close(websocket, exc)
+        return
+    session = Session(
+        websocket,
+        user_id=grant.user_id,
+        can_write=grant.can_write,
+        queue_size=settings.send_queue_messages,
+        rate=TokenBucket(settings.messages_per_second, settings.message_burst),
+    )
+    structlog.contextvars.bind_contextvars(session_id=session.id, user_id=grant.user_id)
+    room.join(session)
+    writer = session.start_writer()
+    reader = asyncio.create_task(_read(websocket, room, session), name=f"session-{session.id}")
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reader.cancel()
+        writer.cancel()
+        room.leave(session)
+        services.registry.release(room)
+    await _finish(websocket, session, reader)
+
+
+async def _read(websocket: WebSocket, room: Room, session: Session) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        frame = message.get("bytes")
+        if frame is None:
+            raise ProtocolError("text frames are not part of the y-websocket protocol")
+        session.check_rate()
+        room.receive(session, decode_message(frame))
+
+
+async def _finish(websocket: WebSocket, session: Session, reader: asyncio.Task[None]) -> None:
+    if session.overflowed:
+        log.warning("slow consumer dropped", code=1013)
+        await _close(websocket, SlowConsumerError("send queue overflowed"))
+        return
+    if not reader.done() or reader.cancelled():
+        return
+    error = reader.exception()
+    if error is None:
+        return
+    if isinstance(error, PairPilotError):
+        log.warning("connection closed", reason=str(error), code=close_code(error))
+        await _close(websocket, error)
+    else:
+        log.error("connection failed", exc_info=error)
+        await _close(websocket, PairPilotError("internal error"))
+
+
+async def _close(websocket: WebSocket, error: PairPilotError) -> None:
+    # A stuck peer must not hold the handler: the close frame gets a bounded wait.
+    with suppress(RuntimeError, OSError, TimeoutError):
+        await asyncio.wait_for(
+            websocket.close(close_code(error), str(error)[:120]), CLOSE_TIMEOUT_S
+        )
