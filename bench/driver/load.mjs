@@ -1,0 +1,216 @@
+// Load driver: `node driver/load.mjs '<json config>'`. Prints JSON lines on stdout:
+// {"event": ...} marks phases (the orchestrator samples the server's /proc at them) and the last
+// line is {"result": {...}}. Reads commands (one word a line) from stdin where a phase waits.
+// All traffic goes to the URL given, which the orchestrator sets to 127.0.0.1.
+import { performance, monitorEventLoopDelay } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import * as Y from 'yjs'
+import * as prng from 'lib0/prng'
+import { connect, signIn } from './clients.mjs'
+
+const cfg = JSON.parse(process.argv[2])
+process.setMaxListeners(0) // y-websocket adds an exit listener per provider
+const gen = prng.create(cfg.seed ?? 1)
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz_ (){};=+.'
+
+const stdinLines = []
+const stdinWaiters = []
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const w = stdinWaiters.shift()
+  if (w) w(line.trim())
+  else stdinLines.push(line.trim())
+})
+const nextCommand = () => stdinLines.length
+  ? Promise.resolve(stdinLines.shift())
+  : new Promise((resolve) => stdinWaiters.push(resolve))
+
+function percentile (sorted, p) {
+  if (sorted.length === 0) return null
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))
+  return sorted[i]
+}
+
+function summary (values) {
+  const sorted = Float64Array.from(values).sort()
+  const sum = sorted.reduce((a, b) => a + b, 0)
+  return {
+    count: sorted.length,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1] : null,
+    mean: sorted.length ? sum / sorted.length : null
+  }
+}
+
+/** Run `fn` over `items` with at most `limit` in flight. */
+async function pool (items, limit, fn) {
+  let next = 0
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++
+      await fn(items[i], i)
+    }
+  })
+  await Promise.all(workers)
+}
+
+/**
+ * Connect `perRoom` clients to each room: the first client of a room alone and synced before
+ * the rest (pycrdt-websocket races when two clients open a new room at once; same for all).
+ */
+async function openRooms (rooms, perRoom, docFactory = () => new Y.Doc()) {
+  const byRoom = rooms.map(() => [])
+  await pool(rooms, cfg.connectConcurrency ?? 20, async (room, r) => {
+    const tokens = []
+    for (let c = 0; c < perRoom; c++) tokens.push(cfg.auth ? await signIn(cfg.http, room, `bench-${r}-${c}`) : null)
+    const first = connect(cfg, room, tokens[0], docFactory())
+    byRoom[r].push(first)
+    await first.synced
+    const rest = []
+    for (let c = 1; c < perRoom; c++) rest.push(connect(cfg, room, tokens[c], docFactory()))
+    byRoom[r].push(...rest)
+    await Promise.all(rest.map((cl) => cl.synced))
+  })
+  return byRoom
+}
+
+function converged (byRoom, textName = 'code') {
+  let diverged = 0
+  for (const clients of byRoom) {
+    const ref = clients[0].doc.getText(textName).toString()
+    const sv = Buffer.from(Y.encodeStateVector(clients[0].doc)).toString('base64')
+    for (const cl of clients.slice(1)) {
+      if (cl.doc.getText(textName).toString() !== ref ||
+          Buffer.from(Y.encodeStateVector(cl.doc)).toString('base64') !== sv) {
+        diverged++
+        break
+      }
+    }
+  }
+  return diverged
+}
+
+function closeAll (byRoom) {
+  for (const clients of byRoom) for (const cl of clients) cl.destroy()
+}
+
+/** Keystroke-sized edits (one character at a random position) and their delivery latency. */
+async function fanout () {
+  const { rooms: K, clients: N, rate: R, durationS } = cfg
+  const roomIds = Array.from({ length: K }, (_, r) => `${cfg.roomPrefix}-${r}`)
+  const t0 = performance.now()
+  const byRoom = await openRooms(roomIds, N)
+  const connectMs = performance.now() - t0
+  emit({ event: 'connected', connectMs })
+
+  // (clientID:clock) -> [sendTime, receipts]; observers resolve the item ids of remote inserts.
+  const pending = new Map()
+  const latencies = []
+  let delivered = 0
+  let unexpected = 0
+  for (const clients of byRoom) {
+    for (const cl of clients) {
+      // The ids of a transaction's new items are the clock ranges between its state vectors.
+      cl.doc.on('afterTransaction', (tr) => {
+        if (tr.local) return
+        const now = performance.now()
+        tr.afterState.forEach((clock, client) => {
+          for (let c = tr.beforeState.get(client) ?? 0; c < clock; c++) {
+            const key = `${client}:${c}`
+            const p = pending.get(key)
+            if (!p) { unexpected++; continue }
+            if (p[2]) latencies.push(now - p[0])
+            delivered++
+            if (++p[1] === N - 1) pending.delete(key)
+          }
+        })
+      })
+    }
+  }
+  await sleep(cfg.settleMs ?? 1000)
+
+  const loop = monitorEventLoopDelay({ resolution: 1 })
+  loop.enable()
+  const cpu0 = process.cpuUsage()
+  const periodMs = 1000 / R
+  // A warm-up (edits sent and checked, latencies not kept) lets JITs and pools settle.
+  const warmupMs = (cfg.warmupS ?? 0) * 1000
+  const begin = performance.now() + 100
+  const start = begin + warmupMs
+  const end = start + durationS * 1000
+  let sent = 0
+  let maxLagMs = 0
+  const measureStart = sleep(start - performance.now()).then(() => emit({ event: 'measure_start' }))
+  const senders = []
+  for (const clients of byRoom) {
+    for (const cl of clients) {
+      const text = cl.doc.getText('code')
+      const offset = prng.real53(gen) * periodMs
+      senders.push((async () => {
+        for (let k = 0; ; k++) {
+          const due = begin + offset + k * periodMs
+          if (due >= end) break
+          const wait = due - performance.now()
+          if (wait > 0) await sleep(wait)
+          const now = performance.now()
+          maxLagMs = Math.max(maxLagMs, now - due)
+          const clock = Y.getState(cl.doc.store, cl.doc.clientID)
+          pending.set(`${cl.doc.clientID}:${clock}`, [now, 0, now >= start])
+          const pos = prng.uint32(gen, 0, text.length)
+          text.insert(pos, ALPHABET[prng.uint32(gen, 0, ALPHABET.length - 1)])
+          sent++
+        }
+      })())
+    }
+  }
+  await Promise.all(senders)
+  await measureStart
+  emit({ event: 'send_end' })
+  const expected = sent * (N - 1)
+  const drainUntil = performance.now() + (cfg.drainMs ?? 5000)
+  while (delivered < expected && performance.now() < drainUntil) await sleep(20)
+  emit({ event: 'measure_end' })
+  const cpu = process.cpuUsage(cpu0)
+  const wallS = (performance.now() - start) / 1000
+  loop.disable()
+  await sleep(cfg.convergeMs ?? 500)
+  const diverged = converged(byRoom)
+  const closes = byRoom.flat().reduce((a, cl) => a + cl.closes(), 0)
+  closeAll(byRoom)
+  const lat = summary(latencies)
+  return {
+    sent,
+    expected,
+    delivered,
+    lost: expected - delivered,
+    unexpected,
+    diverged_rooms: diverged,
+    reconnects: closes,
+    edits_per_s: sent / (durationS + warmupMs / 1000),
+    deliveries_per_s: delivered / (durationS + warmupMs / 1000),
+    latency_ms: lat,
+    connect_ms: connectMs,
+    driver: {
+      cpu_pct: 100 * (cpu.user + cpu.system) / 1000 / (wallS * 1000),
+      loop_delay_p99_ms: loop.percentile(99) / 1e6,
+      max_send_lag_ms: maxLagMs
+    },
+    ok: expected === delivered && diverged === 0 && closes === 0 && sent > 0
+  }
+}
+
+const MODES = { fanout }
+
+const mode = MODES[cfg.mode]
+if (!mode) throw new Error(`unknown mode ${cfg.mode}`)
+try {
+  const result = await mode()
+  emit({ result })
+  process.exit(0)
+} catch (err) {
+  emit({ result: { ok: false, error: String(err?.stack ?? err) } })
+  process.exit(1)
+}

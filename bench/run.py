@@ -1,0 +1,294 @@
+"""PairPilot benchmark orchestrator.
+
+`uv run python bench/run.py [--quick] [--only SCENARIO ...] [--servers NAME ...]`
+
+Starts each server fresh per case on 127.0.0.1 pinned to CPU 0, runs the Node load driver
+(bench/driver/load.mjs, real Yjs clients) pinned to CPU 1, samples the server's /proc, checks
+correctness (every delivery arrived, every replica converged) and appends one JSON line per case
+to bench/results/ (bench/results/dev/ for --quick runs). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from procstat import Mark
+from servers import BENCH, CLIENT_CPU, DEFAULT_SERVERS, SERVERS, Server, versions
+
+RESULTS = BENCH / "results"
+SEED = 20260101
+
+
+class DriverError(RuntimeError):
+    pass
+
+
+class DriverRun:
+    """A running Node driver: its JSON lines arrive on a queue, commands go to its stdin."""
+
+    def __init__(self, server: Server, config: dict[str, Any]) -> None:
+        cfg = {
+            "url": server.ws_url,
+            "http": server.http,
+            "kind": server.spec.kind,
+            "auth": server.spec.auth,
+            "seed": SEED,
+            **config,
+        }
+        driver = str(BENCH / "driver" / "load.mjs")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CPU, "node", driver, json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=BENCH,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        if self.proc.stdout is not None:
+            for line in self.proc.stdout:
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, command: str) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+
+    def next(self, deadline: float) -> dict[str, Any] | None:
+        try:
+            line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise DriverError("driver timed out") from None
+        return None if line is None else json.loads(line)
+
+    def finish(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        stderr = self.proc.stderr.read() if self.proc.stderr else ""
+        for ln in stderr.strip().splitlines()[-5:]:
+            sys.stderr.write(f"  driver: {ln}\n")
+        return stderr
+
+
+def run_driver(
+    server: Server,
+    config: dict[str, Any],
+    timeout: float,
+    on_event: Callable[[dict[str, Any], DriverRun], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Mark]]:
+    """Run the Node driver against `server`; return its result and a server mark per event."""
+    run = DriverRun(server, config)
+    marks: dict[str, Mark] = {}
+    result: dict[str, Any] | None = None
+    deadline = time.monotonic() + timeout
+    try:
+        while (msg := run.next(deadline)) is not None:
+            if "event" in msg:
+                if server.running():
+                    marks[msg["event"]] = server.sampler_().mark(msg["event"])
+                if on_event is not None:
+                    on_event(msg, run)
+            elif "result" in msg:
+                result = msg["result"]
+    finally:
+        stderr = run.finish()
+    if result is None:
+        raise DriverError(f"driver gave no result (exit {run.proc.returncode}): {stderr[-2000:]}")
+    return result, marks
+
+
+def server_usage(server: Server, start: Mark, end: Mark) -> dict[str, Any]:
+    wall = end.t - start.t
+    cpu = end.cpu_s - start.cpu_s
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "cpu_pct": round(100 * cpu / wall, 1) if wall > 0 else None,
+        "peak_rss_kb": server.sampler_().peak_kb(start.t, end.t),
+        "mean_rss_kb": round(server.sampler_().mean_kb(start.t, end.t)),
+        "write_bytes": end.io.get("write_bytes", 0) - start.io.get("write_bytes", 0),
+        "wchar": end.io.get("wchar", 0) - start.io.get("wchar", 0),
+    }
+
+
+class Bench:
+    """One run of the matrix: writes JSON lines to `out`."""
+
+    def __init__(self, out: Path, *, quick: bool, servers: list[str]) -> None:
+        self.out = out
+        self.quick = quick
+        self.servers = servers
+        self.run_id = out.stem
+        self.failures = 0
+
+    def record(self, row: dict[str, Any]) -> None:
+        row = {"run": self.run_id, "quick": self.quick, **row}
+        with self.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        status = "ok" if row.get("ok") else "FAIL"
+        if not row.get("ok"):
+            self.failures += 1
+        brief = {k: row[k] for k in ("scenario", "server", "case") if k in row}
+        print(f"[{status}] {json.dumps(brief)} {json.dumps(row.get('summary', {}))}", flush=True)
+
+    def with_server(
+        self, name: str, body: Callable[[Server], dict[str, Any]], env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        server = Server(SERVERS[name], env)
+        try:
+            server.start()
+            return body(server)
+        except (DriverError, RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            return {"ok": False, "error": str(exc)[-2000:], "server_log": server.tail()}
+        finally:
+            if server.proc is not None and server.proc.poll() not in (None, 0, -15):
+                print(f"  {name} exited {server.proc.returncode}: {server.tail(5)}", flush=True)
+            server.cleanup()
+
+    # ---- scenarios -------------------------------------------------------------------------
+
+    def fanout_case(self, name: str, k: int, n: int, r: float, duration: float) -> dict[str, Any]:
+        def body(server: Server) -> dict[str, Any]:
+            result, marks = run_driver(
+                server,
+                {
+                    "mode": "fanout",
+                    "rooms": k,
+                    "clients": n,
+                    "rate": r,
+                    "durationS": duration,
+                    "warmupS": 2 if self.quick else 5,
+                    "roomPrefix": f"fanout-k{k}",
+                },
+                timeout=duration + 180,
+            )
+            row: dict[str, Any] = {"driver_result": result, "ok": bool(result.get("ok"))}
+            if "measure_start" in marks and "send_end" in marks:
+                # CPU while the load runs; peak RSS over the whole case.
+                row["server_usage"] = server_usage(
+                    server, marks["measure_start"], marks["send_end"]
+                )
+                row["server_usage"]["peak_rss_kb"] = server.sampler_().peak_kb()
+            return row
+
+        row = self.with_server(name, body)
+        res = row.get("driver_result", {})
+        lat = res.get("latency_ms") or {}
+        usage = row.get("server_usage", {})
+        row["summary"] = {
+            "p50_ms": _r(lat.get("p50")),
+            "p99_ms": _r(lat.get("p99")),
+            "max_ms": _r(lat.get("max")),
+            "lost": res.get("lost"),
+            "diverged": res.get("diverged_rooms"),
+            "cpu_pct": usage.get("cpu_pct"),
+            "peak_rss_mb": _mb(usage.get("peak_rss_kb")),
+            "driver_cpu_pct": _r((res.get("driver") or {}).get("cpu_pct")),
+        }
+        return row
+
+    def fanout(self) -> None:
+        duration = 5.0 if self.quick else 20.0
+        cases = [(10, 2, 5), (50, 4, 2), (100, 5, 2)]
+        for k, n, r in cases:
+            for name in self.servers:
+                row = self.fanout_case(name, k, n, r, duration)
+                self.record(
+                    {
+                        "scenario": "fanout",
+                        "server": name,
+                        "case": {
+                            "rooms": k,
+                            "clients": n,
+                            "rate": r,
+                            "duration_s": duration,
+                            "edits_per_s": k * n * r,
+                            "deliveries_per_s": k * n * (n - 1) * r,
+                        },
+                        **row,
+                    }
+                )
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _mb(kb: float | None) -> float | None:
+    return None if kb is None else round(kb / 1024, 1)
+
+
+SCENARIOS = ["fanout"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short cases (a few minutes in all)")
+    ap.add_argument("--only", nargs="+", choices=SCENARIOS, help="scenarios to run")
+    ap.add_argument("--servers", nargs="+", choices=sorted(SERVERS), help="servers to run")
+    ap.add_argument("--out", type=Path, help="JSON lines file (default: bench/results/...)")
+    args = ap.parse_args(argv)
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or (RESULTS / ("dev" if args.quick else "") / f"run-{stamp}.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bench = Bench(out, quick=args.quick, servers=args.servers or DEFAULT_SERVERS)
+    bench.record(
+        {
+            "scenario": "meta",
+            "ok": True,
+            "started": stamp,
+            "machine": {
+                "cpus": _cpus(),
+                "model": _cpu_model(),
+                "kernel": platform.release(),
+                "mem_gb": _mem_gb(),
+            },
+            "versions": versions(),
+            "pinning": {"server_cpu": 0, "client_cpu": 1},
+        }
+    )
+    for scenario in args.only or SCENARIOS:
+        getattr(bench, scenario.replace("-", "_"))()
+    print(f"results: {out} ({bench.failures} failed)")
+    return 0
+
+
+def _cpus() -> int:
+    import os  # noqa: PLC0415
+
+    return os.cpu_count() or 0
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _mem_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return 0.0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
