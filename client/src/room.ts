@@ -1,0 +1,310 @@
+/**
+ * The editor page (`/r/{roomId}`): wires the API, the Y.Doc and its connection, the file list,
+ * the editor, presence and Run together. Mount order follows DESIGN.md §8: sign in, join,
+ * apply the snapshot, then connect the live provider.
+ */
+import { fromBase64 } from "lib0/buffer";
+import * as Y from "yjs";
+import { Api, ApiError, type MemberInfo, type Role } from "./api";
+import { openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
+import { h } from "./dom";
+import { createEditor } from "./editor";
+import { mountFileList } from "./file-list";
+import { ensureStarterFile, filesMap } from "./files";
+import { reportError, setMonitoringUser } from "./monitoring";
+import { randomGuestName } from "./names";
+import { mountOutputPanel } from "./output-panel";
+import {
+  participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
+} from "./presence";
+import { createRunner } from "./run";
+import { readRun } from "./run-state";
+import { loadName, rememberRoom, saveName } from "./storage";
+
+/** Origin of the snapshot applied before connecting. */
+export const SNAPSHOT_ORIGIN = "snapshot";
+/** How often the member list (and so our own role) is re-read. */
+const MEMBERS_REFRESH_MS = 30_000;
+
+const CONNECTION_LABELS: Record<ConnectionState, string> = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+};
+
+function describe(err: unknown): string {
+  return err instanceof ApiError ? err.describe() : err instanceof Error ? err.message : String(err);
+}
+
+export function mountRoom(root: HTMLElement, roomId: string): void {
+  const name = loadName() ?? randomGuestName();
+  saveName(name);
+  rememberRoom(roomId);
+  const api = new Api(() => name);
+  const doc = new Y.Doc();
+  const files = filesMap(doc);
+
+  // ---- layout ----
+  const status = h("span", { class: "connection-status", "data-testid": "connection-status", "data-state": "connecting", role: "status" }, "Signing in…");
+  const errorBanner = h("div", { class: "banner error", "data-testid": "error-message", role: "alert", hidden: true });
+  const readOnlyNotice = h("div", { class: "banner info", "data-testid": "read-only-notice", hidden: true }, "Read-only: you are a viewer");
+  const editorHost = h("div", { class: "editor", "data-testid": "editor" });
+  const currentFileLabel = h("div", { class: "pane-title", "data-testid": "current-file" }, "");
+  const filesPane = h("aside", { class: "files" });
+  const peoplePane = h("div", { class: "people-list" });
+  const runButton = h("button", { type: "button", class: "primary", "data-testid": "run", disabled: true }, "▶ Run");
+  const stopButton = h("button", { type: "button", "data-testid": "stop", disabled: true }, "■ Stop");
+  const runStatus = h("span", { class: "run-status", "data-testid": "run-status", "data-status": "idle" }, "idle");
+  const pyodideLoading = h("span", { class: "loading", "data-testid": "pyodide-loading", hidden: true, role: "status" });
+  const rateLimitMessage = h("span", { class: "rate-limit", "data-testid": "rate-limit-message", role: "alert", hidden: true });
+  const runError = h("span", { class: "run-error", "data-testid": "run-error", role: "alert", hidden: true });
+  const runMeta = h("div", { class: "run-meta" });
+  const output = h("pre", { class: "output", "data-testid": "output", "aria-live": "polite" });
+
+  root.append(
+    h("header", { class: "topbar" },
+      h("a", { href: "/", class: "brand" }, "PairPilot"),
+      h("span", { class: "room-id", "data-testid": "room-id" }, roomId),
+      status,
+      h("span", { class: "spacer" }),
+      h("span", { class: "me", "data-testid": "my-name" }, name)),
+    errorBanner,
+    readOnlyNotice,
+    h("div", { class: "workspace" },
+      filesPane,
+      h("section", { class: "editor-pane" }, currentFileLabel, editorHost),
+      h("aside", { class: "people" }, h("h2", {}, "Participants"), peoplePane)),
+    h("section", { class: "output-pane" },
+      h("div", { class: "run-bar" }, runButton, stopButton, runStatus, pyodideLoading, rateLimitMessage, runError),
+      runMeta,
+      output),
+  );
+
+  const showError = (message: string | null): void => {
+    errorBanner.hidden = message === null;
+    errorBanner.textContent = message ?? "";
+  };
+
+  // ---- state ----
+  let self = { id: "", name };
+  let role: Role | null = null;
+  let defaultRole: Role | null = null;
+  let members: MemberInfo[] = [];
+  let connection: Connection | null = null;
+  let currentFile: string | null = null;
+  let runBusy = false;
+  let synced = false;
+
+  const awarenessRef: { current: Connection["provider"]["awareness"] | null } = { current: null };
+  const editor = { current: null as ReturnType<typeof createEditor> | null };
+
+  const canEdit = (): boolean => role === "owner" || role === "editor";
+
+  const refreshControls = (): void => {
+    const readOnly = !canEdit();
+    readOnlyNotice.hidden = role !== "viewer";
+    editor.current?.setReadOnly(readOnly);
+    fileList?.setEditable(!readOnly);
+    const shared = readRun(doc);
+    runButton.disabled = readOnly || runBusy || currentFile === null;
+    runButton.title = role === "viewer" ? "Viewers cannot run code" : "";
+    stopButton.disabled = readOnly || !(runBusy || shared?.status === "running");
+  };
+
+  const isOnline = (userId: string): boolean => {
+    const awareness = awarenessRef.current;
+    if (!awareness) return false;
+    return [...awareness.getStates().values()].some((s) => (s as { user?: { id?: string } }).user?.id === userId);
+  };
+
+  const renderPeople = (): void => {
+    const awareness = awarenessRef.current;
+    if (!awareness) return;
+    renderParticipants(peoplePane, participants(awareness, members, self.id), {
+      canManage: role === "owner",
+      defaultRole,
+      onRoleChange: (userId, newRole) => {
+        api.setMemberRole(roomId, userId, newRole).then(
+          () => {
+            signalRolesChanged(awareness);
+            void refreshMembers();
+          },
+          (err: unknown) => {
+            showError(`Could not change the role: ${describe(err)}`);
+            void refreshMembers();
+          },
+        );
+      },
+      onDefaultRoleChange: (newRole) => {
+        api.setDefaultRole(roomId, newRole).then(
+          () => { defaultRole = newRole; renderPeople(); },
+          (err: unknown) => { showError(`Could not change the default role: ${describe(err)}`); renderPeople(); },
+        );
+      },
+    });
+  };
+
+  const applyRole = (newRole: Role | null): void => {
+    if (newRole === role) return;
+    role = newRole;
+    if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name: self.name, role });
+    refreshControls();
+  };
+
+  let membersInFlight = false;
+  const refreshMembers = async (): Promise<void> => {
+    if (membersInFlight || !self.id) return;
+    membersInFlight = true;
+    try {
+      members = await api.listMembers(roomId);
+      const mine = members.find((m) => m.user_id === self.id);
+      if (mine) applyRole(mine.role);
+      renderPeople();
+    } catch (err) {
+      showError(`Could not load the participants: ${describe(err)}`);
+    } finally {
+      membersInFlight = false;
+    }
+  };
+
+  // ---- files + editor ----
+  const openFile = (fileName: string | null): void => {
+    currentFile = fileName !== null && files.has(fileName) ? fileName : null;
+    currentFileLabel.textContent = currentFile ?? "No file open";
+    const text = currentFile === null ? undefined : files.get(currentFile);
+    if (text && editor.current) editor.current.open(currentFile!, text);
+    else editor.current?.close();
+    fileList?.setCurrent(currentFile);
+    if (awarenessRef.current) setLocalFile(awarenessRef.current, currentFile);
+    refreshControls();
+  };
+
+  const fileList = mountFileList(filesPane, files, {
+    onOpen: openFile,
+    onRenamed: (from, to) => { if (currentFile === from) openFile(to); },
+    onError: (message) => showError(message),
+  });
+
+  files.observe(() => {
+    if (currentFile !== null && !files.has(currentFile)) openFile(null);
+    if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+  });
+
+  // ---- run ----
+  const runner = createRunner({
+    doc, roomId, api,
+    self: () => self,
+    isOnline,
+    onLocal: (event) => {
+      switch (event.kind) {
+        case "loading":
+          pyodideLoading.hidden = event.message === null;
+          pyodideLoading.textContent = event.message ?? "";
+          break;
+        case "rate-limited":
+          rateLimitMessage.hidden = false;
+          rateLimitMessage.textContent = `Run limit reached — try again in ${event.retryAfterS} s`;
+          break;
+        case "error":
+          runError.hidden = false;
+          runError.textContent = event.message;
+          break;
+        case "clear":
+          rateLimitMessage.hidden = true;
+          runError.hidden = true;
+          break;
+        case "busy":
+          runBusy = event.busy;
+          refreshControls();
+          break;
+      }
+    },
+  });
+  runButton.addEventListener("click", () => {
+    if (currentFile === null) return;
+    const text = files.get(currentFile);
+    void runner.run(currentFile, text?.toString() ?? "");
+  });
+  stopButton.addEventListener("click", () => runner.stop());
+  doc.getMap("run").observe(refreshControls);
+  mountOutputPanel(doc, runStatus, runMeta, output);
+
+  // ---- mount sequence ----
+  const setStatus = (state: ConnectionState, detail: string): void => {
+    status.dataset.state = state;
+    status.textContent = CONNECTION_LABELS[state];
+    status.title = detail;
+  };
+
+  const start = async (): Promise<void> => {
+    const session = await api.currentSession();
+    self = { id: session.user.id, name };
+    setMonitoringUser(self);
+    const joined = await api.joinRoom(roomId);
+    defaultRole = joined.room.default_role;
+    role = joined.member.role;
+    const snapshot = await api.getSnapshot(roomId);
+    if (snapshot.snapshot_b64) Y.applyUpdate(doc, fromBase64(snapshot.snapshot_b64), SNAPSHOT_ORIGIN);
+
+    connection = openConnection({
+      roomId, doc,
+      wsBase: pageWsBase(),
+      token: async () => (await api.currentSession()).token,
+      renewToken: async () => {
+        // A new anonymous identity must join again before the socket lets it in.
+        const renewed = await api.renewSession();
+        self = { id: renewed.user.id, name };
+        const rejoined = await api.joinRoom(roomId);
+        defaultRole = rejoined.room.default_role;
+        applyRole(rejoined.member.role);
+        if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name, role });
+        return renewed.token;
+      },
+      onState: (state, detail) => {
+        setStatus(state, detail);
+        if (state === "connected") showError(null);
+      },
+      onPermissionDenied: () => {
+        void refreshMembers();
+        showError("The server did not accept your edit: you are a viewer in this room.");
+      },
+      onFatal: (_code, message) => showError(message),
+    });
+    const awareness = connection.provider.awareness;
+    awarenessRef.current = awareness;
+    setLocalUser(awareness, { id: self.id, name, role });
+    editor.current = createEditor(editorHost, awareness);
+
+    let knownClients = "";
+    awareness.on("change", () => {
+      const ids = [...awareness.getStates().values()].map((s) => (s as { user?: { id?: string } }).user?.id ?? "").sort().join(",");
+      if (ids !== knownClients) {
+        const newcomer = ids.split(",").some((id) => id && !members.some((m) => m.user_id === id));
+        knownClients = ids;
+        if (newcomer) void refreshMembers();
+      }
+      renderPeople();
+      refreshControls();
+    });
+    watchRoleSignals(awareness, () => void refreshMembers());
+
+    connection.provider.on("sync", (isSynced: boolean) => {
+      if (!isSynced || synced) return;
+      synced = true;
+      if (canEdit()) ensureStarterFile(files);
+      if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+    });
+    if (files.size > 0) openFile([...files.keys()].sort()[0]!);
+    refreshControls();
+    void refreshMembers();
+    setInterval(() => void refreshMembers(), MEMBERS_REFRESH_MS);
+  };
+
+  start().catch((err: unknown) => {
+    setStatus("offline", describe(err));
+    const what = err instanceof ApiError && err.status === 404 ? "Room not found or not accessible" : "Could not open the room";
+    showError(`${what}: ${describe(err)}`);
+    if (!(err instanceof ApiError)) reportError(err, { where: "mountRoom", roomId });
+  });
+}

@@ -1,0 +1,56 @@
+/** What the client keeps in localStorage: the session, the display name, recent rooms. */
+
+export interface Session {
+  token: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+  user: { id: string; name: string };
+}
+
+export interface RecentRoom { id: string; visitedAt: number }
+
+const KEYS = {
+  session: "pairpilot.session",
+  name: "pairpilot.name",
+  recent: "pairpilot.recentRooms",
+} as const;
+
+const MAX_RECENT = 10;
+
+function readJson<T>(key: string): T | null {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw === null ? null : (JSON.parse(raw) as T);
+  } catch {
+    return null;
+  }
+}
+
+export function loadSession(): Session | null {
+  const s = readJson<Session>(KEYS.session);
+  return s && typeof s.token === "string" && typeof s.expiresAt === "number" && s.user ? s : null;
+}
+
+export function saveSession(session: Session): void {
+  localStorage.setItem(KEYS.session, JSON.stringify(session));
+}
+
+export function loadName(): string | null {
+  const name = localStorage.getItem(KEYS.name);
+  return name && name.trim() ? name.trim() : null;
+}
+
+export function saveName(name: string): void {
+  localStorage.setItem(KEYS.name, name.trim());
+}
+
+export function loadRecentRooms(): RecentRoom[] {
+  const list = readJson<RecentRoom[]>(KEYS.recent);
+  return Array.isArray(list) ? list.filter((r) => typeof r?.id === "string") : [];
+}
+
+/** Moves a room to the top of the recent list. */
+export function rememberRoom(id: string): void {
+  const rest = loadRecentRooms().filter((r) => r.id !== id);
+  localStorage.setItem(KEYS.recent, JSON.stringify([{ id, visitedAt: Date.now() }, ...rest].slice(0, MAX_RECENT)));
+}
