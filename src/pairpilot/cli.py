@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import sys
 
-import uvicorn
-
 from pairpilot import __version__
 from pairpilot.errors import ConfigurationError
 from pairpilot.observability.logging import configure_logging
@@ -19,17 +17,9 @@ from pairpilot.storage.sql import create_engine
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the server until interrupted."""
     from pairpilot.web import create_app  # noqa: PLC0415 - keep `--help` fast
+    from pairpilot.web.server import make_server  # noqa: PLC0415
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,  # see DESIGN.md §5: deflate costs stock clients p99
-        ws_max_size=settings.max_message_bytes,
-        log_config=None,
-        lifespan="on",
-    )
+    make_server(create_app(settings), settings, host, port).run()
 
 
 async def _migrate(settings: Settings) -> None:

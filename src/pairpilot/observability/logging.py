@@ -7,9 +7,14 @@ import sys
 
 import structlog
 
+_MARK = "_pairpilot_handler"
+
 
 def configure_logging(level: str) -> None:
-    """One JSON object per line on stderr, context variables (connection, room) merged in."""
+    """One JSON object per line on stderr, context variables (connection, room) merged in.
+
+    Idempotent: calling it again replaces PairPilot's handler and leaves others alone.
+    """
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -24,7 +29,11 @@ def configure_logging(level: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
+    setattr(handler, _MARK, True)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -35,8 +44,7 @@ def configure_logging(level: str) -> None:
             ],
         )
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()

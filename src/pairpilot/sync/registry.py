@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import structlog
@@ -63,7 +64,10 @@ class RoomRegistry:
         """Schedule the idle unload once the room has no sessions."""
         if not room.sessions and room.id not in self._idle:
             loop = asyncio.get_running_loop()
-            self._idle[room.id] = loop.call_later(self._idle_s, self._start_unload, room)
+            # A fresh context: the unload must not log under the last connection's ids.
+            self._idle[room.id] = loop.call_later(
+                self._idle_s, self._start_unload, room, context=contextvars.Context()
+            )
 
     async def close(self) -> None:
         """Stop timers and write everything pending (server shutdown)."""

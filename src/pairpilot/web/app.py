@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from pairpilot import __version__
 from pairpilot.access import AllowEveryone, Authorizer
 from pairpilot.bus import LocalBus, RoomBus
+from pairpilot.observability.logging import configure_logging
 from pairpilot.settings import Settings
 from pairpilot.storage.migrate import migrate
 from pairpilot.storage.sql import SqlRoomStore, create_engine
@@ -61,6 +62,7 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     """The ASGI application for these settings."""
+    configure_logging(settings.log_level)
     services = build_services(settings)
 
     @asynccontextmanager

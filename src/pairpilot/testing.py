@@ -1,0 +1,187 @@
+"""Helpers for tests, PairPilot's own and its users': a live server, a stock pycrdt client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pycrdt import Doc, Provider
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from pairpilot.settings import Settings
+from pairpilot.web.app import Services, create_app
+from pairpilot.web.server import make_server
+
+
+def quick_settings(data_dir: Path, **overrides: Any) -> Settings:  # noqa: ANN401
+    """Settings for a test: a private data dir, quick flushes, unloads and retries."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "flush_ms": 50,
+        "idle_unload_ms": 200,
+        "flush_retry_max_ms": 200,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveServer:
+    """A server listening on 127.0.0.1 in this event loop."""
+
+    port: int
+    services: Services
+
+    @property
+    def http_url(self) -> str:
+        """Base URL for HTTP calls."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, room_id: str, token: str | None = None) -> str:
+        """The collaboration WebSocket URL of a room."""
+        query = f"?token={token}" if token else ""
+        return f"ws://127.0.0.1:{self.port}/collab/{room_id}{query}"
+
+
+@asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """Run the real app under uvicorn on a free port for the duration of the block."""
+    app = create_app(settings)
+    server = make_server(app, settings, "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(port, app.state.services)
+    finally:
+        server.should_exit = True
+        await task
+
+
+class WebsocketChannel:
+    """pycrdt's Channel over a `websockets` client connection."""
+
+    def __init__(self, websocket: ClientConnection, path: str) -> None:
+        self._websocket = websocket
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        """The room path."""
+        return self._path
+
+    def __aiter__(self) -> WebsocketChannel:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosed as exc:
+            raise StopAsyncIteration from exc
+
+    async def send(self, message: bytes) -> None:
+        """Send one frame."""
+        await self._websocket.send(message)
+
+    async def recv(self) -> bytes:
+        """Receive the next binary frame."""
+        while True:
+            message = await self._websocket.recv()
+            if isinstance(message, bytes):
+                return message
+
+
+@asynccontextmanager
+async def synced_client(url: str, doc: Doc[Any] | None = None) -> AsyncIterator[Doc[Any]]:
+    """A pycrdt Provider connected to ``url``; yields its Doc once the first sync is done."""
+    doc = doc if doc is not None else Doc()
+    async with connect(url, compression=None, max_size=None) as websocket:
+        channel = WebsocketChannel(websocket, url)
+        async with Provider(doc, channel) as provider:
+            await asyncio.wait_for(provider.synced.wait(), 10)
+            yield doc
+
+
+async def wait_until(
+    check: Callable[[], bool],
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling helper owns its deadline
+    what: str = "",
+) -> None:
+    """Poll ``check`` until it holds; raise TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`pairpilot serve` as a real child process, for restart and crash tests."""
+
+    def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._env = {**os.environ, **env}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        """Base URL for HTTP calls."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, room_id: str, token: str | None = None) -> str:
+        """The collaboration WebSocket URL of a room."""
+        query = f"?token={token}" if token else ""
+        return f"ws://127.0.0.1:{self.port}/collab/{room_id}{query}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the process and wait until /healthz answers."""
+        command = [sys.executable, "-m", "pairpilot", "serve", "--port", str(self.port)]
+        self._process = subprocess.Popen(command, env=self._env)  # noqa: S603
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"server exited with {self._process.returncode}")
+            try:
+                if httpx.get(f"{self.http_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError("server did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(10)
+            self._process = None
+
+    def stop(self) -> None:
+        """SIGTERM and wait: a graceful shutdown."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(30)
+            self._process = None

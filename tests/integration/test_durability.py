@@ -1,0 +1,193 @@
+"""Nothing typed is lost: flush, crash, restart, idle unload, storage failures."""
+
+import asyncio
+import gc
+import random
+import weakref
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pycrdt import Doc, Text
+from websockets.asyncio.client import connect
+
+from pairpilot.errors import StorageError
+from pairpilot.storage.schema import room_snapshots, room_updates
+from pairpilot.sync import protocol
+from pairpilot.testing import (
+    LiveServer,
+    ServerProcess,
+    live_server,
+    quick_settings,
+    synced_client,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def _text(doc: Doc) -> str:
+    return str(doc.get("code", type=Text))
+
+
+async def _type(doc: Doc, count: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    text = doc.get("code", type=Text)
+    for i in range(count):
+        text.insert(rng.randint(0, len(text)), f"{i % 10}")
+        await asyncio.sleep(0.001)
+
+
+async def _log_rows(server: LiveServer, room_id: str) -> int:
+    async with server.services.store.engine.connect() as conn:
+        return int(
+            await conn.scalar(sa.select(sa.func.count()).where(room_updates.c.room_id == room_id))
+            or 0
+        )
+
+
+async def test_kill_9_after_the_flush_interval_loses_nothing(tmp_path: Path):
+    process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "200"})
+    process.start()
+    try:
+        async with synced_client(process.ws_url("crash")) as doc:
+            await _type(doc, 300, seed=7)
+            typed = _text(doc).encode()
+            await asyncio.sleep(0.2 + 0.3)  # the flush interval, and one write's worth
+            process.kill()
+        process.start()
+        async with synced_client(process.ws_url("crash")) as fresh:
+            await wait_until(lambda: _text(fresh).encode() == typed, what="restored text")
+            assert _text(fresh).encode() == typed
+    finally:
+        process.kill()
+
+
+async def test_graceful_shutdown_flushes_even_inside_the_interval(tmp_path: Path):
+    process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "60000"})
+    process.start()
+    try:
+        async with synced_client(process.ws_url("term")) as doc:
+            doc.get("code", type=Text).insert(0, "saved on SIGTERM")
+            await asyncio.sleep(0.3)
+        process.stop()
+        process.start()
+        async with synced_client(process.ws_url("term")) as fresh:
+            await wait_until(lambda: _text(fresh) == "saved on SIGTERM")
+    finally:
+        process.kill()
+
+
+async def test_an_idle_room_is_flushed_compacted_and_unloaded(server: LiveServer):
+    async with synced_client(server.ws_url("idle")) as doc:
+        await _type(doc, 50)
+        typed = _text(doc)
+        room = server.services.registry.rooms["idle"]
+        room_ref = weakref.ref(room)
+        doc_ref = weakref.ref(room.doc)
+        del room
+    await wait_until(lambda: "idle" not in server.services.registry.rooms, what="unload")
+    gc.collect()
+    assert room_ref() is None
+    assert doc_ref() is None
+    assert await _log_rows(server, "idle") == 0
+    async with server.services.store.engine.connect() as conn:
+        assert await conn.scalar(
+            sa.select(room_snapshots.c.snapshot_b64).where(room_snapshots.c.room_id == "idle")
+        )
+    async with synced_client(server.ws_url("idle")) as again:
+        await wait_until(lambda: _text(again) == typed)
+
+
+async def test_a_returning_client_cancels_the_unload(tmp_path: Path):
+    async with live_server(quick_settings(tmp_path, idle_unload_ms=400)) as server:
+        async with synced_client(server.ws_url("back")) as doc:
+            doc.get("code", type=Text).insert(0, "a")
+            first = server.services.registry.rooms["back"]
+        await asyncio.sleep(0.1)
+        async with synced_client(server.ws_url("back")):
+            await asyncio.sleep(0.6)
+            assert server.services.registry.rooms["back"] is first
+
+
+async def test_concurrent_first_connects_load_the_room_once(server: LiveServer):
+    store = server.services.store
+    await store.append([("crowd", _update_with("seeded"))])
+    original = store.load
+    calls = 0
+
+    async def counting_load(room_id: str):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)  # widen the window in which the connects overlap
+        return await original(room_id)
+
+    store.load = counting_load  # type: ignore[method-assign]
+    sockets = await asyncio.gather(
+        *(connect(server.ws_url("crowd"), compression=None) for _ in range(10))
+    )
+    try:
+        for ws in sockets:
+            await ws.send(protocol.sync_step1(Doc().get_state()))
+        for ws in sockets:
+            doc: Doc = Doc()
+            while True:
+                message = protocol.decode_message(await ws.recv())  # type: ignore[arg-type]
+                if isinstance(message, protocol.SyncStep2):
+                    doc.apply_update(message.update)
+                    break
+            assert _text(doc) == "seeded"
+        assert calls == 1
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+def _update_with(content: str) -> bytes:
+    doc: Doc = Doc()
+    doc["code"] = Text(content)
+    return doc.get_update()
+
+
+async def test_a_storage_failure_never_stops_the_room_and_is_retried(server: LiveServer, caplog):
+    store = server.services.store
+    original = store.append
+    failing = True
+
+    async def flaky_append(batch):  # type: ignore[no-untyped-def]
+        if failing:
+            raise StorageError("disk on fire")
+        return await original(batch)
+
+    store.append = flaky_append  # type: ignore[method-assign]
+    async with (
+        synced_client(server.ws_url("flaky")) as a,
+        synced_client(server.ws_url("flaky")) as b,
+    ):
+        a.get("code", type=Text).insert(0, "typed while the disk burns")
+        await wait_until(lambda: _text(b) == "typed while the disk burns", what="live relay")
+        await wait_until(lambda: server.services.flusher.failures >= 2, what="retries")
+        assert any("flush failed" in str(r.msg) for r in caplog.records)
+        assert await _log_rows(server, "flaky") == 0
+        failing = False
+        await wait_until(lambda: not server.services.registry.rooms["flaky"].pending)
+    stored = await store.load("flaky")
+    restored: Doc = Doc()
+    for part in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
+        restored.apply_update(part)
+    assert _text(restored) == "typed while the disk burns"
+
+
+async def test_the_log_is_compacted_once_it_outgrows_the_threshold(tmp_path: Path):
+    settings = quick_settings(tmp_path, compact_min_bytes=2048, idle_unload_ms=60_000)
+    async with live_server(settings) as server, synced_client(server.ws_url("grow")) as doc:
+        text = doc.get("code", type=Text)
+        for _ in range(40):
+            text.insert(len(text), "y" * 200)
+            await asyncio.sleep(0.06)
+        await wait_until(lambda: server.services.registry.rooms["grow"].snapshot_bytes > 0)
+        room = server.services.registry.rooms["grow"]
+        assert room.log_bytes < 2048 + 400
+        stored = await server.services.store.load("grow")
+        assert stored.snapshot is not None
+        assert stored.log_bytes < 2048 + 400

@@ -1,0 +1,50 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc
+
+from pairpilot.bus import LocalBus
+from pairpilot.errors import ProtocolError
+from pairpilot.sync.protocol import decode_message
+from pairpilot.sync.room import Room
+from pairpilot.sync.session import Session, TokenBucket
+
+
+class NullSocket:
+    async def send_bytes(self, data: bytes) -> None:
+        pass
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        pass
+
+
+def _frames():
+    """Random bytes, and random bytes behind each valid message-type prefix."""
+    prefixes = st.sampled_from([b"", b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x01", b"\x03"])
+    return st.builds(lambda p, b: p + b, prefixes, st.binary(max_size=64))
+
+
+@settings(max_examples=2000)
+@given(_frames())
+def test_decoding_never_raises_anything_but_protocol_error(frame: bytes):
+    try:
+        decode_message(frame)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_frames(), max_size=8))
+def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
+    room = Room("fuzz", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
+    session = Session(
+        NullSocket(), user_id="u", can_write=True, queue_size=64, rate=TokenBucket(1e9, 1e9)
+    )
+    room.join(session)
+    for frame in frames:
+        try:
+            room.receive(session, decode_message(frame))
+        except ProtocolError:
+            pass
+    # The room still answers a sync step 1 after whatever it was fed.
+    room.receive(session, decode_message(b"\x00\x00\x01\x00"))
+    room.leave(session)

@@ -1,0 +1,71 @@
+import pytest
+from pycrdt import Awareness, Doc, Text, create_awareness_message, create_sync_message
+
+from pairpilot.errors import ProtocolError
+from pairpilot.sync import protocol
+from pairpilot.sync.protocol import (
+    AwarenessUpdate,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+)
+
+
+def _doc_with(text: str) -> Doc:
+    doc: Doc = Doc()
+    doc["f"] = Text(text)
+    return doc
+
+
+def test_sync_step1_from_pycrdt_decodes_to_its_state_vector():
+    doc = _doc_with("hello")
+    message = decode_message(create_sync_message(doc))
+    assert message == SyncStep1(doc.get_state())
+
+
+def test_step2_and_update_carry_the_update_and_the_update_keeps_its_frame():
+    update = _doc_with("x").get_update()
+    assert decode_message(protocol.sync_step2(update)) == SyncStep2(update)
+    frame = protocol.sync_update(update)
+    assert decode_message(frame) == SyncUpdate(update, frame)
+
+
+def test_awareness_frame_round_trips():
+    awareness = Awareness(Doc())
+    awareness.set_local_state({"user": {"name": "Ada"}})
+    update = awareness.encode_awareness_update([awareness.client_id])
+    frame = create_awareness_message(update)
+    assert decode_message(frame) == AwarenessUpdate(update, frame)
+
+
+def test_query_awareness_is_a_single_byte():
+    assert decode_message(b"\x03") == QueryAwareness()
+
+
+def test_permission_denied_counts_utf8_bytes():
+    frame = protocol.permission_denied("lecture seule é")
+    assert frame[:2] == b"\x02\x00"
+    assert frame[2] == len("lecture seule é".encode())
+    assert frame[3:].decode() == "lecture seule é"
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"", "truncated varint"),
+        (b"\x80", "truncated varint"),
+        (b"\x00", "truncated varint"),
+        (b"\x00\x00", "missing payload"),
+        (b"\x00\x02\x05ab", "past the end"),
+        (b"\x00\x07\x00", "unknown sync message type"),
+        (b"\x09", "unknown message type"),
+        (b"\x01", "missing payload"),
+        (b"\x03\x00", "trailing bytes"),
+        (b"\x00\x02\x00\x00", "trailing bytes"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(frame: bytes, reason: str):
+    with pytest.raises(ProtocolError, match=reason):
+        decode_message(frame)
