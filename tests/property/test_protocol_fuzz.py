@@ -1,3 +1,5 @@
+import contextlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc
@@ -26,10 +28,8 @@ def _frames():
 @settings(max_examples=2000)
 @given(_frames())
 def test_decoding_never_raises_anything_but_protocol_error(frame: bytes):
-    try:
+    with contextlib.suppress(ProtocolError):
         decode_message(frame)
-    except ProtocolError:
-        pass
 
 
 @settings(max_examples=1000, deadline=None)
@@ -41,10 +41,8 @@ def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
     )
     room.join(session)
     for frame in frames:
-        try:
+        with contextlib.suppress(ProtocolError):
             room.receive(session, decode_message(frame))
-        except ProtocolError:
-            pass
     # The room still answers a sync step 1 after whatever it was fed.
     room.receive(session, decode_message(b"\x00\x00\x01\x00"))
     room.leave(session)
