@@ -225,6 +225,67 @@ class Bench:
                     }
                 )
 
+    def idle(self) -> None:
+        hold = 5.0 if self.quick else 10.0
+        sizes = [1000, 3000]
+        for name in self.servers:
+            rows = {}
+            for conns in sizes:
+                row = self.with_server(
+                    name, lambda server, c=conns: self._idle_body(server, c, hold)
+                )
+                rows[conns] = row
+                self.record(
+                    {
+                        "scenario": "idle",
+                        "server": name,
+                        "case": {"connections": conns, "per_room": 10, "hold_s": hold},
+                        **row,
+                    }
+                )
+            lo, hi = rows[sizes[0]], rows[sizes[1]]
+            ok = bool(lo.get("ok") and hi.get("ok"))
+            marginal = None
+            if ok:
+                delta_kb = hi["server_usage"]["mean_rss_kb"] - lo["server_usage"]["mean_rss_kb"]
+                marginal = round(delta_kb / (sizes[1] - sizes[0]), 2)
+            self.record(
+                {
+                    "scenario": "idle-marginal",
+                    "server": name,
+                    "case": {"from": sizes[0], "to": sizes[1]},
+                    "ok": ok,
+                    "kb_per_connection": marginal,
+                    "summary": {"kb_per_connection": marginal},
+                }
+            )
+
+    def _idle_body(self, server: Server, conns: int, hold: float) -> dict[str, Any]:
+        base = server.sampler_().mark("base")
+        result, marks = run_driver(
+            server,
+            {
+                "mode": "idle",
+                "connections": conns,
+                "perRoom": 10,
+                "holdS": hold,
+                "roomPrefix": f"idle-{conns}",
+            },
+            timeout=hold + 300,
+        )
+        row: dict[str, Any] = {"driver_result": result, "ok": bool(result.get("ok"))}
+        if "measure_start" in marks and "measure_end" in marks:
+            usage = server_usage(server, marks["measure_start"], marks["measure_end"])
+            usage["base_rss_kb"] = base.rss_kb
+            row["server_usage"] = usage
+            row["summary"] = {
+                "rss_mb": _mb(usage["mean_rss_kb"]),
+                "base_rss_mb": _mb(base.rss_kb),
+                "idle_cpu_pct": usage["cpu_pct"],
+                "connect_s": _r(result.get("connect_ms", 0) / 1000),
+            }
+        return row
+
 
 def _r(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
@@ -234,7 +295,7 @@ def _mb(kb: float | None) -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
-SCENARIOS = ["fanout"]
+SCENARIOS = ["fanout", "idle"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -202,7 +202,32 @@ async function fanout () {
   }
 }
 
-const MODES = { fanout }
+/** Hold many idle connections: `connections`, `perRoom` a room, for `holdS` seconds. */
+async function idle () {
+  const rooms = Math.ceil(cfg.connections / cfg.perRoom)
+  const roomIds = Array.from({ length: rooms }, (_, r) => `${cfg.roomPrefix}-${r}`)
+  const t0 = performance.now()
+  const byRoom = await openRooms(roomIds, cfg.perRoom)
+  const connectMs = performance.now() - t0
+  emit({ event: 'connected', connectMs })
+  await sleep((cfg.settleS ?? 3) * 1000)
+  emit({ event: 'measure_start' })
+  await sleep(cfg.holdS * 1000)
+  emit({ event: 'measure_end' })
+  const clients = byRoom.flat()
+  const connected = clients.filter((cl) => cl.connected()).length
+  const closes = clients.reduce((a, cl) => a + cl.closes(), 0)
+  closeAll(byRoom)
+  return {
+    connections: clients.length,
+    connected,
+    reconnects: closes,
+    connect_ms: connectMs,
+    ok: connected === clients.length && closes === 0
+  }
+}
+
+const MODES = { fanout, idle }
 
 const mode = MODES[cfg.mode]
 if (!mode) throw new Error(`unknown mode ${cfg.mode}`)
