@@ -6,15 +6,16 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
 import pytest
+from tests.support import unavailable
 
 from pairpilot.settings import Settings
 from pairpilot.testing import LiveServer, live_server, quick_settings
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_ADMIN_URL = os.environ.get(
     "PAIRPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -36,29 +37,27 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
         yield running
 
 
-def _unavailable(what: str, error: Exception) -> None:
-    message = f"{what} is not reachable ({error}); start it with ../shared/services.sh"
-    if IN_CI:
-        pytest.fail(f"CI requires {message}")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test session; its URL."""
     name = f"pairpilot_test_{uuid.uuid4().hex[:10]}"
 
-    async def admin(sql: str) -> None:
+    async def execute(sql: str) -> None:
         connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
         try:
             await connection.execute(sql)
         finally:
             await connection.close()
 
+    def admin(sql: str) -> None:
+        # Its own thread and loop: this fixture may be first asked for inside a running loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, execute(sql)).result()
+
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
-        _unavailable("PostgreSQL", exc)
+        unavailable(f"PostgreSQL is not reachable ({exc}); start it with ../shared/services.sh")
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin(f'DROP DATABASE "{name}" WITH (FORCE)')
