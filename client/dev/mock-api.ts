@@ -106,13 +106,17 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
 
 /** Vite plugin answering /api/* in the dev server from the in-memory state above. */
 export function mockApi(): Plugin {
+  const middleware = (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
+    if (!(req.url ?? "").startsWith("/api/")) return next();
+    handle(req, res).catch((err: unknown) => fail(res, 500, "internal", String(err)));
+  };
   return {
     name: "pairpilot-mock-api",
     configureServer(server) {
-      server.middlewares.use((req, res, next) => {
-        if (!(req.url ?? "").startsWith("/api/")) return next();
-        handle(req, res).catch((err: unknown) => fail(res, 500, "internal", String(err)));
-      });
+      server.middlewares.use(middleware);
+    },
+    configurePreviewServer(server) {
+      server.middlewares.use(middleware);
     },
   };
 }

@@ -129,6 +129,9 @@ export function createEditor(parent: HTMLElement, awareness: Awareness): Editor 
       view.setState(EditorState.create({ doc: "", extensions: [readOnlyExtension(true)] }));
     },
     setReadOnly(value) {
+      // Also called from awareness changes that CodeMirror itself triggers mid-update: only
+      // dispatch on a real change.
+      if (value === readOnly) return;
       readOnly = value;
       if (hasFile) view.dispatch({ effects: readOnlyCompartment.reconfigure(readOnlyExtension(value)) });
     },
