@@ -32,6 +32,18 @@ async function loadRuntime(): Promise<PyodideAPI> {
   return pyodide;
 }
 
+/** Drops the traceback frames of Pyodide's own runner, so the first frame shown is the user's. */
+function userTraceback(message: string): string {
+  const kept: string[] = [];
+  let skipping = false;
+  for (const line of message.split("\n")) {
+    if (line.startsWith("  File ")) skipping = /^ {2}File "[^"]*\/_pyodide\//.test(line);
+    else if (!line.startsWith("    ")) skipping = false;
+    if (!skipping) kept.push(line);
+  }
+  return kept.join("\n");
+}
+
 async function run(request: RunRequest): Promise<void> {
   let pyodide: PyodideAPI;
   try {
@@ -53,7 +65,7 @@ async function run(request: RunRequest): Promise<void> {
     scope.postMessage({ type: "done" });
   } catch (error) {
     pyodide.runPython("import sys; sys.stdout.flush()");
-    const message = error instanceof Error ? error.message : String(error);
+    const message = userTraceback(error instanceof Error ? error.message : String(error));
     scope.postMessage({ type: "output", stream: "stderr", text: message.endsWith("\n") ? message : `${message}\n` });
     scope.postMessage({ type: "error", message: message.trim().split("\n").pop() ?? "error" });
   } finally {
