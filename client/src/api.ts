@@ -101,22 +101,35 @@ export async function ensureSession(name: string): Promise<Session> {
  */
 export class Api {
   private session: Session | null = null;
+  private readonly sessionListeners = new Set<(session: Session) => void>();
 
   constructor(private readonly name: () => string) {}
+
+  /** Calls `listener` whenever a new sign-in replaces the session (a new anonymous user id). */
+  onSessionChange(listener: (session: Session) => void): () => void {
+    this.sessionListeners.add(listener);
+    return () => this.sessionListeners.delete(listener);
+  }
+
+  private replaceSession(session: Session): Session {
+    const changed = this.session !== null && this.session.user.id !== session.user.id;
+    this.session = session;
+    if (changed) for (const listener of this.sessionListeners) listener(session);
+    return session;
+  }
 
   /** The current session, signing in when needed. */
   async currentSession(): Promise<Session> {
     this.session ??= await ensureSession(this.name());
     if (this.session.expiresAt - TOKEN_MARGIN_S * 1000 <= Date.now()) {
-      this.session = await signInAnonymously(this.name());
+      return this.replaceSession(await signInAnonymously(this.name()));
     }
     return this.session;
   }
 
   /** Drops the token (after the server rejected it) and signs in again. */
   async renewSession(): Promise<Session> {
-    this.session = await signInAnonymously(this.name());
-    return this.session;
+    return this.replaceSession(await signInAnonymously(this.name()));
   }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -246,6 +246,17 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     const snapshot = await api.getSnapshot(roomId);
     if (snapshot.snapshot_b64) Y.applyUpdate(doc, fromBase64(snapshot.snapshot_b64), SNAPSHOT_ORIGIN);
 
+    // A later sign-in (expired or rejected token) is a new anonymous user: join again as them.
+    api.onSessionChange((renewed) => {
+      self = { id: renewed.user.id, name };
+      setMonitoringUser(self);
+      if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name, role });
+      api.joinRoom(roomId).then(
+        (rejoined) => { defaultRole = rejoined.room.default_role; applyRole(rejoined.member.role); void refreshMembers(); },
+        (err: unknown) => showError(`Could not re-join the room: ${describe(err)}`),
+      );
+    });
+
     connection = openConnection({
       roomId, doc,
       wsBase: pageWsBase(),
@@ -253,11 +264,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       renewToken: async () => {
         // A new anonymous identity must join again before the socket lets it in.
         const renewed = await api.renewSession();
-        self = { id: renewed.user.id, name };
         const rejoined = await api.joinRoom(roomId);
         defaultRole = rejoined.room.default_role;
         applyRole(rejoined.member.role);
-        if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name, role });
         return renewed.token;
       },
       onState: (state, detail) => {
