@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import platform
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -65,9 +66,12 @@ class DriverRun:
         self.lines.put(None)
 
     def send(self, command: str) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.write(command + "\n")
-            self.proc.stdin.flush()
+        if self.proc.stdin is not None and self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(command + "\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass  # the driver ended; its result (or error) is on stdout
 
     def next(self, deadline: float) -> dict[str, Any] | None:
         try:
@@ -286,6 +290,74 @@ class Bench:
             }
         return row
 
+    def coldload(self) -> None:
+        loads = 5
+        unload_wait = 3.0
+        env = {"BENCH_STORE": "memory", "PAIRPILOT_IDLE_UNLOAD_MS": "1000"}
+        for name in self.servers:
+
+            def body(server: Server) -> dict[str, Any]:
+                def on_event(msg: dict[str, Any], run: DriverRun) -> None:
+                    if msg["event"] == "stored" or (
+                        msg["event"].startswith("load_end_")
+                        and msg["event"] != f"load_end_{loads - 1}"
+                    ):
+                        time.sleep(unload_wait)  # the server stores and unloads the room
+                        run.send("go")
+
+                result, marks = run_driver(
+                    server,
+                    {
+                        "mode": "coldload",
+                        "inserts": 100_000,
+                        "insertLen": 10,
+                        "loads": loads,
+                        "roomPrefix": "coldload",
+                        "syncTimeoutMs": 120000,
+                    },
+                    timeout=600,
+                    on_event=on_event,
+                )
+                row: dict[str, Any] = {"driver_result": result, "ok": bool(result.get("ok"))}
+                per_load = []
+                for i in range(loads):
+                    start, end = marks.get(f"load_start_{i}"), marks.get(f"load_end_{i}")
+                    if start is None or end is None:
+                        row["ok"] = False
+                        continue
+                    per_load.append(server_usage(server, start, end))
+                row["loads"] = per_load
+                if server.spec.name.startswith("pairpilot"):
+                    # Each load must be a cold one: PairPilot logs every room load.
+                    loaded = server.log.read_text(errors="replace").count('"room loaded"')
+                    row["room_loads_logged"] = loaded
+                    if loaded < loads:
+                        row["ok"] = False
+                        row["error"] = f"only {loaded} room loads logged for {loads} cold loads"
+                if per_load and row["ok"]:
+                    synced = [x["synced_ms"] for x in result["loads"]]
+                    row["summary"] = {
+                        "cpu_s_median": _median([x["cpu_s"] for x in per_load]),
+                        "synced_ms_median": _r(_median(synced)),
+                        "peak_rss_mb": _mb(max(x["peak_rss_kb"] for x in per_load)),
+                        "update_mb": _mb(result["update_bytes"] / 1024),
+                    }
+                return row
+
+            row = self.with_server(name, body, env)
+            self.record(
+                {
+                    "scenario": "coldload",
+                    "server": name,
+                    "case": {"characters": 1_000_000, "inserts": 100_000, "loads": loads},
+                    **row,
+                }
+            )
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
 
 def _r(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
@@ -295,7 +367,7 @@ def _mb(kb: float | None) -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
-SCENARIOS = ["fanout", "idle"]
+SCENARIOS = ["fanout", "idle", "coldload"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,9 @@
 // All traffic goes to the URL given, which the orchestrator sets to 127.0.0.1.
 import { performance, monitorEventLoopDelay } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
 import { connect, signIn } from './clients.mjs'
@@ -227,7 +230,73 @@ async function idle () {
   }
 }
 
-const MODES = { fanout, idle }
+/**
+ * A document of `inserts` random-position inserts of `insertLen` characters (seeded), as one
+ * update. Cached in the temp dir: building the 100,000-insert one takes seconds.
+ */
+function bigDocUpdate (inserts, insertLen, seed) {
+  const file = join(tmpdir(), `pairpilot-bench-doc-${inserts}x${insertLen}-${seed}.bin`)
+  if (existsSync(file)) return new Uint8Array(readFileSync(file))
+  const g = prng.create(seed)
+  const doc = new Y.Doc()
+  const text = doc.getText('code')
+  for (let i = 0; i < inserts; i++) text.insert(prng.uint32(g, 0, text.length), prng.word(g, insertLen, insertLen))
+  const update = Y.encodeStateAsUpdate(doc)
+  writeFileSync(file + '.tmp', update)
+  renameSync(file + '.tmp', file)
+  return update
+}
+
+/** Upload `update` to `room` through a real client and check a second client reads it back. */
+async function upload (room, update, expectedLength) {
+  const token = cfg.auth ? await signIn(cfg.http, room, 'bench-owner') : null
+  const owner = connect(cfg, room, token)
+  await owner.synced
+  Y.applyUpdate(owner.doc, update) // a local change: the provider sends it as one update
+  const checkToken = cfg.auth ? await signIn(cfg.http, room, 'bench-check') : null
+  const deadline = performance.now() + 60000
+  for (;;) {
+    const check = connect(cfg, room, checkToken)
+    await check.synced
+    const length = check.doc.getText('code').length
+    check.destroy()
+    if (length === expectedLength) break
+    if (performance.now() > deadline) throw new Error(`upload: server has ${length} characters`)
+    await sleep(500)
+  }
+  owner.destroy()
+}
+
+/**
+ * Cold load: store a 1,000,000-character document, let the server unload it, then time fresh
+ * clients joining it (`loads` times; the orchestrator waits for the unload between loads).
+ */
+async function coldload () {
+  const update = bigDocUpdate(cfg.inserts, cfg.insertLen, cfg.docSeed ?? 7)
+  const expected = cfg.inserts * cfg.insertLen
+  const room = `${cfg.roomPrefix}-0`
+  await upload(room, update, expected)
+  emit({ event: 'stored', update_bytes: update.length })
+  const loads = []
+  for (let i = 0; i < cfg.loads; i++) {
+    if ((await nextCommand()) !== 'go') throw new Error('orchestrator said stop')
+    const token = cfg.auth ? await signIn(cfg.http, room, `bench-load-${i}`) : null
+    emit({ event: `load_start_${i}` })
+    const t0 = performance.now()
+    const cl = connect(cfg, room, token)
+    await cl.synced
+    const syncedMs = performance.now() - t0
+    const length = cl.doc.getText('code').length
+    await sleep(cfg.afterSyncMs ?? 300)
+    emit({ event: `load_end_${i}`, synced_ms: syncedMs })
+    cl.destroy()
+    loads.push({ synced_ms: syncedMs, length })
+    if (length !== expected) throw new Error(`load ${i}: ${length} characters, expected ${expected}`)
+  }
+  return { update_bytes: update.length, characters: expected, loads, ok: loads.length === cfg.loads }
+}
+
+const MODES = { fanout, idle, coldload }
 
 const mode = MODES[cfg.mode]
 if (!mode) throw new Error(`unknown mode ${cfg.mode}`)
