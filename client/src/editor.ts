@@ -3,7 +3,9 @@
  * remote cursors, and a Y.UndoManager so undo/redo touch only one's own edits), with the
  * language chosen by file extension and a read-only switch for viewers.
  */
-import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
+import {
+  acceptCompletion, autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap,
+} from "@codemirror/autocomplete";
 import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { css } from "@codemirror/lang-css";
 import { html } from "@codemirror/lang-html";
@@ -49,6 +51,9 @@ export function languageFor(fileName: string): Extension {
   return LANGUAGES[extensionOf(fileName)]?.() ?? [];
 }
 
+/** Completion keys without Enter: Enter always inserts a newline, Tab accepts a completion. */
+const completionKeys = [{ key: "Tab", run: acceptCompletion }, ...completionKeymap.filter((b) => b.key !== "Enter")];
+
 /** basicSetup without its own history: undo/redo belong to the Y.UndoManager. */
 const baseSetup: Extension = [
   lineNumbers(),
@@ -62,18 +67,18 @@ const baseSetup: Extension = [
   syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
   bracketMatching(),
   closeBrackets(),
-  autocompletion(),
+  autocompletion({ defaultKeymap: false }),
   rectangularSelection(),
   crosshairCursor(),
   highlightActiveLine(),
   highlightSelectionMatches(),
   keymap.of([
     ...yUndoManagerKeymap,
+    ...completionKeys,
     ...closeBracketsKeymap,
     ...defaultKeymap,
     ...searchKeymap,
     ...foldKeymap,
-    ...completionKeymap,
     indentWithTab,
   ]),
   EditorView.theme({ "&": { height: "100%" }, ".cm-scroller": { fontFamily: "var(--mono)" } }),

@@ -33,7 +33,16 @@ const CONNECTION_LABELS: Record<ConnectionState, string> = {
   offline: "Offline",
 };
 
+/** A failed step of the mount sequence ("Could not sign in"), wrapping the cause. */
+class StepError extends Error {
+  constructor(readonly what: string, override readonly cause: unknown) {
+    super(what);
+    this.name = "StepError";
+  }
+}
+
 function describe(err: unknown): string {
+  if (err instanceof StepError) return `${err.what}: ${describe(err.cause)}`;
   return err instanceof ApiError ? err.describe() : err instanceof Error ? err.message : String(err);
 }
 
@@ -80,7 +89,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       output),
   );
 
-  const showError = (message: string | null): void => {
+  /** Shows (or with null clears) the error banner; `source` lets the connection clear only its own. */
+  let bannerSource: "connection" | "other" = "other";
+  const showError = (message: string | null, source: "connection" | "other" = "other"): void => {
+    bannerSource = source;
     errorBanner.hidden = message === null;
     errorBanner.textContent = message ?? "";
   };
@@ -236,15 +248,34 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     status.title = detail;
   };
 
-  const start = async (): Promise<void> => {
-    const session = await api.currentSession();
-    self = { id: session.user.id, name };
-    setMonitoringUser(self);
-    const joined = await api.joinRoom(roomId);
-    defaultRole = joined.room.default_role;
-    role = joined.member.role;
+  /** Runs one step of the mount sequence, naming the step in the error it may throw. */
+  const step = async <T>(what: string, action: () => Promise<T>): Promise<T> => {
+    try {
+      return await action();
+    } catch (err) {
+      const notFound = err instanceof ApiError && err.status === 404 && what === "join the room";
+      throw new StepError(notFound ? "Room not found or not accessible" : `Could not ${what}`, err);
+    }
+  };
+
+  const loadSnapshot = async (): Promise<void> => {
     const snapshot = await api.getSnapshot(roomId);
     if (snapshot.snapshot_b64) Y.applyUpdate(doc, fromBase64(snapshot.snapshot_b64), SNAPSHOT_ORIGIN);
+  };
+
+  const start = async (): Promise<void> => {
+    const session = await step("sign in", () => api.currentSession());
+    self = { id: session.user.id, name };
+    setMonitoringUser(self);
+    const joined = await step("join the room", () => api.joinRoom(roomId));
+    defaultRole = joined.room.default_role;
+    role = joined.member.role;
+    try {
+      await step("load the room's snapshot", loadSnapshot);
+    } catch (err) {
+      // The live sync below still brings the whole document; say so and go on.
+      showError(`${describe(err)} — continuing with the live connection.`);
+    }
 
     // A later sign-in (expired or rejected token) is a new anonymous user: join again as them.
     api.onSessionChange((renewed) => {
@@ -271,13 +302,13 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       },
       onState: (state, detail) => {
         setStatus(state, detail);
-        if (state === "connected") showError(null);
+        if (state === "connected" && bannerSource === "connection") showError(null);
       },
       onPermissionDenied: () => {
         void refreshMembers();
         showError("The server did not accept your edit: you are a viewer in this room.");
       },
-      onFatal: (_code, message) => showError(message),
+      onFatal: (_code, message) => showError(message, "connection"),
     });
     const awareness = connection.provider.awareness;
     awarenessRef.current = awareness;
@@ -311,8 +342,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
 
   start().catch((err: unknown) => {
     setStatus("offline", describe(err));
-    const what = err instanceof ApiError && err.status === 404 ? "Room not found or not accessible" : "Could not open the room";
-    showError(`${what}: ${describe(err)}`);
-    if (!(err instanceof ApiError)) reportError(err, { where: "mountRoom", roomId });
+    showError(err instanceof StepError ? describe(err) : `Could not open the room: ${describe(err)}`);
+    const cause = err instanceof StepError ? err.cause : err;
+    if (!(cause instanceof ApiError)) reportError(cause, { where: "mountRoom", roomId });
   });
 }
