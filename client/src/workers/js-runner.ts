@@ -24,8 +24,19 @@ function format(value: unknown): string {
   }
 }
 
+/**
+ * Whether the caller is the user's program (its frames come from the blob: module). In the Vite
+ * dev server the worker also runs Vite's client, whose timers must not keep a run alive.
+ */
+function calledByUserCode(): boolean {
+  const stack = new Error().stack;
+  return stack === undefined || stack.includes("blob:");
+}
+
 function consoleTo(stream: Stream) {
-  return (...args: unknown[]): void => emit(stream, `${args.map(format).join(" ")}\n`);
+  return (...args: unknown[]): void => {
+    if (calledByUserCode()) emit(stream, `${args.map(format).join(" ")}\n`);
+  };
 }
 
 console.log = consoleTo("stdout");
@@ -41,6 +52,7 @@ const realSetInterval = self.setInterval.bind(self);
 const realClearInterval = self.clearInterval.bind(self);
 const timerGlobals = self as unknown as Record<string, unknown>;
 timerGlobals.setTimeout = (handler: TimerHandler, timeout?: number, ...args: unknown[]): number => {
+  if (!calledByUserCode()) return realSetTimeout(handler, timeout, ...args);
   const id: number = realSetTimeout((...a: unknown[]) => {
     pendingTimers.delete(id);
     if (typeof handler === "function") (handler as (...x: unknown[]) => void)(...a);
@@ -54,7 +66,7 @@ timerGlobals.clearTimeout = (id?: number): void => {
 };
 timerGlobals.setInterval = (handler: TimerHandler, timeout?: number, ...args: unknown[]): number => {
   const id = realSetInterval(handler, timeout, ...args);
-  pendingTimers.add(id);
+  if (calledByUserCode()) pendingTimers.add(id);
   return id;
 };
 timerGlobals.clearInterval = (id?: number): void => {
