@@ -36,6 +36,14 @@ def io_counters(pid: int) -> dict[str, int]:
     return out
 
 
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
 @dataclass
 class Mark:
     """A snapshot of the process at a named moment."""
@@ -45,6 +53,7 @@ class Mark:
     cpu_s: float
     rss_kb: int
     io: dict[str, int]
+    machine: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -84,5 +93,10 @@ class Sampler:
 
     def mark(self, name: str) -> Mark:
         return Mark(
-            name, time.monotonic(), cpu_seconds(self.pid), rss_kb(self.pid), io_counters(self.pid)
+            name,
+            time.monotonic(),
+            cpu_seconds(self.pid),
+            rss_kb(self.pid),
+            io_counters(self.pid),
+            machine_busy_s(),
         )

@@ -29,6 +29,8 @@ from servers import BENCH, CLIENT_CPU, DEFAULT_SERVERS, SERVERS, Server, version
 
 RESULTS = BENCH / "results"
 SEED = 20260101
+CAPACITY_P99_MS = 50.0
+CLIENT_BOUND_PCT = 85.0  # the driver's core: beyond this, latency is the client's
 
 
 class DriverError(RuntimeError):
@@ -128,6 +130,13 @@ def server_usage(server: Server, start: Mark, end: Mark) -> dict[str, Any]:
         "mean_rss_kb": round(server.sampler_().mean_kb(start.t, end.t)),
         "write_bytes": end.io.get("write_bytes", 0) - start.io.get("write_bytes", 0),
         "wchar": end.io.get("wchar", 0) - start.io.get("wchar", 0),
+        # Whole machine (both cores, 200% = all busy): server + driver + anything else running.
+        "machine_busy_pct": round(
+            200
+            * (end.machine[0] - start.machine[0])
+            / max(1e-9, end.machine[1] - start.machine[1]),
+            1,
+        ),
     }
 
 
@@ -290,6 +299,58 @@ class Bench:
             }
         return row
 
+    def capacity(self) -> None:
+        """Raise K (N5 R2) until p99 passes 50 ms or a delivery is lost."""
+        duration = 5.0 if self.quick else 20.0
+        steps = [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000]
+        for name in self.servers:
+            held, reason = None, "all steps held"
+            for k in steps:
+                row = self.fanout_case(name, k, 5, 2, duration)
+                summary = row.get("summary", {})
+                p99 = summary.get("p99_ms")
+                driver_cpu = summary.get("driver_cpu_pct") or 0.0
+                passed = bool(row.get("ok")) and p99 is not None and p99 <= CAPACITY_P99_MS
+                self.record(
+                    {
+                        "scenario": "capacity-step",
+                        "server": name,
+                        "case": {
+                            "rooms": k,
+                            "clients": 5,
+                            "rate": 2,
+                            "duration_s": duration,
+                            "edits_per_s": k * 10,
+                            "deliveries_per_s": k * 40,
+                        },
+                        "held": passed,
+                        **row,
+                    }
+                )
+                if not passed:
+                    reason = (
+                        f"K{k}: lost {summary.get('lost')}"
+                        if summary.get("lost")
+                        else f"K{k}: p99 {p99} ms"
+                        if p99 is not None
+                        else f"K{k}: {row.get('error')}"
+                    )
+                    break
+                held = k
+                if driver_cpu >= CLIENT_BOUND_PCT:
+                    reason = f"client-bound at K{k} (driver at {driver_cpu}% of its core)"
+                    break
+            self.record(
+                {
+                    "scenario": "capacity",
+                    "server": name,
+                    "ok": held is not None,
+                    "largest_k": held,
+                    "stopped": reason,
+                    "summary": {"largest_k": held, "stopped": reason},
+                }
+            )
+
     def coldload(self) -> None:
         loads = 5
         unload_wait = 3.0
@@ -367,7 +428,7 @@ def _mb(kb: float | None) -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
-SCENARIOS = ["fanout", "idle", "coldload"]
+SCENARIOS = ["fanout", "idle", "coldload", "capacity"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,6 +113,7 @@ async function fanout () {
   const pending = new Map()
   const latencies = []
   let delivered = 0
+  const bins = []
   let unexpected = 0
   for (const clients of byRoom) {
     for (const cl of clients) {
@@ -126,6 +127,7 @@ async function fanout () {
             const p = pending.get(key)
             if (!p) { unexpected++; continue }
             if (p[2]) latencies.push(now - p[0])
+            if (cfg.debugLag) { const b = Math.floor((p[0] - t0) / 250); bins[b] = Math.max(bins[b] ?? 0, now - p[0]) }
             delivered++
             if (++p[1] === N - 1) pending.delete(key)
           }
@@ -160,6 +162,7 @@ async function fanout () {
           if (wait > 0) await sleep(wait)
           const now = performance.now()
           maxLagMs = Math.max(maxLagMs, now - due)
+          if (cfg.debugLag && now - due > 50) process.stderr.write(`lag ${Math.round(now - due)} ms at ${Math.round(now - begin)} ms\n`)
           const clock = Y.getState(cl.doc.store, cl.doc.clientID)
           pending.set(`${cl.doc.clientID}:${clock}`, [now, 0, now >= start])
           const pos = prng.uint32(gen, 0, text.length)
@@ -184,6 +187,7 @@ async function fanout () {
   const closes = byRoom.flat().reduce((a, cl) => a + cl.closes(), 0)
   closeAll(byRoom)
   const lat = summary(latencies)
+  if (cfg.debugLag) process.stderr.write('max latency per 250 ms of send time: ' + bins.map((x) => Math.round(x ?? 0)).join(' ') + '\n')
   return {
     sent,
     expected,
