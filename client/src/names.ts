@@ -23,7 +23,7 @@ export function randomRoomId(): string {
 
 export function randomGuestName(): string {
   const animal = pick(ANIMALS);
-  return `Guest ${animal[0]!.toUpperCase()}${animal.slice(1)}`;
+  return `Guest ${animal[0]!.toUpperCase()}${animal.slice(1)} ${Math.floor(Math.random() * 90) + 10}`;
 }
 
 /** A stable colour per user id, with a light variant for selections. */
