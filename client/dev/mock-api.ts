@@ -38,7 +38,10 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const url = new URL(req.url ?? "/", "http://mock");
   const path = url.pathname;
   const method = req.method ?? "GET";
-  if (method === "GET" && path === "/api/config") return send(res, 200, { browser_sentry_dsn: null });
+  if (method === "GET" && path === "/api/config") {
+    return send(res, 200, { browser_sentry_dsn: process.env.PAIRPILOT_MOCK_BROWSER_DSN ?? null });
+  }
+  if (method === "POST" && path === "/monitoring") return send(res, 200, {});
   if (method === "POST" && path === "/api/auth/anonymous") {
     const body = await readJson(req);
     const user = { id: randomUUID(), name: typeof body.name === "string" ? body.name : "anonymous" };
@@ -107,7 +110,8 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
 /** Vite plugin answering /api/* in the dev server from the in-memory state above. */
 export function mockApi(): Plugin {
   const middleware = (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
-    if (!(req.url ?? "").startsWith("/api/")) return next();
+    const url = req.url ?? "";
+    if (!url.startsWith("/api/") && !url.startsWith("/monitoring")) return next();
     handle(req, res).catch((err: unknown) => fail(res, 500, "internal", String(err)));
   };
   return {

@@ -47,5 +47,6 @@ function render(root: HTMLElement): void {
   }
 }
 
-void initMonitoring();
+// The room page starts monitoring itself once signed in (/api/config may need the token).
+if (route(window.location.pathname).page !== "room") void initMonitoring();
 render(document.getElementById("app")!);

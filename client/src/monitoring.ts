@@ -8,8 +8,15 @@ type SentryModule = typeof import("@sentry/browser");
 
 let sentry: SentryModule | null = null;
 
-/** Fetches /api/config and starts Sentry when a browser DSN is configured. */
-export async function initMonitoring(): Promise<void> {
+let started: Promise<void> | null = null;
+
+/** Fetches /api/config and starts Sentry when a browser DSN is configured (once per page). */
+export function initMonitoring(): Promise<void> {
+  started ??= startMonitoring();
+  return started;
+}
+
+async function startMonitoring(): Promise<void> {
   let dsn: string | null;
   try {
     dsn = (await fetchClientConfig()).browser_sentry_dsn;

@@ -11,7 +11,7 @@ import { h } from "./dom";
 import { createEditor } from "./editor";
 import { mountFileList } from "./file-list";
 import { ensureStarterFile, filesMap } from "./files";
-import { reportError, setMonitoringUser } from "./monitoring";
+import { initMonitoring, reportError, setMonitoringUser } from "./monitoring";
 import { randomGuestName } from "./names";
 import { mountOutputPanel } from "./output-panel";
 import {
@@ -266,7 +266,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const start = async (): Promise<void> => {
     const session = await step("sign in", () => api.currentSession());
     self = { id: session.user.id, name };
-    setMonitoringUser(self);
+    void initMonitoring().then(() => setMonitoringUser(self));
     const joined = await step("join the room", () => api.joinRoom(roomId));
     defaultRole = joined.room.default_role;
     role = joined.member.role;
