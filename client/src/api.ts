@@ -148,8 +148,12 @@ export class Api {
     return this.call("POST", `/api/rooms/${encodeURIComponent(roomId)}/join`);
   }
 
-  listMembers(roomId: string): Promise<MemberInfo[]> {
-    return this.call("GET", `/api/rooms/${encodeURIComponent(roomId)}/members`);
+  /** The room's members; accepts a bare list or `{"members": [...]}`. */
+  async listMembers(roomId: string): Promise<MemberInfo[]> {
+    const body = await this.call<MemberInfo[] | { members?: MemberInfo[] }>("GET", `/api/rooms/${encodeURIComponent(roomId)}/members`);
+    const list = Array.isArray(body) ? body : body?.members;
+    if (!Array.isArray(list)) throw new ApiError(200, "bad_response", "members: expected a list");
+    return list;
   }
 
   setMemberRole(roomId: string, userId: string, role: Role): Promise<unknown> {
