@@ -29,6 +29,22 @@ class ForbiddenError(AccessDeniedError):
     """The identity is valid but lacks the right to this room or action."""
 
 
+class NotFoundError(PairPilotError):
+    """No such room or member for this caller (non-members are told this too)."""
+
+
+class ConflictError(PairPilotError):
+    """The change contradicts the room's current state."""
+
+
+class BadRequestError(PairPilotError):
+    """The request's content is invalid."""
+
+
+class PayloadTooLargeError(BadRequestError):
+    """The request's content is over its size limit."""
+
+
 class RateLimitedError(PairPilotError):
     """A connection sent more messages than its limit allows."""
 

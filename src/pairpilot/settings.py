@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     compact_max_updates: PositiveInt = 10_000
     flush_retry_max_ms: PositiveInt = 5_000
     log_level: str = "INFO"
+    jwt_secret: str | None = None
+    token_ttl_s: PositiveInt = 30 * 24 * 3600
 
     @field_validator("database_url")
     @classmethod

@@ -37,12 +37,30 @@ def quick_settings(data_dir: Path, **overrides: Any) -> Settings:  # noqa: ANN40
     return Settings(**values)
 
 
-@dataclass(frozen=True, slots=True)
-class LiveServer:
-    """A server listening on 127.0.0.1 in this event loop."""
+async def sign_in(http_url: str, name: str = "tester") -> str:
+    """A fresh anonymous user's bearer token."""
+    async with httpx.AsyncClient(base_url=http_url) as client:
+        response = await client.post("/api/auth/anonymous", json={"name": name})
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+
+async def join(http_url: str, room_id: str, token: str) -> dict[str, Any]:
+    """Join (or create) a room; the API's answer."""
+    async with httpx.AsyncClient(base_url=http_url) as client:
+        response = await client.post(
+            f"/api/rooms/{room_id}/join", headers={"Authorization": f"Bearer {token}"}
+        )
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+class _Addresses:
+    """URLs of a server on 127.0.0.1, and a way in for a new member."""
 
     port: int
-    services: Services
 
     @property
     def http_url(self) -> str:
@@ -53,6 +71,20 @@ class LiveServer:
         """The collaboration WebSocket URL of a room."""
         query = f"?token={token}" if token else ""
         return f"ws://127.0.0.1:{self.port}/collab/{room_id}{query}"
+
+    async def member_url(self, room_id: str, name: str = "tester") -> str:
+        """Sign a new user in, join the room, and return its WebSocket URL with the token."""
+        token = await sign_in(self.http_url, name)
+        await join(self.http_url, room_id, token)
+        return self.ws_url(room_id, token)
+
+
+@dataclass(frozen=True)
+class LiveServer(_Addresses):
+    """A server listening on 127.0.0.1 in this event loop."""
+
+    port: int
+    services: Services
 
 
 @asynccontextmanager
@@ -139,23 +171,13 @@ def free_port() -> int:
         return port
 
 
-class ServerProcess:
+class ServerProcess(_Addresses):
     """`pairpilot serve` as a real child process, for restart and crash tests."""
 
     def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
         self.port = port or free_port()
         self._env = {**os.environ, **env}
         self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http_url(self) -> str:
-        """Base URL for HTTP calls."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def ws_url(self, room_id: str, token: str | None = None) -> str:
-        """The collaboration WebSocket URL of a room."""
-        query = f"?token={token}" if token else ""
-        return f"ws://127.0.0.1:{self.port}/collab/{room_id}{query}"
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until /healthz answers."""

@@ -31,7 +31,7 @@ async def _converge(server: LiveServer, rooms: int, clients: int, seed: int) -> 
         for r in range(rooms):
             room_id = f"conv-{seed}-{r}"
             replicas[room_id] = [
-                await stack.enter_async_context(synced_client(server.ws_url(room_id)))
+                await stack.enter_async_context(synced_client(await server.member_url(room_id)))
                 for _ in range(clients)
             ]
         await asyncio.gather(
@@ -67,8 +67,8 @@ async def test_five_clients_in_each_of_three_rooms_converge(server: LiveServer, 
 
 async def test_the_server_replica_matches_the_clients(server: LiveServer):
     async with (
-        synced_client(server.ws_url("mirror")) as a,
-        synced_client(server.ws_url("mirror")) as b,
+        synced_client(await server.member_url("mirror")) as a,
+        synced_client(await server.member_url("mirror")) as b,
     ):
         a.get("code", type=Text).insert(0, "print('hi')")
         await wait_until(lambda: str(b.get("code", type=Text)) == "print('hi')")
@@ -78,8 +78,8 @@ async def test_the_server_replica_matches_the_clients(server: LiveServer):
 
 async def test_rooms_are_isolated(server: LiveServer):
     async with (
-        synced_client(server.ws_url("left")) as left,
-        synced_client(server.ws_url("right")) as right,
+        synced_client(await server.member_url("left")) as left,
+        synced_client(await server.member_url("right")) as right,
     ):
         left.get("code", type=Text).insert(0, "only left")
         await wait_until(

@@ -50,13 +50,13 @@ async def test_kill_9_after_the_flush_interval_loses_nothing(tmp_path: Path):
     process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "200"})
     process.start()
     try:
-        async with synced_client(process.ws_url("crash")) as doc:
+        async with synced_client(await process.member_url("crash")) as doc:
             await _type(doc, 300, seed=7)
             typed = _text(doc).encode()
             await asyncio.sleep(0.2 + 0.3)  # the flush interval, and one write's worth
             process.kill()
         process.start()
-        async with synced_client(process.ws_url("crash")) as fresh:
+        async with synced_client(await process.member_url("crash")) as fresh:
             await wait_until(lambda: _text(fresh).encode() == typed, what="restored text")
             assert _text(fresh).encode() == typed
     finally:
@@ -67,19 +67,19 @@ async def test_graceful_shutdown_flushes_even_inside_the_interval(tmp_path: Path
     process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "60000"})
     process.start()
     try:
-        async with synced_client(process.ws_url("term")) as doc:
+        async with synced_client(await process.member_url("term")) as doc:
             doc.get("code", type=Text).insert(0, "saved on SIGTERM")
             await asyncio.sleep(0.3)
         process.stop()
         process.start()
-        async with synced_client(process.ws_url("term")) as fresh:
+        async with synced_client(await process.member_url("term")) as fresh:
             await wait_until(lambda: _text(fresh) == "saved on SIGTERM")
     finally:
         process.kill()
 
 
 async def test_an_idle_room_is_flushed_compacted_and_unloaded(server: LiveServer):
-    async with synced_client(server.ws_url("idle")) as doc:
+    async with synced_client(await server.member_url("idle")) as doc:
         await _type(doc, 50)
         typed = _text(doc)
         room = server.services.registry.rooms["idle"]
@@ -95,17 +95,17 @@ async def test_an_idle_room_is_flushed_compacted_and_unloaded(server: LiveServer
         assert await conn.scalar(
             sa.select(room_snapshots.c.snapshot_b64).where(room_snapshots.c.room_id == "idle")
         )
-    async with synced_client(server.ws_url("idle")) as again:
+    async with synced_client(await server.member_url("idle")) as again:
         await wait_until(lambda: _text(again) == typed)
 
 
 async def test_a_returning_client_cancels_the_unload(tmp_path: Path):
     async with live_server(quick_settings(tmp_path, idle_unload_ms=400)) as server:
-        async with synced_client(server.ws_url("back")) as doc:
+        async with synced_client(await server.member_url("back")) as doc:
             doc.get("code", type=Text).insert(0, "a")
             first = server.services.registry.rooms["back"]
         await asyncio.sleep(0.1)
-        async with synced_client(server.ws_url("back")):
+        async with synced_client(await server.member_url("back")):
             await asyncio.sleep(0.6)
             assert server.services.registry.rooms["back"] is first
 
@@ -123,9 +123,8 @@ async def test_concurrent_first_connects_load_the_room_once(server: LiveServer):
         return await original(room_id)
 
     store.load = counting_load  # type: ignore[method-assign]
-    sockets = await asyncio.gather(
-        *(connect(server.ws_url("crowd"), compression=None) for _ in range(10))
-    )
+    urls = [await server.member_url("crowd") for _ in range(10)]
+    sockets = await asyncio.gather(*(connect(url, compression=None) for url in urls))
     try:
         for ws in sockets:
             await ws.send(protocol.sync_step1(Doc().get_state()))
@@ -161,8 +160,8 @@ async def test_a_storage_failure_never_stops_the_room_and_is_retried(server: Liv
 
     store.append = flaky_append  # type: ignore[method-assign]
     async with (
-        synced_client(server.ws_url("flaky")) as a,
-        synced_client(server.ws_url("flaky")) as b,
+        synced_client(await server.member_url("flaky")) as a,
+        synced_client(await server.member_url("flaky")) as b,
     ):
         a.get("code", type=Text).insert(0, "typed while the disk burns")
         await wait_until(lambda: _text(b) == "typed while the disk burns", what="live relay")
@@ -180,7 +179,10 @@ async def test_a_storage_failure_never_stops_the_room_and_is_retried(server: Liv
 
 async def test_the_log_is_compacted_once_it_outgrows_the_threshold(tmp_path: Path):
     settings = quick_settings(tmp_path, compact_min_bytes=2048, idle_unload_ms=60_000)
-    async with live_server(settings) as server, synced_client(server.ws_url("grow")) as doc:
+    async with (
+        live_server(settings) as server,
+        synced_client(await server.member_url("grow")) as doc,
+    ):
         text = doc.get("code", type=Text)
         for _ in range(40):
             text.insert(len(text), "y" * 200)

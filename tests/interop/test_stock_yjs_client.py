@@ -9,7 +9,7 @@ import pytest
 from pycrdt import Text
 from tests.support import unavailable
 
-from pairpilot.testing import LiveServer, synced_client, wait_until
+from pairpilot.testing import LiveServer, join, sign_in, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -24,15 +24,19 @@ def node() -> str:
     return str(executable)
 
 
-async def _peer(node: str, server: LiveServer, room: str, script: str, **env: str):
+async def _peer(node: str, server: LiveServer, room: str, script: str, *, member: bool = True):
+    token = await sign_in(server.http_url, "Node")
+    if member:
+        await join(server.http_url, room, token)
     return await asyncio.create_subprocess_exec(
         node,
         str(HERE / "peer.mjs"),
         f"ws://127.0.0.1:{server.port}/collab",
         room,
         script,
+        token,
         stdout=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", **env},
+        env={"PATH": "/usr/bin:/bin"},
     )
 
 
@@ -44,7 +48,7 @@ async def _result(process: asyncio.subprocess.Process, timeout: float) -> dict[s
 
 
 async def test_node_and_python_clients_edit_one_room_and_converge(node, server: LiveServer):
-    async with synced_client(server.ws_url("interop")) as doc:
+    async with synced_client(await server.member_url("interop")) as doc:
         text = doc.get("code", type=Text)
         peer = await _peer(node, server, "interop", "converse")
         text.insert(0, "from python\n")
@@ -66,6 +70,14 @@ async def test_a_lone_stock_client_is_not_dropped_by_its_silence_timeout(node, s
 
 
 async def test_a_stock_client_sees_4400_for_a_bad_room_id(node, server: LiveServer):
-    peer = await _peer(node, server, "bad.room", "refused")
+    peer = await _peer(node, server, "bad.room", "refused", member=False)
     result = await _result(peer, 20)
     assert result["closes"][0] == 4400
+
+
+async def test_a_stock_client_of_a_non_member_sees_4403(node, server: LiveServer):
+    owner = await sign_in(server.http_url)
+    await join(server.http_url, "members-only", owner)
+    peer = await _peer(node, server, "members-only", "refused", member=False)
+    result = await _result(peer, 20)
+    assert result["closes"][0] == 4403

@@ -1,5 +1,7 @@
-"""Who may connect to a room, and with which rights."""
+"""Who may do what: identity (JWT), roles and the membership policy."""
 
-from pairpilot.access.authorizer import AllowEveryone, Authorizer, Grant
+from pairpilot.access.authorizer import Authorizer, Grant, MembershipAuthorizer
+from pairpilot.access.identity import Identities, Identity
+from pairpilot.access.policy import Role
 
-__all__ = ["AllowEveryone", "Authorizer", "Grant"]
+__all__ = ["Authorizer", "Grant", "Identities", "Identity", "MembershipAuthorizer", "Role"]

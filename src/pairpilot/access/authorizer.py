@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from pairpilot.access.identity import Identities
+from pairpilot.access.policy import can_edit
 from pairpilot.errors import InvalidRoomIdError
+
+if TYPE_CHECKING:
+    from pairpilot.storage.directory import RoomDirectory
 
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -34,9 +39,15 @@ class Authorizer(Protocol):
         ...
 
 
-class AllowEveryone:
-    """Lets every connection edit; stands in until identity and roles exist."""
+class MembershipAuthorizer:
+    """A valid token (else UnauthenticatedError) of a member (else NotFoundError)."""
 
-    async def authorize(self, room_id: str, token: str | None) -> Grant:  # noqa: ARG002
-        """Grant write access to an anonymous user."""
-        return Grant(user_id="anonymous", can_write=True)
+    def __init__(self, identities: Identities, directory: RoomDirectory) -> None:
+        self._identities = identities
+        self._directory = directory
+
+    async def authorize(self, room_id: str, token: str | None) -> Grant:
+        """The member's rights: editors and owners write, viewers read."""
+        identity = self._identities.verify(token)
+        _, member = await self._directory.membership(room_id, identity)
+        return Grant(user_id=identity.user_id, can_write=can_edit(member.role))

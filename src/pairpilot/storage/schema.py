@@ -28,6 +28,7 @@ room_members = sa.Table(
     ),
     sa.Column("user_id", sa.String(64), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(80), nullable=True),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),

@@ -51,13 +51,7 @@ class SqlRoomStore:
         """Read the snapshot and the log after it."""
         try:
             async with self.engine.connect() as conn:
-                snapshot = await _read_snapshot(conn, room_id)
-                rows = await conn.execute(
-                    sa.select(room_updates.c.update)
-                    .where(room_updates.c.room_id == room_id)
-                    .order_by(room_updates.c.id)
-                )
-                return StoredRoom(snapshot, [row.update for row in rows])
+                return await read_stored_room(conn, room_id)
         except SQLAlchemyError as exc:
             raise StorageError(f"loading room {room_id} failed") from exc
 
@@ -133,3 +127,24 @@ async def _read_snapshot(conn: AsyncConnection, room_id: str) -> bytes | None:
         sa.select(room_snapshots.c.snapshot_b64).where(room_snapshots.c.room_id == room_id)
     )
     return base64.b64decode(value) if value else None
+
+
+async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
+    """A room's snapshot and log as ``conn`` may see them (RLS applies on a user's connection)."""
+    snapshot_row = (
+        await conn.execute(
+            sa.select(room_snapshots.c.snapshot_b64, room_snapshots.c.updated_at).where(
+                room_snapshots.c.room_id == room_id
+            )
+        )
+    ).first()
+    rows = (
+        await conn.execute(
+            sa.select(room_updates.c.update, room_updates.c.created_at)
+            .where(room_updates.c.room_id == room_id)
+            .order_by(room_updates.c.id)
+        )
+    ).all()
+    snapshot = base64.b64decode(snapshot_row.snapshot_b64) if snapshot_row else None
+    stamps = [row.created_at for row in rows] + ([snapshot_row.updated_at] if snapshot_row else [])
+    return StoredRoom(snapshot or None, [row.update for row in rows], max(stamps, default=None))

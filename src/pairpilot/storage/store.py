@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+from pycrdt import merge_updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,11 +16,19 @@ class StoredRoom:
 
     snapshot: bytes | None
     updates: list[bytes]
+    updated_at: datetime | None = None
 
     @property
     def log_bytes(self) -> int:
         """Bytes in the update log."""
         return sum(len(update) for update in self.updates)
+
+    def merged(self) -> bytes | None:
+        """The whole document as one update, or None when the room has no content."""
+        parts = ([self.snapshot] if self.snapshot else []) + self.updates
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else merge_updates(*parts)
 
 
 class RoomStore(Protocol):

@@ -7,7 +7,7 @@ import contextvars
 from typing import Any
 
 import structlog
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc
 
 from pairpilot.bus import RoomBus
 from pairpilot.errors import StorageError
@@ -79,9 +79,9 @@ class RoomRegistry:
     async def _load(self, room_id: str) -> Room:
         stored = await self._store.load(room_id)
         doc: Doc[Any] = Doc()
-        parts = ([stored.snapshot] if stored.snapshot else []) + stored.updates
-        if parts:
-            doc.apply_update(parts[0] if len(parts) == 1 else merge_updates(*parts))
+        content = stored.merged()
+        if content is not None:
+            doc.apply_update(content)
         room = Room(
             room_id,
             doc,
@@ -92,6 +92,7 @@ class RoomRegistry:
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes
         room.log_count = len(stored.updates)
+        room.updated_at = stored.updated_at.timestamp() if stored.updated_at else None
         self.rooms[room_id] = room
         log.info("room loaded", room_id=room_id, bytes=room.snapshot_bytes + room.log_bytes)
         return room

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ class Room:
         self.log_bytes = 0
         self.log_count = 0
         self.snapshot_bytes = 0
+        self.updated_at: float | None = None
         self._bus = bus
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
@@ -119,6 +121,7 @@ class Room:
             self.doc.apply_update(update)
         except ValueError as exc:
             raise ProtocolError(f"not a Yjs update: {exc}") from exc
+        self.updated_at = time.time()
         self._on_update(self, update)
 
     def _accept_awareness(self, session: Session, message: AwarenessUpdate) -> None:
@@ -140,6 +143,12 @@ class Room:
             return
         origin.awareness_ids.update(changes["added"], changes["updated"])
         origin.awareness_ids.difference_update(changes["removed"])
+
+    def set_write_access(self, user_id: str, *, can_write: bool) -> None:
+        """Apply a role change to the user's open sessions at once."""
+        for session in self.sessions.values():
+            if session.user_id == user_id:
+                session.can_write = can_write
 
     def close(self) -> None:
         """Detach from the bus; the room is being unloaded."""

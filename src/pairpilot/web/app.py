@@ -5,54 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 
 import structlog
 from fastapi import FastAPI
 
 from pairpilot import __version__
-from pairpilot.access import AllowEveryone, Authorizer
-from pairpilot.bus import LocalBus, RoomBus
 from pairpilot.observability.logging import configure_logging
 from pairpilot.settings import Settings
 from pairpilot.storage.migrate import migrate
-from pairpilot.storage.sql import SqlRoomStore, create_engine
-from pairpilot.sync.flusher import Flusher
-from pairpilot.sync.registry import RoomRegistry
-from pairpilot.web import health, ws
+from pairpilot.web import auth, health, rooms, ws
+from pairpilot.web.body_limit import BodyLimitMiddleware
+from pairpilot.web.errors import install_error_handlers
+from pairpilot.web.services import Services, build_services
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything a request handler may reach, built once per app."""
-
-    settings: Settings
-    store: SqlRoomStore
-    flusher: Flusher
-    registry: RoomRegistry
-    authorizer: Authorizer
-
-
-def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Services:
-    """Construct the object graph (no I/O yet)."""
-    store = SqlRoomStore(create_engine(settings.resolved_database_url))
-    flusher = Flusher(
-        store,
-        flush_ms=settings.flush_ms,
-        retry_max_ms=settings.flush_retry_max_ms,
-        compact_min_bytes=settings.compact_min_bytes,
-        compact_max_updates=settings.compact_max_updates,
-    )
-    registry = RoomRegistry(
-        store,
-        bus or LocalBus(),
-        flusher,
-        idle_unload_ms=settings.idle_unload_ms,
-        max_awareness_bytes=settings.max_awareness_bytes,
-    )
-    return Services(settings, store, flusher, registry, AllowEveryone())
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
@@ -84,6 +50,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="PairPilot", version=__version__, lifespan=lifespan)
     app.state.services = services
-    app.include_router(health.router)
-    app.include_router(ws.router)
+    install_error_handlers(app)
+    # Base64 inflates by 4/3; the JSON around it is small.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
+    for router in (health.router, auth.router, rooms.router, ws.router):
+        app.include_router(router)
     return app
+
+
+__all__ = ["Services", "create_app"]

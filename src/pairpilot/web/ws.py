@@ -12,6 +12,7 @@ from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import (
     ForbiddenError,
     InvalidRoomIdError,
+    NotFoundError,
     PairPilotError,
     ProtocolError,
     RateLimitedError,
@@ -31,6 +32,7 @@ CLOSE_CODES: dict[type[PairPilotError], int] = {
     ProtocolError: 4400,
     UnauthenticatedError: 4401,
     ForbiddenError: 4403,
+    NotFoundError: 4403,
     RateLimitedError: 4429,
     SlowConsumerError: 1013,
     StorageError: 1011,

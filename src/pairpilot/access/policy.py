@@ -1,0 +1,41 @@
+"""The access rules in one place: what each role may do. PostgreSQL's RLS policies mirror them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pairpilot.errors import ConflictError, ForbiddenError
+
+
+class Role(StrEnum):
+    """Room roles, strongest first."""
+
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+
+def can_edit(role: Role) -> bool:
+    """Owners and editors change the document; viewers only read it."""
+    return role in {Role.OWNER, Role.EDITOR}
+
+
+def require_editor(role: Role) -> None:
+    """ForbiddenError unless the role may change the document."""
+    if not can_edit(role):
+        raise ForbiddenError("viewers cannot change this room")
+
+
+def require_owner(role: Role) -> None:
+    """ForbiddenError unless the role manages the room."""
+    if role is not Role.OWNER:
+        raise ForbiddenError("only the room's owners can do this")
+
+
+def check_role_change(
+    caller_id: str, target_id: str, new_role: Role, owners: int, target_role: Role
+) -> None:
+    """ConflictError when the change would leave the room without an owner."""
+    if target_role is Role.OWNER and new_role is not Role.OWNER and owners <= 1:
+        who = "yourself" if caller_id == target_id else "the last owner"
+        raise ConflictError(f"cannot demote {who}: a room keeps at least one owner")

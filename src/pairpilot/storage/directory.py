@@ -1,0 +1,188 @@
+"""Rooms and memberships, read and written as the calling user.
+
+On PostgreSQL every transaction here first becomes the caller, Supabase style
+(``role = authenticated``, ``request.jwt.claims``), so Row Level Security decides what each
+statement may see and change. On SQLite the same statements filter by membership themselves
+and pairpilot.access.policy carries the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pairpilot.access.identity import Identity
+from pairpilot.access.policy import Role
+from pairpilot.errors import NotFoundError, StorageError
+from pairpilot.storage.schema import room_members, rooms
+from pairpilot.storage.sql import read_stored_room
+from pairpilot.storage.store import StoredRoom
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """A room's row."""
+
+    id: str
+    owner_id: str | None
+    default_role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One membership."""
+
+    user_id: str
+    role: Role
+    name: str | None = None
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC timestamps; make every timestamp aware."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class RoomDirectory:
+    """Room and membership queries, each in a transaction that runs as the caller."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def as_user(self, identity: Identity | None) -> AsyncIterator[AsyncConnection]:
+        """A transaction in which RLS (on PostgreSQL) sees ``identity``'s claims, or none."""
+        try:
+            async with self._engine.begin() as conn:
+                if self._postgres:
+                    claims = json.dumps(identity.claims if identity else {})
+                    await conn.execute(
+                        sa.text(
+                            "SELECT set_config('role', 'authenticated', true),"
+                            " set_config('request.jwt.claims', :claims, true)"
+                        ),
+                        {"claims": claims},
+                    )
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError("room directory query failed") from exc
+
+    async def join(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:
+        """Create the room (caller owns it) and the caller's membership when missing."""
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        async with self.as_user(identity) as conn:
+            created = await conn.execute(
+                insert(rooms)
+                .values(id=room_id, owner_id=identity.user_id, default_role=Role.EDITOR.value)
+                .on_conflict_do_nothing(index_elements=[rooms.c.id])
+            )
+            role: sa.ColumnElement[str] = (
+                sa.literal(Role.OWNER.value)
+                if created.rowcount == 1
+                else self._default_role(room_id)
+            )
+            await conn.execute(
+                insert(room_members)
+                .from_select(
+                    ["room_id", "user_id", "role", "name"],
+                    sa.select(
+                        sa.literal(room_id),
+                        sa.literal(identity.user_id),
+                        role,
+                        sa.literal(identity.name),
+                    ),
+                )
+                .on_conflict_do_nothing(
+                    index_elements=[room_members.c.room_id, room_members.c.user_id]
+                )
+            )
+            found = await self._membership(conn, room_id, identity.user_id)
+        if found is None:
+            raise StorageError("join wrote no membership")  # only if RLS refused the insert
+        return found
+
+    async def membership(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:
+        """The room and the caller's membership; NotFoundError for non-members."""
+        async with self.as_user(identity) as conn:
+            found = await self._membership(conn, room_id, identity.user_id)
+        if found is None:
+            raise NotFoundError(f"room {room_id} not found")
+        return found
+
+    async def members(self, room_id: str, identity: Identity) -> list[Member]:
+        """Every member, for a member caller (NotFoundError otherwise)."""
+        async with self.as_user(identity) as conn:
+            if await self._membership(conn, room_id, identity.user_id) is None:
+                raise NotFoundError(f"room {room_id} not found")
+            rows = await conn.execute(
+                sa.select(room_members.c.user_id, room_members.c.role, room_members.c.name)
+                .where(room_members.c.room_id == room_id)
+                .order_by(room_members.c.created_at, room_members.c.user_id)
+            )
+            return [Member(row.user_id, Role(row.role), row.name) for row in rows]
+
+    async def set_role(self, room_id: str, identity: Identity, target: str, role: Role) -> int:
+        """Change a member's role; return how many rows changed (0 when RLS said no)."""
+        async with self.as_user(identity) as conn:
+            result = await conn.execute(
+                room_members.update()
+                .where(room_members.c.room_id == room_id, room_members.c.user_id == target)
+                .values(role=role.value)
+            )
+            return int(result.rowcount)
+
+    async def count_owners(self, room_id: str, identity: Identity) -> int:
+        """How many owners the room has, as the caller sees it."""
+        async with self.as_user(identity) as conn:
+            value = await conn.scalar(
+                sa.select(sa.func.count()).where(
+                    room_members.c.room_id == room_id, room_members.c.role == Role.OWNER.value
+                )
+            )
+            return int(value or 0)
+
+    async def set_default_role(self, room_id: str, identity: Identity, role: Role) -> RoomInfo:
+        """Change the role new joiners get; return the updated room."""
+        async with self.as_user(identity) as conn:
+            await conn.execute(
+                rooms.update().where(rooms.c.id == room_id).values(default_role=role.value)
+            )
+            found = await self._membership(conn, room_id, identity.user_id)
+        if found is None:
+            raise NotFoundError(f"room {room_id} not found")
+        return found[0]
+
+    async def stored_room(self, room_id: str, identity: Identity) -> StoredRoom:
+        """The room's stored document as the caller may read it."""
+        async with self.as_user(identity) as conn:
+            return await read_stored_room(conn, room_id)
+
+    def _default_role(self, room_id: str) -> sa.ColumnElement[str]:
+        if self._postgres:
+            # The joiner cannot see the room yet; a SECURITY DEFINER helper reads its default.
+            return sa.func.pairpilot_room_default_role(room_id, type_=sa.String)
+        return sa.select(rooms.c.default_role).where(rooms.c.id == room_id).scalar_subquery()
+
+    async def _membership(
+        self, conn: AsyncConnection, room_id: str, user_id: str
+    ) -> tuple[RoomInfo, Member] | None:
+        row = (
+            await conn.execute(
+                sa.select(rooms, room_members.c.role, room_members.c.name)
+                .join(room_members, room_members.c.room_id == rooms.c.id)
+                .where(rooms.c.id == room_id, room_members.c.user_id == user_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        room = RoomInfo(row.id, row.owner_id, Role(row.default_role), utc(row.created_at))
+        return room, Member(user_id, Role(row.role), row.name)

@@ -1,0 +1,71 @@
+"""Domain errors to HTTP: one JSON shape, ``{"error": code, "message": text}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from pairpilot.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    InvalidRoomIdError,
+    NotFoundError,
+    PairPilotError,
+    PayloadTooLargeError,
+    StorageError,
+    UnauthenticatedError,
+)
+
+STATUSES: dict[type[PairPilotError], tuple[int, str]] = {
+    UnauthenticatedError: (401, "unauthorized"),
+    ForbiddenError: (403, "forbidden"),
+    NotFoundError: (404, "not_found"),
+    ConflictError: (409, "conflict"),
+    PayloadTooLargeError: (413, "payload_too_large"),
+    BadRequestError: (400, "bad_request"),
+    InvalidRoomIdError: (400, "invalid_room_id"),
+    StorageError: (503, "storage_unavailable"),
+}
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The one error body every endpoint uses."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def status_of(error: PairPilotError) -> tuple[int, str]:
+    """HTTP status and error code for a domain error (500 for one not in the table)."""
+    for kind in type(error).__mro__:
+        if kind in STATUSES:
+            return STATUSES[kind]
+    return 500, "internal_error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error, ours, FastAPI's and Starlette's, answer in the JSON shape."""
+
+    @app.exception_handler(PairPilotError)
+    async def _domain(_: Request, exc: PairPilotError) -> JSONResponse:
+        status, code = status_of(exc)
+        return error_response(status, code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return error_response(400, "bad_request", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail))

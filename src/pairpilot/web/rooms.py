@@ -1,0 +1,155 @@
+"""Rooms, members and snapshots (DESIGN.md §4). Non-members always get 404."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pycrdt import Doc
+
+from pairpilot.access.authorizer import check_room_id
+from pairpilot.access.policy import (
+    Role,
+    can_edit,
+    check_role_change,
+    require_editor,
+    require_owner,
+)
+from pairpilot.errors import BadRequestError, NotFoundError, PayloadTooLargeError
+from pairpilot.storage.directory import Member, RoomInfo, utc
+from pairpilot.web.deps import Caller, ServicesDep
+from pairpilot.web.schemas import (
+    DefaultRoleIn,
+    ErrorOut,
+    JoinOut,
+    MemberOut,
+    MergedOut,
+    RoleIn,
+    RoomOut,
+    SnapshotIn,
+    SnapshotOut,
+)
+
+router = APIRouter(prefix="/api/rooms", tags=["rooms"])
+RoomId = Annotated[str, Path(description="^[A-Za-z0-9_-]{1,64}$")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
+}
+
+
+def _room_out(room: RoomInfo) -> RoomOut:
+    return RoomOut(
+        id=room.id,
+        owner_id=room.owner_id,
+        default_role=room.default_role,
+        created_at=room.created_at,
+    )
+
+
+def _member_out(member: Member) -> MemberOut:
+    return MemberOut(user_id=member.user_id, role=member.role, name=member.name)
+
+
+@router.post("/{room_id}/join", responses=ERRORS)
+async def join(room_id: RoomId, identity: Caller, services: ServicesDep) -> JoinOut:
+    """Create the room (the caller owns it) and the caller's membership when missing."""
+    room, member = await services.directory.join(check_room_id(room_id), identity)
+    return JoinOut(room=_room_out(room), member=_member_out(member))
+
+
+@router.get("/{room_id}/members", responses=ERRORS)
+async def members(room_id: RoomId, identity: Caller, services: ServicesDep) -> list[MemberOut]:
+    """Every member with its role, for members."""
+    found = await services.directory.members(check_room_id(room_id), identity)
+    return [_member_out(member) for member in found]
+
+
+@router.put("/{room_id}/members/{user_id}", responses=ERRORS)
+async def set_member_role(
+    room_id: RoomId, user_id: str, body: RoleIn, identity: Caller, services: ServicesDep
+) -> MemberOut:
+    """Owners change a member's role; it applies to the member's open sockets at once."""
+    directory = services.directory
+    _, me = await directory.membership(check_room_id(room_id), identity)
+    require_owner(me.role)
+    everyone = await directory.members(room_id, identity)
+    target = next((member for member in everyone if member.user_id == user_id), None)
+    if target is None:
+        raise NotFoundError(f"user {user_id} is not a member of {room_id}")
+    owners = sum(member.role is Role.OWNER for member in everyone)
+    check_role_change(identity.user_id, user_id, body.role, owners, target.role)
+    if await directory.set_role(room_id, identity, user_id, body.role) != 1:
+        raise NotFoundError(f"user {user_id} is not a member of {room_id}")
+    live = services.registry.rooms.get(room_id)
+    if live is not None:
+        live.set_write_access(user_id, can_write=can_edit(body.role))
+    return MemberOut(user_id=user_id, role=body.role, name=target.name)
+
+
+@router.patch("/{room_id}", responses=ERRORS)
+async def set_default_role(
+    room_id: RoomId, body: DefaultRoleIn, identity: Caller, services: ServicesDep
+) -> RoomOut:
+    """Owners choose the role that new members get."""
+    _, me = await services.directory.membership(check_room_id(room_id), identity)
+    require_owner(me.role)
+    room = await services.directory.set_default_role(room_id, identity, body.default_role)
+    return _room_out(room)
+
+
+@router.get("/{room_id}/snapshot", responses=ERRORS)
+async def get_snapshot(room_id: RoomId, identity: Caller, services: ServicesDep) -> SnapshotOut:
+    """The room's current state: live from memory when open, else from storage."""
+    await services.directory.membership(check_room_id(room_id), identity)
+    live = services.registry.rooms.get(room_id)
+    if live is not None:
+        state = live.doc.get_update()
+        stamp = live.updated_at
+        updated = datetime.fromtimestamp(stamp, UTC) if stamp else None
+        empty = state == Doc().get_update()
+        return SnapshotOut(
+            room_id=room_id,
+            snapshot_b64=None if empty else base64.b64encode(state).decode("ascii"),
+            updated_at=updated,
+        )
+    stored = await services.directory.stored_room(room_id, identity)
+    merged = stored.merged()
+    return SnapshotOut(
+        room_id=room_id,
+        snapshot_b64=base64.b64encode(merged).decode("ascii") if merged else None,
+        updated_at=utc(stored.updated_at) if stored.updated_at else None,
+    )
+
+
+@router.post("/{room_id}/snapshot", responses=ERRORS)
+async def merge_snapshot(
+    room_id: RoomId, body: SnapshotIn, identity: Caller, services: ServicesDep
+) -> MergedOut:
+    """CRDT-merge a Yjs update into the room and broadcast it; never last-write-wins."""
+    _, me = await services.directory.membership(check_room_id(room_id), identity)
+    require_editor(me.role)
+    update = _decode_update(body.snapshot_b64, services.settings.max_message_bytes)
+    was_live = room_id in services.registry.rooms
+    room = await services.registry.acquire(room_id)
+    try:
+        room.apply_update(update)
+    finally:
+        services.registry.release(room)
+    return MergedOut(room_id=room_id, merged_bytes=len(update), live=was_live)
+
+
+def _decode_update(encoded: str, limit: int) -> bytes:
+    if len(encoded) * 3 // 4 > limit:
+        raise PayloadTooLargeError(f"snapshot over {limit} bytes")
+    try:
+        update = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError("snapshot_b64 is not valid base64") from exc
+    try:
+        Doc().apply_update(update)
+    except ValueError as exc:
+        raise BadRequestError("snapshot_b64 is not a Yjs update") from exc
+    return update

@@ -1,0 +1,52 @@
+"""The object graph a request handler may reach, built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
+from pairpilot.access.identity import Identities, load_or_create_secret
+from pairpilot.bus import LocalBus, RoomBus
+from pairpilot.settings import Settings
+from pairpilot.storage.directory import RoomDirectory
+from pairpilot.storage.sql import SqlRoomStore, create_engine
+from pairpilot.sync.flusher import Flusher
+from pairpilot.sync.registry import RoomRegistry
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the routes and the WebSocket use."""
+
+    settings: Settings
+    store: SqlRoomStore
+    directory: RoomDirectory
+    identities: Identities
+    flusher: Flusher
+    registry: RoomRegistry
+    authorizer: Authorizer
+
+
+def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Services:
+    """Construct the object graph; the only I/O is reading (or creating) the JWT secret."""
+    engine = create_engine(settings.resolved_database_url)
+    store = SqlRoomStore(engine)
+    directory = RoomDirectory(engine)
+    secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
+    identities = Identities(secret, settings.token_ttl_s)
+    flusher = Flusher(
+        store,
+        flush_ms=settings.flush_ms,
+        retry_max_ms=settings.flush_retry_max_ms,
+        compact_min_bytes=settings.compact_min_bytes,
+        compact_max_updates=settings.compact_max_updates,
+    )
+    registry = RoomRegistry(
+        store,
+        bus or LocalBus(),
+        flusher,
+        idle_unload_ms=settings.idle_unload_ms,
+        max_awareness_bytes=settings.max_awareness_bytes,
+    )
+    authorizer = MembershipAuthorizer(identities, directory)
+    return Services(settings, store, directory, identities, flusher, registry, authorizer)

@@ -1,0 +1,100 @@
+"""Who may open a room's WebSocket, and what a viewer's socket may do."""
+
+import asyncio
+
+import httpx
+import pytest
+from pycrdt import Awareness, Doc, Text, create_awareness_message
+from websockets.asyncio.client import ClientConnection, connect
+
+from pairpilot.sync import protocol
+from pairpilot.testing import LiveServer, join, sign_in, synced_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def _closed_with(ws: ClientConnection) -> int | None:
+    async with asyncio.timeout(5):
+        await ws.wait_closed()
+    return ws.close_code
+
+
+async def _recv_until(ws: ClientConnection, prefix: bytes) -> bytes:
+    async with asyncio.timeout(5):
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, bytes) and frame.startswith(prefix):
+                return frame
+
+
+async def _set_role(server: LiveServer, room: str, owner: str, user: str, role: str) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url) as client:
+        response = await client.put(
+            f"/api/rooms/{room}/members/{user}",
+            json={"role": role},
+            headers={"Authorization": f"Bearer {owner}"},
+        )
+        assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-jwt", "a.b.c"])
+async def test_a_missing_or_bad_token_closes_4401(server: LiveServer, token: str | None):
+    async with connect(server.ws_url("locked", token), compression=None) as ws:
+        assert await _closed_with(ws) == 4401
+
+
+async def test_a_valid_token_of_a_non_member_closes_4403(server: LiveServer):
+    owner = await sign_in(server.http_url)
+    await join(server.http_url, "private", owner)
+    stranger = await sign_in(server.http_url)
+    async with connect(server.ws_url("private", stranger), compression=None) as ws:
+        assert await _closed_with(ws) == 4403
+
+
+async def test_a_viewer_reads_but_its_updates_are_dropped_with_an_auth_message(server):
+    owner = await sign_in(server.http_url, "Owner")
+    await join(server.http_url, "ro", owner)
+    viewer = await sign_in(server.http_url, "Viewer")
+    viewer_id = (await join(server.http_url, "ro", viewer))["member"]["user_id"]
+    await _set_role(server, "ro", owner, viewer_id, "viewer")
+    async with synced_client(server.ws_url("ro", owner)) as owner_doc:
+        owner_doc.get("code", type=Text).insert(0, "owner's text")
+        async with connect(server.ws_url("ro", viewer), compression=None) as ws:
+            step1 = await _recv_until(ws, b"\x00\x00")
+            assert step1
+            doc: Doc = Doc()
+            doc["code"] = Text("viewer's attempt")
+            await ws.send(protocol.sync_update(doc.get_update()))
+            denied = await _recv_until(ws, b"\x02\x00")
+            assert b"read-only" in denied
+            presence = Awareness(Doc())
+            presence.set_local_state({"user": {"name": "Viewer"}})
+            frame = create_awareness_message(presence.encode_awareness_update([presence.client_id]))
+            await ws.send(frame)
+            assert await _recv_until(ws, b"\x01") == frame
+        await asyncio.sleep(0.1)
+        assert str(owner_doc.get("code", type=Text)) == "owner's text"
+
+
+async def test_a_role_change_applies_to_open_sockets(server: LiveServer):
+    owner = await sign_in(server.http_url, "Owner")
+    await join(server.http_url, "promote", owner)
+    other = await sign_in(server.http_url, "Other")
+    other_id = (await join(server.http_url, "promote", other))["member"]["user_id"]
+    await _set_role(server, "promote", owner, other_id, "viewer")
+    async with (
+        synced_client(server.ws_url("promote", owner)) as watcher,
+        synced_client(server.ws_url("promote", other)) as editor,
+    ):
+        text = editor.get("code", type=Text)
+        room = server.services.registry.rooms["promote"]
+        assert not any(
+            session.can_write for session in room.sessions.values() if session.user_id == other_id
+        )
+        await _set_role(server, "promote", owner, other_id, "editor")
+        text.insert(0, "accepted")
+        await wait_until(lambda: "accepted" in str(watcher.get("code", type=Text)))
+        await _set_role(server, "promote", owner, other_id, "viewer")
+        text.insert(0, "late ")
+        await asyncio.sleep(0.2)
+        assert "late" not in str(watcher.get("code", type=Text))
