@@ -30,6 +30,7 @@ from servers import BENCH, CLIENT_CPU, DEFAULT_SERVERS, SERVERS, Server, version
 RESULTS = BENCH / "results"
 SEED = 20260101
 CAPACITY_P99_MS = 50.0
+WRITERS = 20  # durability: 1,600 edits/s stay under 100 messages/s per connection
 CLIENT_BOUND_PCT = 85.0  # the driver's core: beyond this, latency is the client's
 
 
@@ -149,6 +150,8 @@ class Bench:
         self.servers = servers
         self.run_id = out.stem
         self.failures = 0
+        # PairPilot on SQLite and on PostgreSQL: durability is PairPilot's own cost.
+        self.durability_servers = [s for s in servers if s.startswith("pairpilot")]
 
     def record(self, row: dict[str, Any]) -> None:
         row = {"run": self.run_id, "quick": self.quick, **row}
@@ -415,6 +418,97 @@ class Bench:
                 }
             )
 
+    def durability(self) -> None:
+        """Bytes written per keystroke edit on a 1 MB document; the rate where flushing lags."""
+        step_s = 4.0 if self.quick else 10.0
+        rates = [10, 50, 200, 400, 800, 1600]
+        flush_ms = 200
+        env = {"PAIRPILOT_FLUSH_MS": str(flush_ms)}
+        for name in [n for n in ("pairpilot", "pairpilot-pg") if n in self.durability_servers]:
+
+            def body(server: Server) -> dict[str, Any]:
+                wal: dict[str, int | None] = {}
+                usage: dict[int, dict[str, Any]] = {}
+                starts: dict[int, Any] = {}
+
+                def on_event(msg: dict[str, Any], run: DriverRun) -> None:
+                    event = msg["event"]
+                    if event.startswith("step_start_"):
+                        i = int(event.rsplit("_", 1)[1])
+                        starts[i] = server.sampler_().mark(event)
+                        wal[f"start_{i}"] = server.wal_lsn()
+                    elif event.startswith("kill_"):
+                        i = int(event.rsplit("_", 1)[1])
+                        end = server.sampler_().mark(event)
+                        wal[f"end_{i}"] = server.wal_lsn()
+                        usage[i] = server_usage(server, starts[i], end)
+                        server.kill()
+                        server.start()
+                        run.send("go")
+
+                result, _ = run_driver(
+                    server,
+                    {
+                        "mode": "durability",
+                        "inserts": 10_000,
+                        "insertLen": 100,
+                        "rates": rates,
+                        "stepS": step_s,
+                        "writers": WRITERS,
+                        "flushMs": flush_ms,
+                        "roomPrefix": "durability",
+                        "syncTimeoutMs": 120000,
+                    },
+                    timeout=900,
+                    on_event=on_event,
+                )
+                steps = []
+                for i, step in enumerate(result.get("steps", [])):
+                    u = usage.get(i, {})
+                    w0, w1 = wal.get(f"start_{i}"), wal.get(f"end_{i}")
+                    written = (
+                        (w1 - w0) if w0 is not None and w1 is not None else u.get("write_bytes")
+                    )
+                    sent = max(1, step["sent"])
+                    steps.append(
+                        {
+                            **step,
+                            "server_usage": u,
+                            "wal_bytes": (w1 - w0) if w0 is not None and w1 is not None else None,
+                            "bytes_per_edit": round((written or 0) / sent, 1),
+                            "kept_up": step["lost"] == 0,
+                        }
+                    )
+                held = [st["rate"] for st in steps if st["kept_up"]]
+                row: dict[str, Any] = {
+                    "driver_result": result,
+                    "steps": steps,
+                    "ok": bool(result.get("ok")),
+                    "measure": "WAL bytes" if server.db is not None else "/proc write_bytes",
+                }
+                row["summary"] = {
+                    "bytes_per_edit": {st["rate"]: st["bytes_per_edit"] for st in steps},
+                    "largest_rate_kept_up": max(held, default=None),
+                    "fell_behind_at": next((st["rate"] for st in steps if not st["kept_up"]), None),
+                }
+                return row
+
+            row = self.with_server(name, body, env)
+            self.record(
+                {
+                    "scenario": "durability",
+                    "server": name,
+                    "case": {
+                        "characters": 1_000_000,
+                        "rates": rates,
+                        "step_s": step_s,
+                        "flush_ms": flush_ms,
+                        "writers": WRITERS,
+                    },
+                    **row,
+                }
+            )
+
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
@@ -428,7 +522,7 @@ def _mb(kb: float | None) -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
-SCENARIOS = ["fanout", "idle", "coldload", "capacity"]
+SCENARIOS = ["fanout", "idle", "coldload", "capacity", "durability"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (RESULTS / ("dev" if args.quick else "") / f"run-{stamp}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     bench = Bench(out, quick=args.quick, servers=args.servers or DEFAULT_SERVERS)
+    if not args.servers:
+        bench.durability_servers = ["pairpilot", "pairpilot-pg"]
     bench.record(
         {
             "scenario": "meta",

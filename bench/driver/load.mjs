@@ -300,7 +300,63 @@ async function coldload () {
   return { update_bytes: update.length, characters: expected, loads, ok: loads.length === cfg.loads }
 }
 
-const MODES = { fanout, idle, coldload }
+/**
+ * Durability cost: keystroke edits on a 1 MB document at rising rates. After each step the
+ * orchestrator crashes the server (SIGKILL, `2 * flushMs` after the last edit) and restarts it;
+ * a fresh client then counts the edits that survived. A step that lost edits is where the
+ * flush fell behind.
+ */
+async function durability () {
+  const update = bigDocUpdate(cfg.inserts, cfg.insertLen, cfg.docSeed ?? 11)
+  const base = cfg.inserts * cfg.insertLen
+  const room = `${cfg.roomPrefix}-0`
+  await upload(room, update, base)
+  let expected = base
+  const steps = []
+  for (const [i, rate] of cfg.rates.entries()) {
+    const tokens = []
+    for (let w = 0; w < cfg.writers; w++) tokens.push(cfg.auth ? await signIn(cfg.http, room, `bench-w${i}-${w}`) : null)
+    const writers = tokens.map((token) => connect(cfg, room, token))
+    await Promise.all(writers.map((cl) => cl.synced))
+    const periodMs = 1000 / (rate / cfg.writers)
+    const begin = performance.now() + 100
+    const end = begin + cfg.stepS * 1000
+    let sent = 0
+    emit({ event: `step_start_${i}` })
+    await Promise.all(writers.map(async (cl) => {
+      const text = cl.doc.getText('code')
+      const offset = prng.real53(gen) * periodMs
+      for (let k = 0; ; k++) {
+        const due = begin + offset + k * periodMs
+        if (due >= end) break
+        const wait = due - performance.now()
+        if (wait > 0) await sleep(wait)
+        text.insert(prng.uint32(gen, 0, text.length), ALPHABET[prng.uint32(gen, 0, ALPHABET.length - 1)])
+        sent++
+      }
+    }))
+    emit({ event: `step_end_${i}` })
+    expected += sent
+    await sleep(2 * cfg.flushMs)
+    emit({ event: `kill_${i}` }) // the orchestrator SIGKILLs and restarts the server, then "go"
+    const command = await nextCommand()
+    for (const cl of writers) cl.destroy()
+    if (command !== 'go') throw new Error(`orchestrator said ${command}`)
+    const token = cfg.auth ? await signIn(cfg.http, room, `bench-check-${i}`) : null
+    const check = connect(cfg, room, token)
+    await check.synced
+    const length = check.doc.getText('code').length
+    check.destroy()
+    const lost = expected - length
+    steps.push({ rate, sent, lost, expected, length })
+    emit({ event: `checked_${i}`, sent, lost })
+    if (lost !== 0) break
+    // Later steps start from what survived.
+  }
+  return { update_bytes: update.length, characters: base, steps, ok: steps.length > 0 }
+}
+
+const MODES = { fanout, idle, coldload, durability }
 
 const mode = MODES[cfg.mode]
 if (!mode) throw new Error(`unknown mode ${cfg.mode}`)
