@@ -14,6 +14,8 @@ import pytest
 from tests.support import unavailable
 
 from pairpilot.settings import Settings
+from pairpilot.storage.migrate import migrate
+from pairpilot.storage.sql import create_engine
 from pairpilot.testing import LiveServer, live_server, quick_settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -61,3 +63,35 @@ def postgres_database() -> Iterator[str]:
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_database: str) -> str:
+    """The session's PostgreSQL database, migrated (as `pairpilot migrate` would)."""
+
+    async def run() -> None:
+        engine = create_engine(postgres_database.replace("postgresql://", "postgresql+asyncpg://"))
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+    return postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """A live server on each storage backend in turn."""
+    overrides: dict[str, object] = {}
+    if request.param == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("migrated_postgres")
+    async with live_server(quick_settings(tmp_path, **overrides)) as running:
+        yield running
+
+
+@pytest.fixture
+def room() -> str:
+    """A room id no other test uses (the PostgreSQL database is shared by the session)."""
+    return f"room-{uuid.uuid4().hex[:12]}"

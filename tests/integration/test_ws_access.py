@@ -27,8 +27,8 @@ async def _recv_until(ws: ClientConnection, prefix: bytes) -> bytes:
                 return frame
 
 
-async def _set_role(server: LiveServer, room: str, owner: str, user: str, role: str) -> None:
-    async with httpx.AsyncClient(base_url=server.http_url) as client:
+async def _set_role(api_server: LiveServer, room: str, owner: str, user: str, role: str) -> None:
+    async with httpx.AsyncClient(base_url=api_server.http_url) as client:
         response = await client.put(
             f"/api/rooms/{room}/members/{user}",
             json={"role": role},
@@ -38,28 +38,28 @@ async def _set_role(server: LiveServer, room: str, owner: str, user: str, role: 
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-jwt", "a.b.c"])
-async def test_a_missing_or_bad_token_closes_4401(server: LiveServer, token: str | None):
-    async with connect(server.ws_url("locked", token), compression=None) as ws:
+async def test_a_missing_or_bad_token_closes_4401(api_server: LiveServer, token: str | None):
+    async with connect(api_server.ws_url("locked", token), compression=None) as ws:
         assert await _closed_with(ws) == 4401
 
 
-async def test_a_valid_token_of_a_non_member_closes_4403(server: LiveServer):
-    owner = await sign_in(server.http_url)
-    await join(server.http_url, "private", owner)
-    stranger = await sign_in(server.http_url)
-    async with connect(server.ws_url("private", stranger), compression=None) as ws:
+async def test_a_valid_token_of_a_non_member_closes_4403(api_server: LiveServer):
+    owner = await sign_in(api_server.http_url)
+    await join(api_server.http_url, "private", owner)
+    stranger = await sign_in(api_server.http_url)
+    async with connect(api_server.ws_url("private", stranger), compression=None) as ws:
         assert await _closed_with(ws) == 4403
 
 
-async def test_a_viewer_reads_but_its_updates_are_dropped_with_an_auth_message(server):
-    owner = await sign_in(server.http_url, "Owner")
-    await join(server.http_url, "ro", owner)
-    viewer = await sign_in(server.http_url, "Viewer")
-    viewer_id = (await join(server.http_url, "ro", viewer))["member"]["user_id"]
-    await _set_role(server, "ro", owner, viewer_id, "viewer")
-    async with synced_client(server.ws_url("ro", owner)) as owner_doc:
+async def test_a_viewer_reads_but_its_updates_are_dropped_with_an_auth_message(api_server):
+    owner = await sign_in(api_server.http_url, "Owner")
+    await join(api_server.http_url, "ro", owner)
+    viewer = await sign_in(api_server.http_url, "Viewer")
+    viewer_id = (await join(api_server.http_url, "ro", viewer))["member"]["user_id"]
+    await _set_role(api_server, "ro", owner, viewer_id, "viewer")
+    async with synced_client(api_server.ws_url("ro", owner)) as owner_doc:
         owner_doc.get("code", type=Text).insert(0, "owner's text")
-        async with connect(server.ws_url("ro", viewer), compression=None) as ws:
+        async with connect(api_server.ws_url("ro", viewer), compression=None) as ws:
             step1 = await _recv_until(ws, b"\x00\x00")
             assert step1
             doc: Doc = Doc()
@@ -76,25 +76,25 @@ async def test_a_viewer_reads_but_its_updates_are_dropped_with_an_auth_message(s
         assert str(owner_doc.get("code", type=Text)) == "owner's text"
 
 
-async def test_a_role_change_applies_to_open_sockets(server: LiveServer):
-    owner = await sign_in(server.http_url, "Owner")
-    await join(server.http_url, "promote", owner)
-    other = await sign_in(server.http_url, "Other")
-    other_id = (await join(server.http_url, "promote", other))["member"]["user_id"]
-    await _set_role(server, "promote", owner, other_id, "viewer")
+async def test_a_role_change_applies_to_open_sockets(api_server: LiveServer):
+    owner = await sign_in(api_server.http_url, "Owner")
+    await join(api_server.http_url, "promote", owner)
+    other = await sign_in(api_server.http_url, "Other")
+    other_id = (await join(api_server.http_url, "promote", other))["member"]["user_id"]
+    await _set_role(api_server, "promote", owner, other_id, "viewer")
     async with (
-        synced_client(server.ws_url("promote", owner)) as watcher,
-        synced_client(server.ws_url("promote", other)) as editor,
+        synced_client(api_server.ws_url("promote", owner)) as watcher,
+        synced_client(api_server.ws_url("promote", other)) as editor,
     ):
         text = editor.get("code", type=Text)
-        room = server.services.registry.rooms["promote"]
+        room = api_server.services.registry.rooms["promote"]
         assert not any(
             session.can_write for session in room.sessions.values() if session.user_id == other_id
         )
-        await _set_role(server, "promote", owner, other_id, "editor")
+        await _set_role(api_server, "promote", owner, other_id, "editor")
         text.insert(0, "accepted")
         await wait_until(lambda: "accepted" in str(watcher.get("code", type=Text)))
-        await _set_role(server, "promote", owner, other_id, "viewer")
+        await _set_role(api_server, "promote", owner, other_id, "viewer")
         text.insert(0, "late ")
         await asyncio.sleep(0.2)
         assert "late" not in str(watcher.get("code", type=Text))

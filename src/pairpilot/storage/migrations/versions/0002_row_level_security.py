@@ -75,15 +75,18 @@ ALTER TABLE room_members ENABLE ROW LEVEL SECURITY;
 ALTER TABLE room_snapshots ENABLE ROW LEVEL SECURITY;
 ALTER TABLE room_updates ENABLE ROW LEVEL SECURITY;
 
+-- Owners and members see the row. INSERT ... ON CONFLICT also checks the new row against the
+-- SELECT policy, and the creator is not a member yet at that moment.
 CREATE POLICY rooms_select ON rooms FOR SELECT TO authenticated
-  USING (pairpilot_role_in(id) IS NOT NULL);
+  USING (owner_id = (SELECT auth.uid())::text OR pairpilot_role_in(id) IS NOT NULL);
 CREATE POLICY rooms_insert ON rooms FOR INSERT TO authenticated
   WITH CHECK (owner_id = (SELECT auth.uid())::text AND default_role = 'editor');
 CREATE POLICY rooms_update ON rooms FOR UPDATE TO authenticated
   USING (pairpilot_role_in(id) = 'owner') WITH CHECK (pairpilot_role_in(id) = 'owner');
 
+-- One's own membership rows, and every row of rooms one belongs to.
 CREATE POLICY members_select ON room_members FOR SELECT TO authenticated
-  USING (pairpilot_role_in(room_id) IS NOT NULL);
+  USING (user_id = (SELECT auth.uid())::text OR pairpilot_role_in(room_id) IS NOT NULL);
 CREATE POLICY members_insert ON room_members FOR INSERT TO authenticated
   WITH CHECK (
     user_id = (SELECT auth.uid())::text

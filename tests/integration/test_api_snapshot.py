@@ -1,0 +1,159 @@
+"""GET and POST snapshot: live state, stored state, CRDT merge, bad and oversized input."""
+
+import asyncio
+import base64
+from pathlib import Path
+
+import pytest
+from pycrdt import Doc, Text
+from tests.support import User, new_user
+
+from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def _b64(update: bytes) -> str:
+    return base64.b64encode(update).decode()
+
+
+def _doc_from(snapshot_b64: str | None) -> Doc:
+    doc: Doc = Doc()
+    if snapshot_b64:
+        doc.apply_update(base64.b64decode(snapshot_b64))
+    return doc
+
+
+def _text(doc: Doc, name: str = "code") -> str:
+    return str(doc.get(name, type=Text))
+
+
+async def _snapshot(user: User, room: str) -> dict[str, object]:
+    response = await user.call("GET", f"/api/rooms/{room}/snapshot")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_new_room_has_a_null_snapshot(api_server: LiveServer, room: str):
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    body = await _snapshot(ada, room)
+    assert body == {"room_id": room, "snapshot_b64": None, "updated_at": None}
+
+
+async def test_two_divergent_offline_copies_posted_one_after_the_other_both_survive(
+    api_server: LiveServer, room: str
+):
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    base: Doc = Doc()
+    base["code"] = Text("shared start\n")
+    assert (
+        await ada.call(
+            "POST", f"/api/rooms/{room}/snapshot", json={"snapshot_b64": _b64(base.get_update())}
+        )
+    ).status_code == 200
+    # Two people take the same state offline and edit it differently.
+    laptop, desktop = _doc_from(_b64(base.get_update())), _doc_from(_b64(base.get_update()))
+    laptop.get("code", type=Text).insert(0, "from the laptop\n")
+    desktop.get("code", type=Text).insert(len(_text(desktop)), "from the desktop\n")
+    for copy in (laptop, desktop):
+        response = await ada.call(
+            "POST", f"/api/rooms/{room}/snapshot", json={"snapshot_b64": _b64(copy.get_update())}
+        )
+        assert response.status_code == 200
+    merged = _text(_doc_from((await _snapshot(ada, room))["snapshot_b64"]))  # type: ignore[arg-type]
+    assert "from the laptop\n" in merged
+    assert "from the desktop\n" in merged
+    assert "shared start\n" in merged
+
+
+async def test_a_post_reaches_connected_clients_at_once(api_server: LiveServer, room: str):
+    async with synced_client(await api_server.member_url(room)) as live:
+        editor = await new_user(api_server.http_url)
+        await editor.join(room)
+        patch: Doc = Doc()
+        patch["code"] = Text("pushed over REST")
+        response = await editor.call(
+            "POST", f"/api/rooms/{room}/snapshot", json={"snapshot_b64": _b64(patch.get_update())}
+        )
+        assert response.json()["live"] is True
+        await wait_until(lambda: _text(live) == "pushed over REST")
+
+
+async def test_get_returns_the_live_state_when_open_and_the_stored_one_after_unload(
+    api_server: LiveServer, room: str
+):
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    async with synced_client(api_server.ws_url(room, ada.token)) as doc:
+        doc.get("code", type=Text).insert(0, "typed live")
+        await wait_until(lambda: room in api_server.services.registry.rooms)
+        room_doc = api_server.services.registry.rooms[room].doc
+        await wait_until(lambda: _text(room_doc) == "typed live")
+        live = await _snapshot(ada, room)
+        assert _text(_doc_from(live["snapshot_b64"])) == "typed live"  # type: ignore[arg-type]
+        assert live["updated_at"]
+    await wait_until(lambda: room not in api_server.services.registry.rooms, what="unload")
+    stored = await _snapshot(ada, room)
+    assert _text(_doc_from(stored["snapshot_b64"])) == "typed live"  # type: ignore[arg-type]
+    assert stored["updated_at"]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"snapshot_b64": "%%% not base64 %%%"}, "bad_request"),
+        ({"snapshot_b64": _b64(b"\x01\x02\x03 not a yjs update")}, "bad_request"),
+        ({"snapshot_b64": ""}, "bad_request"),
+        ({"snapshot": "AAA="}, "bad_request"),
+    ],
+)
+async def test_bad_snapshots_are_400_and_change_nothing(api_server, room, body, error):
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    response = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert (await _snapshot(ada, room))["snapshot_b64"] is None
+
+
+async def test_a_viewer_cannot_post_a_snapshot(api_server: LiveServer, room: str):
+    ada, vic = await new_user(api_server.http_url), await new_user(api_server.http_url)
+    await ada.join(room)
+    await vic.join(room)
+    await ada.call("PUT", f"/api/rooms/{room}/members/{vic.id}", json={"role": "viewer"})
+    doc: Doc = Doc()
+    doc["code"] = Text("viewer's")
+    response = await vic.call(
+        "POST", f"/api/rooms/{room}/snapshot", json={"snapshot_b64": _b64(doc.get_update())}
+    )
+    assert response.status_code == 403
+    assert (await _snapshot(vic, room))["snapshot_b64"] is None
+
+
+async def test_oversized_snapshots_are_413(tmp_path: Path):
+    async with live_server(quick_settings(tmp_path, max_message_bytes=4096)) as server:
+        ada = await new_user(server.http_url)
+        await ada.join("big")
+        doc: Doc = Doc()
+        doc["code"] = Text("z" * 5000)
+        encoded = {"snapshot_b64": _b64(doc.get_update())}
+        response = await ada.call("POST", "/api/rooms/big/snapshot", json=encoded)
+        assert response.status_code == 413
+        assert response.json()["error"] == "payload_too_large"
+        huge = {"snapshot_b64": "A" * 100_000}
+        response = await ada.call("POST", "/api/rooms/big/snapshot", json=huge)
+        assert response.status_code == 413
+
+
+async def test_a_duplicated_post_is_idempotent(api_server: LiveServer, room: str):
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    doc: Doc = Doc()
+    doc["code"] = Text("once")
+    body = {"snapshot_b64": _b64(doc.get_update())}
+    await asyncio.gather(
+        *(ada.call("POST", f"/api/rooms/{room}/snapshot", json=body) for _ in range(3))
+    )
+    assert _text(_doc_from((await _snapshot(ada, room))["snapshot_b64"])) == "once"  # type: ignore[arg-type]
