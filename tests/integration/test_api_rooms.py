@@ -138,7 +138,7 @@ async def test_invalid_room_ids_are_400(api_server: LiveServer, bad_id: str):
     ada = await new_user(api_server.http_url)
     response = await ada.join(bad_id)
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_room_id"
+    assert response.json()["error"] == "bad_request"
 
 
 async def test_unknown_paths_answer_json_404(api_server: LiveServer):

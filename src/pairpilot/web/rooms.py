@@ -34,7 +34,7 @@ from pairpilot.web.schemas import (
 )
 
 router = APIRouter(prefix="/api/rooms", tags=["rooms"])
-RoomId = Annotated[str, Path(description="^[A-Za-z0-9_-]{1,64}$")]
+RoomId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The room id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
 }

@@ -1,0 +1,44 @@
+"""schemathesis against the live OpenAPI schema: no 500, no response outside the schema."""
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pairpilot.testing import LiveServer
+from tests.support import new_user
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_schemathesis_finds_no_server_error_and_no_schema_violation(api_server: LiveServer):
+    ada = await new_user(api_server.http_url, "Schema")
+    await ada.join("schema-room")
+    executable = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
+    process = await asyncio.create_subprocess_exec(
+        executable,
+        "run",
+        f"{api_server.http_url}/openapi.json",
+        "--checks",
+        "not_a_server_error,response_schema_conformance,content_type_conformance",
+        "--header",
+        f"Authorization: Bearer {ada.token}",
+        "--max-examples",
+        "40",
+        "--seed",
+        "1",
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--phases",
+        "examples,coverage,fuzzing",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 600)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text[-6000:]
+    assert "passed" in text.lower()
