@@ -11,6 +11,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis
+import redis.asyncio
 from tests.support import unavailable
 
 from pairpilot.settings import Settings
@@ -95,3 +97,25 @@ async def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 def room() -> str:
     """A room id no other test uses (the PostgreSQL database is shared by the session)."""
     return f"room-{uuid.uuid4().hex[:12]}"
+
+
+REDIS_URL = os.environ.get("PAIRPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (required in CI)."""
+
+    async def ping() -> None:
+        client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, ping()).result()
+    except (OSError, redis.RedisError) as exc:
+        unavailable(f"Redis is not reachable at {REDIS_URL} ({exc}); start ../shared/services.sh")
+    return REDIS_URL

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     compact_max_updates: PositiveInt = 10_000
     flush_retry_max_ms: PositiveInt = 5_000
     log_level: str = "INFO"
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    run_limit: PositiveInt = 3
+    run_window_s: PositiveInt = 60
+    redis_timeout_ms: PositiveInt = 200
+    browser_sentry_dsn: str | None = None
+    client_dir: Path = Path(__file__).resolve().parents[2] / "client" / "dist"
     jwt_secret: str | None = None
     token_ttl_s: PositiveInt = 30 * 24 * 3600
 
@@ -41,6 +47,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("DATABASE_URL must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss://")
         return value
 
     @field_validator("log_level")

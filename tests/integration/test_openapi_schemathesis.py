@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support import new_user
 
 from pairpilot.testing import LiveServer
-from tests.support import new_user
 
 pytestmark = pytest.mark.anyio
 

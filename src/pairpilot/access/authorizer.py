@@ -13,7 +13,8 @@ from pairpilot.errors import InvalidRoomIdError
 if TYPE_CHECKING:
     from pairpilot.storage.directory import RoomDirectory
 
-ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ROOM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ROOM_ID = re.compile(ROOM_ID_PATTERN)
 
 
 def check_room_id(room_id: str) -> str:

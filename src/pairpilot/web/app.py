@@ -13,7 +13,7 @@ from pairpilot import __version__
 from pairpilot.observability.logging import configure_logging
 from pairpilot.settings import Settings
 from pairpilot.storage.migrate import migrate
-from pairpilot.web import auth, health, rooms, ws
+from pairpilot.web import auth, client, health, rooms, runs, ws
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
 from pairpilot.web.services import Services, build_services
@@ -47,14 +47,16 @@ def create_app(settings: Settings) -> FastAPI:
                 with suppress(asyncio.CancelledError):
                     await flusher
                 await services.store.close()
+                await services.limiter.close()
 
     app = FastAPI(title="PairPilot", version=__version__, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
-    for router in (health.router, auth.router, rooms.router, ws.router):
+    for router in (health.router, auth.router, rooms.router, runs.router, client.router, ws.router):
         app.include_router(router)
+    client.mount_client(app, settings.client_dir)
     return app
 
 

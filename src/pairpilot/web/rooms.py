@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pycrdt import Doc
 
-from pairpilot.access.authorizer import check_room_id
+from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
 from pairpilot.access.policy import (
     Role,
     can_edit,
@@ -34,7 +34,7 @@ from pairpilot.web.schemas import (
 )
 
 router = APIRouter(prefix="/api/rooms", tags=["rooms"])
-RoomId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The room id")]
+RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, description="The room id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
 }

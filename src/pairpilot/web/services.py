@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
 from pairpilot.bus import LocalBus, RoomBus
+from pairpilot.ratelimit import RunLimiter, build_run_limiter
 from pairpilot.settings import Settings
 from pairpilot.storage.directory import RoomDirectory
 from pairpilot.storage.sql import SqlRoomStore, create_engine
@@ -25,6 +26,7 @@ class Services:
     flusher: Flusher
     registry: RoomRegistry
     authorizer: Authorizer
+    limiter: RunLimiter
 
 
 def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Services:
@@ -49,4 +51,10 @@ def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Service
         max_awareness_bytes=settings.max_awareness_bytes,
     )
     authorizer = MembershipAuthorizer(identities, directory)
-    return Services(settings, store, directory, identities, flusher, registry, authorizer)
+    limiter = build_run_limiter(
+        settings.redis_url,
+        limit=settings.run_limit,
+        window_s=settings.run_window_s,
+        timeout_ms=settings.redis_timeout_ms,
+    )
+    return Services(settings, store, directory, identities, flusher, registry, authorizer, limiter)

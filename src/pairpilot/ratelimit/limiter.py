@@ -1,0 +1,140 @@
+"""Run limiting on the `limits` library (moving window), with a fail-open wrapper.
+
+With REDIS_URL the window lives in Redis (atomic Lua, shared by every server process);
+without it, in this process's memory. When Redis is unreachable or slower than the timeout,
+a call is allowed and marked ``degraded``: the IDE keeps working. One warning is logged per
+outage (not per call), and limiting resumes on its own once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import ConfigurationError as LimitsConfigurationError
+from limits.errors import StorageError as LimitsStorageError
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+
+from pairpilot.errors import ConfigurationError
+
+log = structlog.get_logger(__name__)
+
+OutageHook = Callable[[BaseException], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One answer of the limiter."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+    degraded: bool = False
+
+
+class RunLimiter:
+    """Decides whether a user may start a run in a room now (``check``)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        limit: int,
+        window_s: int,
+        timeout_s: float,
+        on_outage: OutageHook | None = None,
+        pool: ConnectionPool | None = None,
+    ) -> None:
+        self._storage = storage
+        self._pool = pool
+        self._strategy = MovingWindowRateLimiter(storage)
+        self._item = RateLimitItemPerSecond(limit, window_s)
+        self._limit = limit
+        self._timeout_s = timeout_s
+        self._on_outage = on_outage
+        self.in_outage = False
+        self.fail_open_count = 0
+
+    async def check(self, room_id: str, user_id: str) -> Decision:
+        """Count one run attempt; allowed, or not with the seconds until a slot frees."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                allowed = await self._strategy.hit(self._item, "run", room_id, user_id)
+                stats = await self._strategy.get_window_stats(self._item, "run", room_id, user_id)
+        except (TimeoutError, OSError, RedisError, LimitsStorageError) as exc:
+            return self._fail_open(exc)
+        if self.in_outage:
+            self.in_outage = False
+            log.info("rate limiter storage is back; limiting resumes")
+        reset_s = max(0, math.ceil(stats.reset_time - time.time()))
+        return Decision(
+            allowed=allowed, limit=self._limit, remaining=stats.remaining, reset_s=reset_s
+        )
+
+    async def ping(self) -> bool:
+        """True when the storage answers within the timeout."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return bool(await self._storage.check())
+        except (TimeoutError, OSError, RedisError, LimitsStorageError):
+            return False
+
+    async def close(self) -> None:
+        """Close the Redis connections, if any."""
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    def _fail_open(self, error: BaseException) -> Decision:
+        self.fail_open_count += 1
+        if not self.in_outage:
+            self.in_outage = True
+            log.warning("rate limiter storage unreachable; failing open", error=repr(error))
+            if self._on_outage is not None:
+                self._on_outage(error)
+        return Decision(
+            allowed=True, limit=self._limit, remaining=self._limit, reset_s=0, degraded=True
+        )
+
+
+def build_run_limiter(
+    redis_url: str | None,
+    *,
+    limit: int,
+    window_s: int,
+    timeout_ms: int,
+    on_outage: OutageHook | None = None,
+) -> RunLimiter:
+    """A limiter on Redis when a URL is given, else on this process's memory."""
+    storage: Storage = MemoryStorage()
+    pool = None
+    if redis_url:
+        # Short socket timeouts: a dead Redis must cost one timeout, not a TCP retry storm.
+        pool = ConnectionPool.from_url(
+            redis_url, socket_timeout=timeout_ms / 1000, socket_connect_timeout=timeout_ms / 1000
+        )
+        try:
+            storage = RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                wrap_exceptions=True,
+                connection_pool=pool,  # type: ignore[arg-type]  # forwarded to redis-py
+            )
+        except LimitsConfigurationError as exc:
+            raise ConfigurationError(f"REDIS_URL: {exc}") from exc
+    return RunLimiter(
+        storage,
+        limit=limit,
+        window_s=window_s,
+        timeout_s=timeout_ms / 1000,
+        on_outage=on_outage,
+        pool=pool,
+    )

@@ -1,0 +1,48 @@
+"""The built browser client, served by this server (no CDN): pages, assets, Pyodide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from pairpilot.web.deps import ServicesDep
+
+router = APIRouter()
+
+
+class ConfigOut(BaseModel):
+    """What the browser needs to know at start."""
+
+    browser_sentry_dsn: str | None
+
+
+@router.get("/api/config", tags=["client"])
+async def client_config(services: ServicesDep) -> ConfigOut:
+    """Public client configuration (no secrets)."""
+    return ConfigOut(browser_sentry_dsn=services.settings.browser_sentry_dsn)
+
+
+def mount_client(app: FastAPI, client_dir: Path) -> None:
+    """Serve index.html at / and /r/{room}, and the bundle's static folders."""
+    index = client_dir / "index.html"
+
+    async def page() -> FileResponse | JSONResponse:
+        if not index.is_file():
+            return JSONResponse(
+                {"error": "client_not_built", "message": "run scripts/setup.sh to build client/"},
+                status_code=503,
+            )
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.add_api_route("/", page, methods=["GET"], include_in_schema=False, response_model=None)
+    app.add_api_route(
+        "/r/{room_id}", page, methods=["GET"], include_in_schema=False, response_model=None
+    )
+    for folder in ("assets", "pyodide"):
+        path = client_dir / folder
+        if path.is_dir():
+            app.mount(f"/{folder}", StaticFiles(directory=path), name=folder)
