@@ -16,6 +16,7 @@ process.setMaxListeners(0) // y-websocket adds an exit listener per provider
 const gen = prng.create(cfg.seed ?? 1)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+const timing = {} // phases of openRooms, reported with every result
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz_ (){};=+.'
 
 const stdinLines = []
@@ -65,18 +66,27 @@ async function pool (items, limit, fn) {
  * the rest (pycrdt-websocket races when two clients open a new room at once; same for all).
  */
 async function openRooms (rooms, perRoom, docFactory = () => new Y.Doc()) {
+  // Sign-in and join first (PairPilot only), timed apart from the WebSocket connections.
+  const tokens = rooms.map(() => [])
+  const t0 = performance.now()
+  if (cfg.auth) {
+    await pool(rooms, cfg.connectConcurrency ?? 20, async (room, r) => {
+      for (let c = 0; c < perRoom; c++) tokens[r].push(await signIn(cfg.http, room, `bench-${r}-${c}`))
+    })
+  }
+  timing.auth_ms = performance.now() - t0
+  const t1 = performance.now()
   const byRoom = rooms.map(() => [])
   await pool(rooms, cfg.connectConcurrency ?? 20, async (room, r) => {
-    const tokens = []
-    for (let c = 0; c < perRoom; c++) tokens.push(cfg.auth ? await signIn(cfg.http, room, `bench-${r}-${c}`) : null)
-    const first = connect(cfg, room, tokens[0], docFactory())
+    const first = connect(cfg, room, tokens[r][0] ?? null, docFactory())
     byRoom[r].push(first)
     await first.synced
     const rest = []
-    for (let c = 1; c < perRoom; c++) rest.push(connect(cfg, room, tokens[c], docFactory()))
+    for (let c = 1; c < perRoom; c++) rest.push(connect(cfg, room, tokens[r][c] ?? null, docFactory()))
     byRoom[r].push(...rest)
     await Promise.all(rest.map((cl) => cl.synced))
   })
+  timing.ws_connect_ms = performance.now() - t1
   return byRoom
 }
 
@@ -362,6 +372,7 @@ const mode = MODES[cfg.mode]
 if (!mode) throw new Error(`unknown mode ${cfg.mode}`)
 try {
   const result = await mode()
+  Object.assign(result, { timing })
   emit({ result })
   process.exit(0)
 } catch (err) {

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from pycrdt import Doc
 from pycrdt.websocket import ASGIServer, WebsocketServer, YRoom
+from pycrdt.websocket.websocket_server import exception_logger
 
 STORE = os.environ.get("BENCH_STORE") == "memory"
 
@@ -24,7 +25,11 @@ class BenchWebsocketServer(WebsocketServer):
     """pycrdt-websocket's server, plus the in-memory store used by the cold-load scenario."""
 
     def __init__(self) -> None:
-        super().__init__(rooms_ready=True, auto_clean_rooms=True)
+        # exception_logger: a client that leaves mid-send is logged, not fatal to the server
+        # (the way pycrdt-websocket's own deployments, e.g. Jupyter's, configure it).
+        super().__init__(
+            rooms_ready=True, auto_clean_rooms=True, exception_handler=exception_logger
+        )
         self.stored: dict[str, bytes] = {}
 
     async def get_room(self, name: str) -> YRoom:

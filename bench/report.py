@@ -1,0 +1,343 @@
+"""Tables (markdown, into bench/README.md between markers) and PNG plots from one run's JSON lines.
+
+`uv run python bench/report.py [--results FILE] [--dev] [--no-readme]`
+
+Every cell comes from the one results file given (default: the newest full run in
+bench/results/; with --dev the newest quick run in bench/results/dev/, whose tables are printed
+but never written into the README). A case whose correctness check failed has no speed: its
+cells read FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+README = BENCH / "README.md"
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+REFERENCE = "y-websocket-server"
+FAIL = "FAIL"
+
+Row = dict[str, Any]
+
+
+def load(path: Path) -> list[Row]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def newest(folder: Path) -> Path:
+    files = sorted(folder.glob("run-*.jsonl"))
+    if not files:
+        raise SystemExit(f"no results in {folder}: run bench/run.py first")
+    return files[-1]
+
+
+def fmt(x: float | None, nd: int = 1) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.{nd}f}"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def by(rows: list[Row], scenario: str) -> list[Row]:
+    return [r for r in rows if r.get("scenario") == scenario]
+
+
+def meta_section(rows: list[Row]) -> str:
+    meta = next((r for r in rows if r.get("scenario") == "meta"), {})
+    m = meta.get("machine", {})
+    v = meta.get("versions", {})
+    vers = ", ".join(f"{k} {val}" for k, val in v.items())
+    mode = "quick (development) run" if meta.get("quick") else "full run"
+    return (
+        f"Run `{meta.get('run')}` ({mode}, started {meta.get('started')}): "
+        f"{m.get('cpus')} x {m.get('model')}, {m.get('mem_gb')} GB, Linux {m.get('kernel')}; "
+        f"server on CPU 0, clients on CPU 1.\n\nVersions: {vers}."
+    )
+
+
+def fanout_section(rows: list[Row]) -> str:
+    out = []
+    for r in by(rows, "fanout"):
+        c = r["case"]
+        s = r.get("summary", {})
+        u = r.get("server_usage", {})
+        ok = r.get("ok")
+        case = f"K{c['rooms']} N{c['clients']} R{c['rate']}"
+        load_ = f"{c['edits_per_s']:,} in / {c['deliveries_per_s']:,} out"
+        lat = [fmt(s.get(k), 1) for k in ("p50_ms", "p99_ms", "max_ms")] if ok else [FAIL] * 3
+        out.append(
+            [
+                case,
+                load_,
+                r["server"],
+                *lat,
+                fmt(u.get("cpu_pct")) if ok else FAIL,
+                fmt(s.get("peak_rss_mb")),
+                str(s.get("lost")),
+                "yes" if s.get("diverged") == 0 else "NO",
+                fmt(s.get("driver_cpu_pct")),
+                fmt(u.get("machine_busy_pct")),
+            ]
+        )
+    head = [
+        "case",
+        "edits/s",
+        "server",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "server CPU %",
+        "peak RSS MB",
+        "lost",
+        "converged",
+        "client CPU %",
+        "machine busy % (of 200)",
+    ]
+    return table(head, out)
+
+
+def capacity_section(rows: list[Row]) -> str:
+    out = [
+        [r["server"], str(r.get("largest_k") or FAIL), str(r.get("stopped"))]
+        for r in by(rows, "capacity")
+    ]
+    return table(["server", "largest K held (N5 R2)", "stopped by"], out)
+
+
+def coldload_section(rows: list[Row]) -> str:
+    out = []
+    for r in by(rows, "coldload"):
+        s = r.get("summary", {})
+        ok = r.get("ok")
+        out.append(
+            [
+                r["server"],
+                fmt(s.get("cpu_s_median"), 2) if ok else FAIL,
+                fmt(s.get("synced_ms_median"), 0) if ok else FAIL,
+                fmt(s.get("peak_rss_mb")),
+                fmt(s.get("update_mb"), 2),
+            ]
+        )
+    head = ["server", "server CPU s / load", "time to synced ms", "peak RSS MB", "update MB"]
+    return table(head, out) + "\n\nMedian of 5 cold loads of a 1,000,000-character document."
+
+
+def idle_section(rows: list[Row]) -> str:
+    per: dict[str, dict[int, Row]] = defaultdict(dict)
+    for r in by(rows, "idle"):
+        per[r["server"]][r["case"]["connections"]] = r
+    marginal = {r["server"]: r for r in by(rows, "idle-marginal")}
+    out = []
+    for server, cases in per.items():
+        sizes = sorted(cases)
+        lo, hi = cases.get(sizes[0], {}), cases.get(sizes[-1], {})
+        m = marginal.get(server, {})
+        out.append(
+            [
+                server,
+                fmt(lo.get("summary", {}).get("base_rss_mb")),
+                fmt(lo.get("summary", {}).get("rss_mb")) if lo.get("ok") else FAIL,
+                fmt(hi.get("summary", {}).get("rss_mb")) if hi.get("ok") else FAIL,
+                fmt(m.get("kb_per_connection")) if m.get("ok") else FAIL,
+                fmt(lo.get("summary", {}).get("idle_cpu_pct")),
+                fmt(hi.get("summary", {}).get("idle_cpu_pct")),
+            ]
+        )
+    head = [
+        "server",
+        "RSS empty MB",
+        "RSS fewer (1,000) MB",
+        "RSS more (3,000) MB",
+        "KB / connection",
+        "idle CPU % fewer",
+        "idle CPU % more",
+    ]
+    return table(head, out)
+
+
+def durability_section(rows: list[Row]) -> str:
+    out = []
+    for r in by(rows, "durability"):
+        if not r.get("ok"):
+            out.append([r["server"], FAIL, FAIL, str(r.get("error", ""))[:80]])
+            continue
+        steps = ", ".join(
+            f"{st['rate']}/s: {fmt(st['bytes_per_edit'], 0)} B" for st in r.get("steps", [])
+        )
+        s = r.get("summary", {})
+        fell = s.get("fell_behind_at")
+        out.append(
+            [
+                r["server"],
+                steps,
+                str(s.get("largest_rate_kept_up")),
+                f"at {fell}/s" if fell else "not within the steps",
+            ]
+        )
+    head = ["server", "bytes written per edit, by edit rate", "edits/s kept up", "fell behind"]
+    return table(head, out) + (
+        "\n\nSQLite: the server's `/proc/<pid>/io` write_bytes; PostgreSQL: WAL bytes "
+        "(`pg_current_wal_lsn()`). Kept up: a SIGKILL 2 x PAIRPILOT_FLUSH_MS after the last edit "
+        "lost no edit."
+    )
+
+
+def targets_section(rows: list[Row]) -> str:
+    """The issue's targets, PairPilot against the reference, as measured (not judged by hand)."""
+    checks: list[list[str]] = []
+
+    def get(scenario: str, server: str, **case: Any) -> Row:
+        for r in by(rows, scenario):
+            if r.get("server") == server and all(r["case"].get(k) == v for k, v in case.items()):
+                return r
+        return {}
+
+    pp, ref = get("fanout", "pairpilot", rooms=100), get("fanout", REFERENCE, rooms=100)
+    if pp and ref and pp.get("ok") and ref.get("ok"):
+        a, b = pp["summary"]["p99_ms"], ref["summary"]["p99_ms"]
+        checks.append(["fanout K100 p99 ≤ reference", f"{a} vs {b} ms", _yn(met=a <= b)])
+        a, b = pp["server_usage"]["cpu_pct"], ref["server_usage"]["cpu_pct"]
+        checks.append(["fanout K100 CPU ≤ reference", f"{a} vs {b} %", _yn(met=a <= b)])
+    cap = {r["server"]: r.get("largest_k") for r in by(rows, "capacity")}
+    if "pairpilot" in cap and REFERENCE in cap:
+        a, b = cap["pairpilot"] or 0, cap[REFERENCE] or 0
+        checks.append(["capacity largest K ≥ reference", f"{a} vs {b}", _yn(met=a >= b)])
+    idle = {r["server"]: r for r in by(rows, "idle-marginal")}
+    if idle.get("pairpilot", {}).get("ok"):
+        kb = idle["pairpilot"]["kb_per_connection"]
+        checks.append(["idle ≤ 20 KB / connection", f"{kb} KB", _yn(met=kb <= 20)])
+    cold = {r["server"]: r for r in by(rows, "coldload") if r.get("ok")}
+    if "pairpilot" in cold and REFERENCE in cold:
+        a, b = (
+            cold["pairpilot"]["summary"]["cpu_s_median"],
+            cold[REFERENCE]["summary"]["cpu_s_median"],
+        )
+        checks.append(["coldload CPU / load ≤ reference", f"{a} vs {b} s", _yn(met=a <= b)])
+    dur = {r["server"]: r for r in by(rows, "durability") if r.get("ok")}
+    for server in ("pairpilot", "pairpilot-pg"):
+        if server in dur and dur[server].get("steps"):
+            worst = max(st["bytes_per_edit"] for st in dur[server]["steps"])
+            checks.append(
+                [f"{server}: ≤ 2 KB / edit (worst step)", f"{worst} B", _yn(met=worst <= 2048)]
+            )
+    return table(["target", "measured", "met"], checks)
+
+
+def _yn(*, met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def plots(rows: list[Row], folder: Path) -> list[Path]:
+    made = []
+    series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for r in by(rows, "fanout") + by(rows, "capacity-step"):
+        if r.get("ok") and r.get("summary", {}).get("p99_ms") is not None:
+            s = r["summary"]
+            series[r["server"]].append((r["case"]["deliveries_per_s"], s["p50_ms"], s["p99_ms"]))
+    if series:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for i, (server, pts) in enumerate(sorted(series.items())):
+            pts.sort()
+            xs = [p[0] for p in pts]
+            color = f"C{i}"
+            ax.plot(xs, [p[2] for p in pts], "o-", color=color, label=f"{server} p99")
+            ax.plot(xs, [p[1] for p in pts], "x--", color=color, label=f"{server} p50")
+        ax.axhline(50, color="grey", lw=0.8, ls=":", label="50 ms (capacity limit)")
+        ax.set_xlabel("deliveries per second (edits in x (N-1))")
+        ax.set_ylabel("send → observe latency, ms")
+        ax.set_yscale("log")
+        ax.set_title("Latency against load (fanout and capacity steps)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(visible=True, which="both", alpha=0.3)
+        path = folder / "latency.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    mem: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in by(rows, "idle"):
+        if r.get("ok"):
+            s = r["summary"]
+            mem[r["server"]].append((0, s["base_rss_mb"]))
+            mem[r["server"]].append((r["case"]["connections"], s["rss_mb"]))
+    if mem:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for server, raw in sorted(mem.items()):
+            pts = sorted(dict(raw).items())
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=server)
+        ax.set_xlabel("idle connections (10 per room)")
+        ax.set_ylabel("server RSS, MB")
+        ax.set_title("Memory against connections")
+        ax.legend(fontsize=8)
+        ax.grid(visible=True, alpha=0.3)
+        path = folder / "memory.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def render(rows: list[Row], results: Path, images: list[Path]) -> str:
+    rel = results.relative_to(BENCH) if results.is_relative_to(BENCH) else results
+    parts = [
+        meta_section(rows),
+        f"Raw JSON lines: `{rel}`.",
+        "### Targets\n\n" + targets_section(rows),
+        "### Fanout\n\n" + fanout_section(rows),
+        "### Capacity\n\n" + capacity_section(rows),
+        "### Cold load\n\n" + coldload_section(rows),
+        "### Idle connections\n\n" + idle_section(rows),
+        "### Durability cost (PairPilot)\n\n" + durability_section(rows),
+    ]
+    for img in images:
+        rimg = img.relative_to(BENCH) if img.is_relative_to(BENCH) else img
+        parts.append(f"![{img.stem}]({rimg})")
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--results", type=Path, help="a results .jsonl file")
+    ap.add_argument("--dev", action="store_true", help="newest quick run (bench/results/dev/)")
+    ap.add_argument("--no-readme", action="store_true", help="print only; leave README.md")
+    args = ap.parse_args(argv)
+    results = args.results or newest(RESULTS / "dev" if args.dev else RESULTS)
+    rows = load(results)
+    images = plots(rows, results.parent)
+    text = render(rows, results, images)
+    quick = any(r.get("quick") for r in rows)
+    if args.no_readme or quick:
+        sys.stdout.write(text)
+        if quick and not args.no_readme:
+            print("(a quick run: tables printed, README.md left as it is)", file=sys.stderr)
+        return 0
+    readme = README.read_text()
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"README.md lacks the markers {BEGIN} … {END}")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+    print(f"README.md tables updated from {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
