@@ -49,9 +49,17 @@ def fmt(x: float | None, nd: int = 1) -> str:
     return f"{x:,.{nd}f}"
 
 
+def cell(text: str, limit: int = 120) -> str:
+    """One line of a markdown cell: the last line of a traceback says what went wrong."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    one = lines[0] if len(lines) <= 1 else f"{lines[0]} ... {lines[-1]}"
+    one = one.replace("|", "/")
+    return one if len(one) <= limit else one[: limit - 3] + "..."
+
+
 def table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -93,7 +101,7 @@ def fanout_section(rows: list[Row]) -> str:
                 str(s.get("lost")),
                 "yes" if s.get("diverged") == 0 else "NO",
                 fmt(s.get("driver_cpu_pct")),
-                fmt(u.get("machine_busy_pct")),
+                fmt(_others(u, s)),
             ]
         )
     head = [
@@ -108,9 +116,21 @@ def fanout_section(rows: list[Row]) -> str:
         "lost",
         "converged",
         "client CPU %",
-        "machine busy % (of 200)",
+        "other work on the machine %",
     ]
     return table(head, out)
+
+
+def _others(usage: dict[str, Any], summary: dict[str, Any]) -> float | None:
+    """CPU % used by neither the server nor the driver: noise from outside the benchmark."""
+    busy, server, driver = (
+        usage.get("machine_busy_pct"),
+        usage.get("cpu_pct"),
+        summary.get("driver_cpu_pct"),
+    )
+    if busy is None or server is None or driver is None:
+        return None
+    return max(0.0, busy - server - driver)
 
 
 def capacity_section(rows: list[Row]) -> str:
@@ -247,10 +267,14 @@ def _yn(*, met: bool) -> str:
 def plots(rows: list[Row], folder: Path) -> list[Path]:
     made = []
     series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    for r in by(rows, "fanout") + by(rows, "capacity-step"):
-        if r.get("ok") and r.get("summary", {}).get("p99_ms") is not None:
-            s = r["summary"]
-            series[r["server"]].append((r["case"]["deliveries_per_s"], s["p50_ms"], s["p99_ms"]))
+    seen: set[tuple[str, int]] = set()
+    for r in by(rows, "fanout") + by(rows, "capacity-step"):  # one point per load: fanout's
+        key = (r["server"], r["case"]["deliveries_per_s"])
+        if key in seen or not r.get("ok") or r.get("summary", {}).get("p99_ms") is None:
+            continue
+        seen.add(key)
+        s = r["summary"]
+        series[r["server"]].append((key[1], s["p50_ms"], s["p99_ms"]))
     if series:
         fig, ax = plt.subplots(figsize=(8, 5))
         for i, (server, pts) in enumerate(sorted(series.items())):

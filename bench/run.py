@@ -311,7 +311,7 @@ class Bench:
             [100, 200, 300] if self.quick else [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000]
         )
         for name in self.servers:
-            held, reason = None, "all steps held"
+            held, reason, errored = None, "all steps held", False
             for k in steps:
                 row = self.fanout_case(name, k, 5, 2, duration)
                 summary = row.get("summary", {})
@@ -340,6 +340,9 @@ class Bench:
                         held = k
                     reason = f"client-bound at K{k} (driver at {driver_cpu}% of its core)"
                     break
+                if not passed and "driver_result" not in row:
+                    errored, reason = True, f"K{k}: error: {row.get('error')}"
+                    break
                 if not passed:
                     reason = (
                         f"K{k}: lost {summary.get('lost')}"
@@ -354,7 +357,7 @@ class Bench:
                 {
                     "scenario": "capacity",
                     "server": name,
-                    "ok": held is not None,
+                    "ok": held is not None and not errored,
                     "largest_k": held,
                     "stopped": reason,
                     "summary": {"largest_k": held, "stopped": reason},
