@@ -81,7 +81,12 @@ const baseSetup: Extension = [
     ...foldKeymap,
     indentWithTab,
   ]),
-  EditorView.theme({ "&": { height: "100%" }, ".cm-scroller": { fontFamily: "var(--mono)" } }),
+  EditorView.theme({
+    "&": { height: "100%" },
+    ".cm-scroller": { fontFamily: "var(--mono)" },
+    // y-codemirror.next fades the remote caret's name in only on hover; show who it is at once.
+    ".cm-ySelectionInfo": { opacity: 1 },
+  }),
 ];
 
 export interface Editor {

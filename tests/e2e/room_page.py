@@ -1,0 +1,84 @@
+"""What a person does on the room page, by the client's data-testids (client/README.md)."""
+
+from __future__ import annotations
+
+from playwright.async_api import Locator, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+# Generous: other jobs (benchmarks) may load the 2-core machine while these tests run.
+UI_TIMEOUT_MS = 30_000
+SYNC_TIMEOUT_MS = 30_000
+
+# The open file's text as CodeMirror shows it, without the remote carets' name labels.
+_EDITOR_TEXT_JS = """() => {
+  const lines = document.querySelectorAll('[data-testid=editor] .cm-content > .cm-line');
+  return [...lines].map((line) => {
+    const copy = line.cloneNode(true);
+    copy.querySelectorAll('.cm-ySelectionCaret').forEach((caret) => caret.remove());
+    return copy.textContent;
+  }).join('\\n');
+}"""
+
+
+def by_test_id(page: Page, test_id: str) -> Locator:
+    """The element with this data-testid."""
+    return page.get_by_test_id(test_id)
+
+
+def editor_content(page: Page) -> Locator:
+    """CodeMirror's editable element."""
+    return page.locator("[data-testid=editor] .cm-content")
+
+
+async def open_room(page: Page, base_url: str, room_id: str, *, file: str = "main.py") -> None:
+    """Load /r/{room_id}, wait until synced and `file` is open in the editor."""
+    await page.goto(f"{base_url}/r/{room_id}")
+    await expect_connected(page)
+    await expect(by_test_id(page, "current-file")).to_have_text(file, timeout=UI_TIMEOUT_MS)
+
+
+async def expect_connected(page: Page, timeout: int = UI_TIMEOUT_MS) -> None:
+    """The connection status says connected (synced with the server)."""
+    await expect(by_test_id(page, "connection-status")).to_have_attribute(
+        "data-state", "connected", timeout=timeout
+    )
+
+
+async def editor_text(page: Page) -> str:
+    """The open file's text as shown."""
+    text: str = await page.evaluate(_EDITOR_TEXT_JS)
+    return text
+
+
+async def expect_editor_text(page: Page, expected: str, timeout: int = SYNC_TIMEOUT_MS) -> None:
+    """Wait (bounded) until the editor shows exactly `expected`."""
+    try:
+        await page.wait_for_function(
+            f"(expected) => ({_EDITOR_TEXT_JS})() === expected", arg=expected, timeout=timeout
+        )
+    except PlaywrightTimeoutError as exc:
+        shown = await editor_text(page)
+        raise AssertionError(f"editor shows {shown!r}, expected {expected!r}") from exc
+
+
+async def set_code(page: Page, code: str) -> None:
+    """Replace the open file's content (select all, insert: no auto-indent or auto-close)."""
+    await editor_content(page).click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.insert_text(code)
+
+
+async def type_at_end(page: Page, text: str) -> None:
+    """Type like a person at the end of the open file."""
+    await editor_content(page).click()
+    await page.keyboard.press("Control+End")
+    await page.keyboard.type(text)
+
+
+async def run_and_wait(page: Page, status: str = "done", timeout: int = UI_TIMEOUT_MS) -> None:
+    """Press Run and wait until the shared run reaches `status`."""
+    await expect(by_test_id(page, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    await by_test_id(page, "run").click()
+    await expect(by_test_id(page, "run-status")).to_have_attribute(
+        "data-status", status, timeout=timeout
+    )

@@ -1,0 +1,71 @@
+"""Two people in one room: typing, remote cursors, reload."""
+
+import pytest
+from playwright.async_api import expect
+from tests.e2e.conftest import ARTIFACTS, REPO, NewPerson
+from tests.e2e.room_page import (
+    UI_TIMEOUT_MS,
+    editor_text,
+    expect_editor_text,
+    open_room,
+    type_at_end,
+)
+
+from pairpilot.testing import LiveServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_typing_in_one_page_appears_in_the_other(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    await expect_editor_text(bob, await editor_text(ada))
+
+    await type_at_end(ada, "\n# hello from Ada")
+    expected = await editor_text(ada)
+    assert expected.endswith("# hello from Ada")
+    await expect_editor_text(bob, expected)
+
+    await type_at_end(bob, "\n# and Bob")
+    await expect_editor_text(ada, expected + "\n# and Bob")
+
+
+async def test_the_remote_cursor_shows_its_owners_name(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+
+    await type_at_end(ada, "\n# Ada was here")
+    label = bob.locator("[data-testid=editor] .cm-ySelectionInfo", has_text="Ada")
+    await expect(label).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # Visible to a person, not only to the DOM: not faded out until hovered.
+    await expect(label).to_have_css("opacity", "1", timeout=UI_TIMEOUT_MS)
+
+    await type_at_end(bob, "\n# Bob too")
+    await expect(
+        ada.locator("[data-testid=editor] .cm-ySelectionInfo", has_text="Bob")
+    ).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await bob.screenshot(path=ARTIFACTS / "two-person-editor.png")
+    assert (REPO / "test-artifacts" / "two-person-editor.png").stat().st_size > 0
+
+
+async def test_reloading_the_page_shows_the_same_content(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await type_at_end(ada, "\nprint('kept across a reload')")
+    typed = await editor_text(ada)
+
+    await ada.reload()
+    await open_room(ada, server.http_url, room)
+    await expect_editor_text(ada, typed)
