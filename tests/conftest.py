@@ -90,6 +90,7 @@ async def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     if request.param == "postgresql":
         overrides["database_url"] = request.getfixturevalue("migrated_postgres")
     async with live_server(quick_settings(tmp_path, **overrides)) as running:
+        assert running.services.store.engine.dialect.name == request.param
         yield running
 
 

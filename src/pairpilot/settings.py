@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     run_limit: PositiveInt = 3
     run_window_s: PositiveInt = 60
     redis_timeout_ms: PositiveInt = 200
+    sentry_dsn: str | None = Field(default=None, validation_alias="SENTRY_DSN")
+    environment: str = "production"
     browser_sentry_dsn: str | None = None
+    tunnel_max_bytes: PositiveInt = 1024 * 1024
     client_dir: Path = Path(__file__).resolve().parents[2] / "client" / "dist"
     jwt_secret: str | None = None
     token_ttl_s: PositiveInt = 30 * 24 * 3600

@@ -82,3 +82,11 @@ async def run_and_wait(page: Page, status: str = "done", timeout: int = UI_TIMEO
     await expect(by_test_id(page, "run-status")).to_have_attribute(
         "data-status", status, timeout=timeout
     )
+
+
+async def create_file(page: Page, name: str) -> None:
+    """Create a file through the file list; it opens in the editor."""
+    await by_test_id(page, "new-file").click()
+    await by_test_id(page, "file-name-input").fill(name)
+    await by_test_id(page, "file-name-input").press("Enter")
+    await expect(by_test_id(page, "current-file")).to_have_text(name, timeout=UI_TIMEOUT_MS)

@@ -37,7 +37,12 @@ def test_decoding_never_raises_anything_but_protocol_error(frame: bytes):
 def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
     room = Room("fuzz", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
     session = Session(
-        NullSocket(), user_id="u", can_write=True, queue_size=64, rate=TokenBucket(1e9, 1e9)
+        NullSocket(),
+        room_id="fuzz",
+        user_id="u",
+        can_write=True,
+        queue_size=64,
+        rate=TokenBucket(1e9, 1e9),
     )
     room.join(session)
     for frame in frames:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from pycrdt import merge_updates
 
 from pairpilot.errors import StorageError
+from pairpilot.observability.metrics import Metrics
+from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
 from pairpilot.sync.room import Room
 
@@ -30,6 +33,7 @@ class Flusher:
         retry_max_ms: int,
         compact_min_bytes: int,
         compact_max_updates: int,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._interval = flush_ms / 1000
@@ -40,6 +44,8 @@ class Flusher:
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self.failures = 0
+        self._metrics = metrics
+        self._failing = False
 
     def record(self, room: Room, update: bytes) -> None:
         """Queue an applied update for storage (Room's on_update hook)."""
@@ -58,11 +64,16 @@ class Flusher:
                 await self._write(list(self._dirty.values()))
             except StorageError as exc:
                 self.failures += 1
+                self._metrics.flush_failures.inc()
                 delay = min(max(delay * 2, self._interval), self._retry_max)
                 self._wake.set()
                 log.error("flush failed; retrying", retry_s=delay, error=str(exc.__cause__ or exc))
+                if not self._failing:  # one report per outage, not one per retry
+                    self._failing = True
+                    report(exc, task="flush", room_id=",".join(sorted(self._dirty))[:200])
             else:
                 delay = self._interval
+                self._failing = False
 
     async def flush_room(self, room: Room) -> None:
         """Write this room's pending updates now; StorageError if that fails."""
@@ -75,9 +86,14 @@ class Flusher:
     async def compact(self, room: Room) -> None:
         """Fold the room's log into its snapshot; StorageError if that fails."""
         async with self._write_lock:
-            room.snapshot_bytes = await self._store.compact(room.id)
+            try:
+                room.snapshot_bytes = await self._store.compact(room.id)
+            except StorageError:
+                self._metrics.compactions.labels("failed").inc()
+                raise
             room.log_bytes = 0
             room.log_count = 0
+            self._metrics.compactions.labels("done").inc()
 
     async def _write(self, rooms: list[Room]) -> None:
         async with self._write_lock:
@@ -89,8 +105,10 @@ class Flusher:
                     batch.append((room.id, _coalesce(room.pending)))
                     room.pending = []
                 self._dirty.pop(room.id, None)
+            started = time.perf_counter()
             try:
                 await self._store.append(batch)
+                self._metrics.flush_seconds.observe(time.perf_counter() - started)
             except StorageError:
                 for room, updates in taken:
                     room.pending[:0] = updates
@@ -105,6 +123,7 @@ class Flusher:
                     await self.compact(room)
                 except StorageError as exc:
                     log.error("compaction failed", room_id=room.id, error=str(exc.__cause__))
+                    report(exc, task="compaction", room_id=room.id)
 
     def _needs_compaction(self, room: Room) -> bool:
         # Compacting once the log reaches half the snapshot keeps storage written per edit

@@ -11,6 +11,8 @@ from pycrdt import Doc
 
 from pairpilot.bus import RoomBus
 from pairpilot.errors import StorageError
+from pairpilot.observability.metrics import Metrics
+from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.room import Room
@@ -34,6 +36,7 @@ class RoomRegistry:
         *,
         idle_unload_ms: int,
         max_awareness_bytes: int,
+        metrics: Metrics,
     ) -> None:
         self.rooms: dict[str, Room] = {}
         self._store = store
@@ -41,6 +44,10 @@ class RoomRegistry:
         self._flusher = flusher
         self._idle_s = idle_unload_ms / 1000
         self._max_awareness_bytes = max_awareness_bytes
+        self._metrics = metrics
+        metrics.watch_rooms(
+            lambda: len(self.rooms), lambda: sum(len(r.sessions) for r in self.rooms.values())
+        )
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._idle: dict[str, asyncio.TimerHandle] = {}
         self._unloads: set[asyncio.Task[None]] = set()
@@ -88,6 +95,7 @@ class RoomRegistry:
             bus=self._bus,
             on_update=self._flusher.record,
             max_awareness_bytes=self._max_awareness_bytes,
+            fanout_seconds=self._metrics.fanout_seconds,
         )
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes
@@ -108,6 +116,7 @@ class RoomRegistry:
             await self._flusher.flush_room(room)
         except StorageError as exc:
             log.error("unload flush failed; keeping the room", room_id=room.id, error=str(exc))
+            report(exc, task="unload", room_id=room.id)
             self.release(room)
             return
         if room.log_count:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from prometheus_client import Histogram
 from pycrdt import Awareness, Doc
 
 from pairpilot.bus import RoomBus
@@ -43,6 +44,7 @@ class Room:
         bus: RoomBus,
         on_update: OnUpdate,
         max_awareness_bytes: int,
+        fanout_seconds: Histogram | None = None,
     ) -> None:
         self.id = room_id
         self.doc = doc
@@ -55,6 +57,7 @@ class Room:
         self._bus = bus
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
+        self._fanout = fanout_seconds
         self.awareness = Awareness(doc)
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
@@ -113,8 +116,11 @@ class Room:
             return
         if update == EMPTY_UPDATE:
             return
+        started = time.perf_counter()
         self._apply(update)
         self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)
+        if self._fanout is not None:
+            self._fanout.observe(time.perf_counter() - started)
 
     def _apply(self, update: bytes) -> None:
         try:

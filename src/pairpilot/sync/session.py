@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from pairpilot.errors import RateLimitedError
+from pairpilot.observability.metrics import Metrics, frame_type
 from pairpilot.typing import Socket
 
 _ids = itertools.count(1)
@@ -52,12 +53,15 @@ class Session:
         self,
         socket: Socket,
         *,
+        room_id: str,
         user_id: str,
         can_write: bool,
         queue_size: int,
         rate: TokenBucket,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = next(_ids)
+        self.room_id = room_id
         self.user_id = user_id
         self.can_write = can_write
         self.awareness_ids: set[int] = set()
@@ -66,6 +70,7 @@ class Session:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
         self._rate = rate
         self._writer: asyncio.Task[None] | None = None
+        self._metrics = metrics
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.user_id}>"
@@ -92,6 +97,10 @@ class Session:
         return self._writer
 
     async def _drain(self) -> None:
+        metrics = self._metrics
         while True:
             frame = await self._queue.get()
             await self._socket.send_bytes(frame)
+            if metrics is not None:
+                metrics.messages_out.labels(frame_type(frame)).inc()
+                metrics.bytes_out.inc(len(frame))

@@ -10,10 +10,11 @@ import structlog
 from fastapi import FastAPI
 
 from pairpilot import __version__
-from pairpilot.observability.logging import configure_logging
+from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
+from pairpilot.observability.sentry import close_sentry, init_sentry, report
 from pairpilot.settings import Settings
 from pairpilot.storage.migrate import migrate
-from pairpilot.web import auth, client, health, rooms, runs, ws
+from pairpilot.web import auth, client, health, monitoring, rooms, runs, ws
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
 from pairpilot.web.services import Services, build_services
@@ -22,13 +23,16 @@ log = structlog.get_logger(__name__)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task died", task=task.get_name(), exc_info=task.exception())
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        log.error("background task died", task=task.get_name(), exc_info=error)
+        report(error, task=task.get_name())
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The ASGI application for these settings."""
     configure_logging(settings.log_level)
+    init_sentry(settings)
     services = build_services(settings)
 
     @asynccontextmanager
@@ -48,14 +52,18 @@ def create_app(settings: Settings) -> FastAPI:
                     await flusher
                 await services.store.close()
                 await services.limiter.close()
+                await services.http.aclose()
+                close_sentry()
 
     app = FastAPI(title="PairPilot", version=__version__, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
-    for router in (health.router, auth.router, rooms.router, runs.router, client.router, ws.router):
-        app.include_router(router)
+    app.add_middleware(RequestIdMiddleware)
+    routers = (health, auth, rooms, runs, client, monitoring, ws)
+    for module in routers:
+        app.include_router(module.router)
     client.mount_client(app, settings.client_dir)
     return app
 

@@ -49,6 +49,10 @@ async def may_run(
     """Count a run for (room, user): 3 per 60 s by default; members only; fails open."""
     await services.directory.membership(body.roomId, identity)
     decision = await services.limiter.check(body.roomId, identity.user_id)
+    outcome = "degraded" if decision.degraded else "allowed" if decision.allowed else "limited"
+    services.metrics.ratelimit_decisions.labels(outcome).inc()
+    if decision.degraded:
+        services.metrics.ratelimit_fail_open.inc()
     if not decision.allowed:
         retry = max(1, decision.reset_s)
         limited = LimitedOut(

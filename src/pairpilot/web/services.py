@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
 from pairpilot.bus import LocalBus, RoomBus
+from pairpilot.observability.metrics import Metrics
+from pairpilot.observability.sentry import report
 from pairpilot.ratelimit import RunLimiter, build_run_limiter
 from pairpilot.settings import Settings
 from pairpilot.storage.directory import RoomDirectory
@@ -27,6 +31,8 @@ class Services:
     registry: RoomRegistry
     authorizer: Authorizer
     limiter: RunLimiter
+    metrics: Metrics
+    http: httpx.AsyncClient
 
 
 def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Services:
@@ -36,12 +42,14 @@ def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Service
     directory = RoomDirectory(engine)
     secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
     identities = Identities(secret, settings.token_ttl_s)
+    metrics = Metrics()
     flusher = Flusher(
         store,
         flush_ms=settings.flush_ms,
         retry_max_ms=settings.flush_retry_max_ms,
         compact_min_bytes=settings.compact_min_bytes,
         compact_max_updates=settings.compact_max_updates,
+        metrics=metrics,
     )
     registry = RoomRegistry(
         store,
@@ -49,6 +57,7 @@ def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Service
         flusher,
         idle_unload_ms=settings.idle_unload_ms,
         max_awareness_bytes=settings.max_awareness_bytes,
+        metrics=metrics,
     )
     authorizer = MembershipAuthorizer(identities, directory)
     limiter = build_run_limiter(
@@ -56,5 +65,17 @@ def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Service
         limit=settings.run_limit,
         window_s=settings.run_window_s,
         timeout_ms=settings.redis_timeout_ms,
+        on_outage=lambda error: report(error, task="ratelimit"),
     )
-    return Services(settings, store, directory, identities, flusher, registry, authorizer, limiter)
+    return Services(
+        settings,
+        store,
+        directory,
+        identities,
+        flusher,
+        registry,
+        authorizer,
+        limiter,
+        metrics,
+        httpx.AsyncClient(timeout=5.0),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from contextlib import suppress
 
 import structlog
@@ -20,6 +21,8 @@ from pairpilot.errors import (
     StorageError,
     UnauthenticatedError,
 )
+from pairpilot.observability.metrics import Metrics, frame_type
+from pairpilot.observability.sentry import report
 from pairpilot.sync.protocol import decode_message
 from pairpilot.sync.room import Room
 from pairpilot.sync.session import Session, TokenBucket
@@ -53,7 +56,7 @@ async def collab(websocket: WebSocket, room_id: str) -> None:
     """One y-websocket connection: authorise, join the room, relay until either side stops."""
     services = websocket.app.state.services
     settings = services.settings
-    structlog.contextvars.bind_contextvars(room_id=room_id, connection_id=id(websocket))
+    structlog.contextvars.bind_contextvars(room_id=room_id, connection_id=uuid.uuid4().hex[:12])
     # Accept first: only an accepted socket can tell a browser why it is being closed.
     await websocket.accept()
     try:
@@ -62,19 +65,23 @@ async def collab(websocket: WebSocket, room_id: str) -> None:
         room = await services.registry.acquire(room_id)
     except PairPilotError as exc:
         log.info("connection refused", reason=str(exc), code=close_code(exc))
-        await _close(websocket, exc)
+        await _close(websocket, exc, services.metrics)
         return
     session = Session(
         websocket,
+        room_id=room_id,
         user_id=grant.user_id,
         can_write=grant.can_write,
         queue_size=settings.send_queue_messages,
         rate=TokenBucket(settings.messages_per_second, settings.message_burst),
+        metrics=services.metrics,
     )
     structlog.contextvars.bind_contextvars(session_id=session.id, user_id=grant.user_id)
     room.join(session)
     writer = session.start_writer()
-    reader = asyncio.create_task(_read(websocket, room, session), name=f"session-{session.id}")
+    reader = asyncio.create_task(
+        _read(websocket, room, session, services.metrics), name=f"session-{session.id}"
+    )
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -82,10 +89,10 @@ async def collab(websocket: WebSocket, room_id: str) -> None:
         writer.cancel()
         room.leave(session)
         services.registry.release(room)
-    await _finish(websocket, session, reader)
+    await _finish(websocket, session, reader, services.metrics)
 
 
-async def _read(websocket: WebSocket, room: Room, session: Session) -> None:
+async def _read(websocket: WebSocket, room: Room, session: Session, metrics: Metrics) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -93,14 +100,18 @@ async def _read(websocket: WebSocket, room: Room, session: Session) -> None:
         frame = message.get("bytes")
         if frame is None:
             raise ProtocolError("text frames are not part of the y-websocket protocol")
+        metrics.messages_in.labels(frame_type(frame)).inc()
+        metrics.bytes_in.inc(len(frame))
         session.check_rate()
         room.receive(session, decode_message(frame))
 
 
-async def _finish(websocket: WebSocket, session: Session, reader: asyncio.Task[None]) -> None:
+async def _finish(
+    websocket: WebSocket, session: Session, reader: asyncio.Task[None], metrics: Metrics
+) -> None:
     if session.overflowed:
         log.warning("slow consumer dropped", code=1013)
-        await _close(websocket, SlowConsumerError("send queue overflowed"))
+        await _close(websocket, SlowConsumerError("send queue overflowed"), metrics)
         return
     if not reader.done() or reader.cancelled():
         return
@@ -109,13 +120,15 @@ async def _finish(websocket: WebSocket, session: Session, reader: asyncio.Task[N
         return
     if isinstance(error, PairPilotError):
         log.warning("connection closed", reason=str(error), code=close_code(error))
-        await _close(websocket, error)
+        await _close(websocket, error, metrics)
     else:
         log.error("connection failed", exc_info=error)
-        await _close(websocket, PairPilotError("internal error"))
+        report(error, room_id=session.room_id, user_id=session.user_id)
+        await _close(websocket, PairPilotError("internal error"), metrics)
 
 
-async def _close(websocket: WebSocket, error: PairPilotError) -> None:
+async def _close(websocket: WebSocket, error: PairPilotError, metrics: Metrics) -> None:
+    metrics.closes.labels(str(close_code(error))).inc()
     # A stuck peer must not hold the handler: the close frame gets a bounded wait.
     with suppress(RuntimeError, OSError, TimeoutError):
         await asyncio.wait_for(

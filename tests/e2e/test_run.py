@@ -1,0 +1,147 @@
+"""Run / Stop: JavaScript and Python in a worker, output shared, Stop, the Run limit."""
+
+import re
+
+import pytest
+from playwright.async_api import Page, expect
+from tests.e2e.conftest import NewPerson
+from tests.e2e.room_page import (
+    UI_TIMEOUT_MS,
+    by_test_id,
+    create_file,
+    editor_content,
+    expect_editor_text,
+    open_room,
+    run_and_wait,
+    set_code,
+    type_at_end,
+)
+
+from pairpilot.testing import LiveServer
+
+pytestmark = pytest.mark.anyio
+
+# The first Python run downloads and starts Pyodide from /pyodide/: slow on a loaded machine.
+PYODIDE_TIMEOUT_MS = 120_000
+
+
+async def _two_people_on(server: LiveServer, room: str, person: NewPerson) -> tuple[Page, Page]:
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    return ada, bob
+
+
+async def test_a_javascript_run_prints_its_output_in_both_pages(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada, bob = await _two_people_on(server, room, person)
+    await create_file(ada, "hello.js")
+    code = 'console.log("js says", 6 * 7);\nconsole.error("to stderr");\n'
+    await set_code(ada, code)
+    await expect(
+        bob.get_by_test_id("file-item").and_(bob.locator("[data-file='hello.js']"))
+    ).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    await run_and_wait(ada, "done")
+
+    for page in (ada, bob):
+        output = by_test_id(page, "output")
+        await expect(output.locator("[data-stream=stdout]")).to_have_text(
+            "js says 42\n", timeout=UI_TIMEOUT_MS
+        )
+        await expect(output.locator("[data-stream=stderr]")).to_have_text(
+            "to stderr\n", timeout=UI_TIMEOUT_MS
+        )
+        await expect(by_test_id(page, "run-status")).to_have_attribute(
+            "data-status", "done", timeout=UI_TIMEOUT_MS
+        )
+
+
+async def test_a_python_run_loads_pyodide_and_prints_in_both_pages(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada, bob = await _two_people_on(server, room, person)
+    await set_code(ada, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)\n')
+    await expect_editor_text(bob, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)')
+
+    await by_test_id(ada, "run").click()
+    await expect(by_test_id(ada, "pyodide-loading")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    for page in (ada, bob):
+        await expect(by_test_id(page, "output").locator("[data-stream=stdout]")).to_have_text(
+            "py says 42 3\n", timeout=PYODIDE_TIMEOUT_MS
+        )
+        await expect(by_test_id(page, "run-status")).to_have_attribute(
+            "data-status", "done", timeout=UI_TIMEOUT_MS
+        )
+    await expect(by_test_id(ada, "pyodide-loading")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+
+
+async def test_stop_ends_an_infinite_loop_and_the_page_stays_responsive(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada, bob = await _two_people_on(server, room, person)
+    await create_file(ada, "loop.js")
+    await set_code(ada, 'console.log("looping");\nwhile (true) {}\n')
+
+    await by_test_id(ada, "run").click()
+    await expect(by_test_id(bob, "run-status")).to_have_attribute(
+        "data-status", "running", timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(ada, "stop")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    await by_test_id(ada, "stop").click()
+
+    for page in (ada, bob):
+        await expect(by_test_id(page, "run-status")).to_have_attribute(
+            "data-status", "stopped", timeout=UI_TIMEOUT_MS
+        )
+        await expect(by_test_id(page, "output")).to_contain_text(
+            "Stopped by Ada", timeout=UI_TIMEOUT_MS
+        )
+    # The page still reacts: typing works and reaches the other person.
+    await type_at_end(ada, "// after the stop")
+    await expect(editor_content(bob)).to_contain_text("// after the stop", timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(ada, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+
+
+async def test_another_person_can_stop_a_run(server: LiveServer, room: str, person: NewPerson):
+    ada, bob = await _two_people_on(server, room, person)
+    await create_file(ada, "loop.js")
+    await set_code(ada, "while (true) {}\n")
+
+    await by_test_id(ada, "run").click()
+    await expect(by_test_id(bob, "stop")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    await by_test_id(bob, "stop").click()
+
+    for page in (ada, bob):
+        await expect(by_test_id(page, "run-status")).to_have_attribute(
+            "data-status", "stopped", timeout=UI_TIMEOUT_MS
+        )
+        await expect(by_test_id(page, "output")).to_contain_text(
+            "Stopped by Bob", timeout=UI_TIMEOUT_MS
+        )
+
+
+async def test_the_fourth_run_within_a_minute_shows_the_limit_message(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await create_file(ada, "count.js")
+    await set_code(ada, 'console.log("ran");\n')
+    for _ in range(3):
+        await run_and_wait(ada, "done")
+        await expect(by_test_id(ada, "rate-limit-message")).to_be_hidden()
+
+    await expect(by_test_id(ada, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    await by_test_id(ada, "run").click()
+    message = by_test_id(ada, "rate-limit-message")
+    await expect(message).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(message).to_have_text(
+        re.compile(r"^Run limit reached — try again in [1-9]\d* s$"), timeout=UI_TIMEOUT_MS
+    )
+    seconds = int(re.findall(r"\d+", await message.inner_text())[0])
+    assert seconds <= 60
+    # Nothing ran: the shared run is still the third one.
+    await expect(by_test_id(ada, "run-status")).to_have_attribute("data-status", "done")
