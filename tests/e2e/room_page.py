@@ -90,3 +90,14 @@ async def create_file(page: Page, name: str) -> None:
     await by_test_id(page, "file-name-input").fill(name)
     await by_test_id(page, "file-name-input").press("Enter")
     await expect(by_test_id(page, "current-file")).to_have_text(name, timeout=UI_TIMEOUT_MS)
+
+
+def file_item(page: Page, name: str) -> Locator:
+    """The file list's entry for `name`."""
+    return page.locator(f"[data-testid=file-item][data-file='{name}']")
+
+
+async def open_file(page: Page, name: str) -> None:
+    """Open `name` from the file list (waiting for it to arrive)."""
+    await file_item(page, name).click(timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(page, "current-file")).to_have_text(name, timeout=UI_TIMEOUT_MS)

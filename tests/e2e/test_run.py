@@ -11,6 +11,7 @@ from tests.e2e.room_page import (
     create_file,
     editor_content,
     expect_editor_text,
+    open_file,
     open_room,
     run_and_wait,
     set_code,
@@ -40,9 +41,8 @@ async def test_a_javascript_run_prints_its_output_in_both_pages(
     await create_file(ada, "hello.js")
     code = 'console.log("js says", 6 * 7);\nconsole.error("to stderr");\n'
     await set_code(ada, code)
-    await expect(
-        bob.get_by_test_id("file-item").and_(bob.locator("[data-file='hello.js']"))
-    ).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await open_file(bob, "hello.js")
+    await expect_editor_text(bob, code)
 
     await run_and_wait(ada, "done")
 
@@ -64,7 +64,7 @@ async def test_a_python_run_loads_pyodide_and_prints_in_both_pages(
 ):
     ada, bob = await _two_people_on(server, room, person)
     await set_code(ada, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)\n')
-    await expect_editor_text(bob, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)')
+    await expect_editor_text(bob, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)\n')
 
     await by_test_id(ada, "run").click()
     await expect(by_test_id(ada, "pyodide-loading")).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -100,6 +100,7 @@ async def test_stop_ends_an_infinite_loop_and_the_page_stays_responsive(
             "Stopped by Ada", timeout=UI_TIMEOUT_MS
         )
     # The page still reacts: typing works and reaches the other person.
+    await open_file(bob, "loop.js")
     await type_at_end(ada, "// after the stop")
     await expect(editor_content(bob)).to_contain_text("// after the stop", timeout=UI_TIMEOUT_MS)
     await expect(by_test_id(ada, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
