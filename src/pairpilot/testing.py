@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import os
 import signal
 import socket
@@ -16,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from pycrdt import Doc, Provider
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -88,22 +95,27 @@ class LiveServer(_Addresses):
 
 
 @asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
-    """Run the real app under uvicorn on a free port for the duration of the block."""
-    app = create_app(settings)
-    server = make_server(app, settings, "127.0.0.1", 0)
+async def serving(server: uvicorn.Server) -> AsyncIterator[int]:
+    """Run a uvicorn server in this event loop; yield its port once it listens."""
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
             raise RuntimeError("server stopped during start-up")
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(port, app.state.services)
+        yield server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """Run the real app under uvicorn on a free port for the duration of the block."""
+    app = create_app(settings)
+    async with serving(make_server(app, settings, "127.0.0.1", 0)) as port:
+        yield LiveServer(port, app.state.services)
 
 
 class WebsocketChannel:
@@ -207,3 +219,61 @@ class ServerProcess(_Addresses):
             self._process.terminate()
             self._process.wait(30)
             self._process = None
+
+
+@dataclass
+class Envelope:
+    """One envelope a fake Sentry ingest received."""
+
+    project: str
+    raw: bytes
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The envelope header (first line)."""
+        header: dict[str, Any] = json.loads(self.raw.split(b"\n", 1)[0])
+        return header
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON payloads of its ``event`` items."""
+        lines = self.raw.split(b"\n")[1:]
+        found: list[dict[str, Any]] = []
+        for item_header, payload in zip(lines[::2], lines[1::2], strict=False):
+            if item_header and json.loads(item_header).get("type") == "event":
+                found.append(json.loads(payload))
+        return found
+
+
+@dataclass
+class SentryIngest:
+    """A local HTTP server standing in for Sentry's ingest; it records every envelope."""
+
+    port: int
+    envelopes: list[Envelope]
+
+    def dsn(self, project: str = "42", key: str = "publickey") -> str:
+        """A DSN whose envelopes land here."""
+        return f"http://{key}@127.0.0.1:{self.port}/{project}"
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event received so far."""
+        return [event for envelope in self.envelopes for event in envelope.events]
+
+
+@asynccontextmanager
+async def sentry_ingest() -> AsyncIterator[SentryIngest]:
+    """Run a fake Sentry ingest on a free port for the duration of the block."""
+    received: list[Envelope] = []
+
+    async def envelope(request: Request) -> Response:
+        body = await request.body()
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        received.append(Envelope(request.path_params["project"], body))
+        return JSONResponse({"id": "0" * 32})
+
+    app = Starlette(routes=[Route("/api/{project}/envelope/", envelope, methods=["POST"])])
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+    async with serving(uvicorn.Server(config)) as port:
+        yield SentryIngest(port, received)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
 
@@ -10,6 +11,22 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _MARK = "_pairpilot_handler"
+# The WebSocket takes its JWT in the query string; uvicorn logs request paths with it.
+_TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&\s\"']+")
+
+
+def redact(text: str) -> str:
+    """Replace tokens in URLs and query strings with [Filtered]."""
+    return _TOKEN_IN_URL.sub(r"\1[Filtered]", text)
+
+
+def _redact_event(
+    _logger: object, _method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    event = event_dict.get("event")
+    if isinstance(event, str) and "token=" in event:
+        event_dict["event"] = redact(event)
+    return event_dict
 
 
 def configure_logging(level: str) -> None:
@@ -21,6 +38,7 @@ def configure_logging(level: str) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_event,
     ]
     structlog.configure(
         processors=[

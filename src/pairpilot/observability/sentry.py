@@ -7,10 +7,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sentry_sdk
 from sentry_sdk.integrations.fastapi import FastApiIntegration
+from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.starlette import StarletteIntegration
-from sentry_sdk.types import Event
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event
 
 from pairpilot import __version__
+from pairpilot.observability.logging import redact
 from pairpilot.settings import Settings
 
 SECRET_PARAMS = {"token", "access_token"}
@@ -25,12 +27,18 @@ def init_sentry(settings: Settings) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.environment,
         release=f"pairpilot@{__version__}",
-        integrations=[StarletteIntegration(), FastApiIntegration()],
-        send_default_pii=False,
+        # Log lines stay breadcrumbs: events come from report() and unhandled errors only, so
+        # a retried failure is one event per outage, not one per log line.
+        integrations=[
+            StarletteIntegration(),
+            FastApiIntegration(),
+            LoggingIntegration(event_level=None),
+        ],
         max_request_body_size="never",  # bodies carry documents
         include_local_variables=False,  # locals carry documents and tokens
         traces_sample_rate=0.0,
         before_send=scrub,
+        before_breadcrumb=scrub_breadcrumb,
     )
     return True
 
@@ -69,6 +77,19 @@ def scrub(event: Event, _hint: dict[str, Any]) -> Event:
                 if name.lower() in SECRET_HEADERS:
                     headers[name] = "[Filtered]"
     return event
+
+
+def scrub_breadcrumb(crumb: Breadcrumb, _hint: BreadcrumbHint) -> Breadcrumb:
+    """Breadcrumbs copy log lines and URLs: take tokens out of them too."""
+    message = crumb.get("message")
+    if isinstance(message, str):
+        crumb["message"] = redact(message)
+    data = crumb.get("data")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str):
+                data[key] = redact(value)
+    return crumb
 
 
 def _without_secrets(query: str) -> str:

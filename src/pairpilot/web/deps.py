@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
+import sentry_sdk
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -27,7 +28,14 @@ def caller(
 ) -> Identity:
     """The verified identity behind ``Authorization: Bearer``; 401 otherwise."""
     token = credentials.credentials if credentials else None
-    return services(request).identities.verify(token)
+    identity = services(request).identities.verify(token)
+    sentry_sdk.set_tag("user_id", identity.user_id)
+    return identity
+
+
+def tag_room(room_id: str) -> None:
+    """Tag this request's error reports with its room (a router dependency)."""
+    sentry_sdk.set_tag("room_id", room_id)
 
 
 Caller = Annotated[Identity, Depends(caller)]

@@ -7,7 +7,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pycrdt import Doc
 
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
@@ -20,7 +20,7 @@ from pairpilot.access.policy import (
 )
 from pairpilot.errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from pairpilot.storage.directory import Member, RoomInfo, utc
-from pairpilot.web.deps import Caller, ServicesDep
+from pairpilot.web.deps import Caller, ServicesDep, tag_room
 from pairpilot.web.schemas import (
     DefaultRoleIn,
     ErrorOut,
@@ -33,7 +33,7 @@ from pairpilot.web.schemas import (
     SnapshotOut,
 )
 
-router = APIRouter(prefix="/api/rooms", tags=["rooms"])
+router = APIRouter(prefix="/api/rooms", tags=["rooms"], dependencies=[Depends(tag_room)])
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, description="The room id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
