@@ -6,10 +6,18 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.support import User, new_user, unavailable
 
-from pairpilot.testing import LiveServer, free_port, live_server, quick_settings, wait_until
+from pairpilot.testing import (
+    LiveServer,
+    free_port,
+    live_server,
+    quick_settings,
+    sentry_ingest,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -157,18 +165,48 @@ class RedisProcess:
             self.process = None
 
 
-async def test_limiting_resumes_by_itself_when_redis_returns(tmp_path, private_redis, room):
+async def test_the_redis_outage_story_end_to_end(tmp_path, private_redis, room, caplog):
+    """Redis goes away: runs keep working, one warning, one Sentry event, the fail-open counter
+    rises, /readyz names Redis; Redis returns: limiting and readiness come back by themselves."""
     url, redis_process = private_redis
-    async with live_server(quick_settings(tmp_path, redis_url=url)) as server:
-        ada = await new_user(server.http_url)
-        await ada.join(room)
-        assert (await _run(ada, room)).json()["remaining"] == 2
-        redis_process.stop()
-        outage = [await _run(ada, room) for _ in range(5)]
-        assert all(a.status_code == 200 and a.json()["degraded"] for a in outage)
-        assert server.services.limiter.in_outage
-        redis_process.start()
-        await wait_until(lambda: True)
-        recovered = [await _run(ada, room) for _ in range(4)]
-        assert [a.status_code for a in recovered] == [200, 200, 200, 429]
-        assert not server.services.limiter.in_outage
+    async with sentry_ingest() as ingest:
+        settings = quick_settings(tmp_path, redis_url=url, sentry_dsn=ingest.dsn())
+        async with live_server(settings) as server:
+            ada = await new_user(server.http_url)
+            await ada.join(room)
+            assert (await _run(ada, room)).json()["remaining"] == 2
+            assert (await _get(server, "/readyz")).status_code == 200
+
+            redis_process.stop()
+            outage = [await _run(ada, room) for _ in range(5)]
+            assert all(a.status_code == 200 and a.json()["degraded"] for a in outage)
+            ready = await _get(server, "/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["redis"] == "down"
+            assert (
+                _metric(await _get(server, "/metrics"), "pairpilot_ratelimit_fail_open_total") == 5
+            )
+            warnings = [r for r in caplog.records if "failing open" in str(r.msg)]
+            assert len(warnings) == 1
+            await wait_until(lambda: bool(ingest.events()), what="the outage event")
+            await asyncio.sleep(0.3)
+            assert len(ingest.events()) == 1
+            assert ingest.events()[0]["tags"]["task"] == "ratelimit"
+
+            redis_process.start()
+            recovered = [await _run(ada, room) for _ in range(4)]
+            assert [a.status_code for a in recovered] == [200, 200, 200, 429]
+            assert (await _get(server, "/readyz")).status_code == 200
+            assert not server.services.limiter.in_outage
+
+
+async def _get(server: LiveServer, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.http_url) as client:
+        return await client.get(path)
+
+
+def _metric(response: httpx.Response, name: str) -> float:
+    for line in response.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not exported")
