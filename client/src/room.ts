@@ -197,8 +197,13 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     onError: (message) => showError(message),
   });
 
-  files.observe(() => {
-    if (currentFile !== null && !files.has(currentFile)) openFile(null);
+  files.observe((event) => {
+    if (currentFile !== null && !files.has(currentFile)) {
+      // A rename (ours or someone else's) is one transaction: delete the old key, add the new
+      // one. Follow it to the new name instead of jumping to another file.
+      const added = [...event.changes.keys].filter(([, change]) => change.action === "add").map(([key]) => key);
+      openFile(added.length === 1 ? added[0]! : null);
+    }
     if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
   });
 
