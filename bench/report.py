@@ -88,6 +88,8 @@ def fanout_section(rows: list[Row]) -> str:
         u = r.get("server_usage", {})
         ok = r.get("ok")
         case = f"K{c['rooms']} N{c['clients']} R{c['rate']}"
+        if r.get("disturbed"):
+            case += " (disturbed)"
         load_ = f"{c['edits_per_s']:,} in / {c['deliveries_per_s']:,} out"
         lat = [fmt(s.get(k), 1) for k in ("p50_ms", "p99_ms", "max_ms")] if ok else [FAIL] * 3
         out.append(
