@@ -61,6 +61,21 @@ class Metrics:
             registry=r,
         )
 
+        # Hot path: label children are looked up once, not per frame.
+        kinds = [*FRAME_TYPES.values(), "other", "empty"]
+        self.in_by_type = {kind: self.messages_in.labels(kind) for kind in kinds}
+        self.out_by_type = {kind: self.messages_out.labels(kind) for kind in kinds}
+
+    def count_in(self, frame: bytes) -> None:
+        """Count one received frame."""
+        self.in_by_type[frame_type(frame)].inc()
+        self.bytes_in.inc(len(frame))
+
+    def count_out(self, frame: bytes) -> None:
+        """Count one sent frame."""
+        self.out_by_type[frame_type(frame)].inc()
+        self.bytes_out.inc(len(frame))
+
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""
         self.live_rooms.set_function(lambda: float(rooms()))

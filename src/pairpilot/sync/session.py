@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from pairpilot.errors import RateLimitedError
-from pairpilot.observability.metrics import Metrics, frame_type
+from pairpilot.observability.metrics import Metrics
 from pairpilot.typing import Socket
 
 _ids = itertools.count(1)
@@ -102,5 +102,4 @@ class Session:
             frame = await self._queue.get()
             await self._socket.send_bytes(frame)
             if metrics is not None:
-                metrics.messages_out.labels(frame_type(frame)).inc()
-                metrics.bytes_out.inc(len(frame))
+                metrics.count_out(frame)

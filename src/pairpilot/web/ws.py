@@ -21,7 +21,7 @@ from pairpilot.errors import (
     StorageError,
     UnauthenticatedError,
 )
-from pairpilot.observability.metrics import Metrics, frame_type
+from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.sync.protocol import decode_message
 from pairpilot.sync.room import Room
@@ -100,8 +100,7 @@ async def _read(websocket: WebSocket, room: Room, session: Session, metrics: Met
         frame = message.get("bytes")
         if frame is None:
             raise ProtocolError("text frames are not part of the y-websocket protocol")
-        metrics.messages_in.labels(frame_type(frame)).inc()
-        metrics.bytes_in.inc(len(frame))
+        metrics.count_in(frame)
         session.check_rate()
         room.receive(session, decode_message(frame))
 
