@@ -19,12 +19,15 @@ import {
 } from "./presence";
 import { createRunner } from "./run";
 import { readRun } from "./run-state";
-import { loadName, rememberRoom, saveName } from "./storage";
+import { loadName, rememberRoom, saveName, saveResyncNote, takeResyncNote } from "./storage";
 
 /** Origin of the snapshot applied before connecting. */
 export const SNAPSHOT_ORIGIN = "snapshot";
 /** How often the member list (and so our own role) is re-read. */
 const MEMBERS_REFRESH_MS = 30_000;
+/** A page reloaded to drop refused edits does not reload again for that reason within this. */
+const RESYNC_GUARD_MS = 30_000;
+const DENIED_MESSAGE = "The server did not accept your edit: you are a viewer in this room.";
 
 const CONNECTION_LABELS: Record<ConnectionState, string> = {
   connecting: "Connecting…",
@@ -96,6 +99,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     errorBanner.hidden = message === null;
     errorBanner.textContent = message ?? "";
   };
+
+  const resync = takeResyncNote();
+  const resyncedAt = resync?.roomId === roomId ? resync.at : 0;
+  if (resync?.roomId === roomId) showError(resync.message);
 
   // ---- state ----
   let self = { id: "", name };
@@ -310,8 +317,16 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
         if (state === "connected" && bannerSource === "connection") showError(null);
       },
       onPermissionDenied: () => {
+        // The server dropped an edit this page already shows (the role changed before we knew):
+        // the server's document is the truth, so load it again rather than show text nobody
+        // else has. A viewer has no other edits to lose. Once per guard interval, never a loop.
+        if (Date.now() - resyncedAt > RESYNC_GUARD_MS) {
+          saveResyncNote({ roomId, message: DENIED_MESSAGE, at: Date.now() });
+          window.location.reload();
+          return;
+        }
         void refreshMembers();
-        showError("The server did not accept your edit: you are a viewer in this room.");
+        showError(DENIED_MESSAGE);
       },
       onFatal: (_code, message) => showError(message, "connection"),
     });

@@ -54,3 +54,24 @@ export function rememberRoom(id: string): void {
   const rest = loadRecentRooms().filter((r) => r.id !== id);
   localStorage.setItem(KEYS.recent, JSON.stringify([{ id, visitedAt: Date.now() }, ...rest].slice(0, MAX_RECENT)));
 }
+
+const RESYNC_KEY = "pairpilot.resync";
+
+/** A note for the next load of this tab (sessionStorage): why the page reloaded, and when. */
+export interface ResyncNote { roomId: string; message: string; at: number }
+
+export function saveResyncNote(note: ResyncNote): void {
+  sessionStorage.setItem(RESYNC_KEY, JSON.stringify(note));
+}
+
+/** Reads and removes the note left by the previous load, if any. */
+export function takeResyncNote(): ResyncNote | null {
+  try {
+    const raw = sessionStorage.getItem(RESYNC_KEY);
+    sessionStorage.removeItem(RESYNC_KEY);
+    const note = raw === null ? null : (JSON.parse(raw) as ResyncNote);
+    return note && typeof note.roomId === "string" && typeof note.at === "number" ? note : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,17 +1,19 @@
 """Roles in the browser: an owner makes someone a viewer, who then cannot change anything."""
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
     by_test_id,
     editor_content,
     editor_text,
+    expect_connected,
     expect_editor_text,
     open_room,
     type_at_end,
 )
+from tests.support import User
 
 from pairpilot.testing import LiveServer
 
@@ -49,3 +51,39 @@ async def test_a_viewer_set_by_the_owner_cannot_type(
     await expect_editor_text(ada, before + "\n# owner still edits")
     assert "viewer typing" not in await editor_text(bob)
     assert "viewer typing" not in await editor_text(ada)
+
+
+async def _session_user(page: Page, base: str) -> User:
+    """The user a page signed in as (its stored session), to call the API as them."""
+    session = await page.evaluate("JSON.parse(localStorage.getItem('pairpilot.session'))")
+    return User(base, session["token"], session["user"]["id"], session["user"]["name"])
+
+
+async def test_a_viewer_set_through_the_api_cannot_type(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    owner = await _session_user(ada, server.http_url)
+    viewer = await _session_user(bob, server.http_url)
+
+    response = await owner.call(
+        "PUT", f"/api/rooms/{room}/members/{viewer.id}", json={"role": "viewer"}
+    )
+    assert response.status_code == 200, response.text
+    before = await editor_text(ada)
+
+    # Bob's page does not know yet: the editor still takes the keys, the server drops the edit.
+    await type_at_end(bob, "\n# viewer typing")
+    await expect(by_test_id(bob, "read-only-notice")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(bob, "error-message")).to_have_text(
+        "The server did not accept your edit: you are a viewer in this room.",
+        timeout=UI_TIMEOUT_MS,
+    )
+    await expect_connected(bob)
+    await expect_editor_text(bob, before)
+    await type_at_end(ada, "\n# owner")
+    await expect_editor_text(ada, before + "\n# owner")
+    await expect_editor_text(bob, before + "\n# owner")
