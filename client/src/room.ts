@@ -210,6 +210,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       // one. Follow it to the new name instead of jumping to another file.
       const added = [...event.changes.keys].filter(([, change]) => change.action === "add").map(([key]) => key);
       openFile(added.length === 1 ? added[0]! : null);
+    } else if (currentFile !== null && event.changes.keys.get(currentFile)?.action === "update") {
+      // The key now holds another Y.Text (two pages created the same file at once and the other
+      // one won): bind the editor to the text everyone shares, not the one that lost.
+      openFile(currentFile);
     }
     if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
   });

@@ -1,5 +1,7 @@
 """Two people in one room: typing, remote cursors, reload."""
 
+import asyncio
+
 import pytest
 from playwright.async_api import expect
 from tests.e2e.conftest import ARTIFACTS, REPO, NewPerson
@@ -69,3 +71,31 @@ async def test_reloading_the_page_shows_the_same_content(
     await ada.reload()
     await open_room(ada, server.http_url, room)
     await expect_editor_text(ada, typed)
+
+
+async def test_two_people_opening_a_new_room_at_once_edit_the_same_file(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    bob = await person("Bob")
+    # Both may see an empty room and both create the starter file: one must win everywhere.
+    await asyncio.gather(
+        ada.goto(f"{server.http_url}/r/{room}"), bob.goto(f"{server.http_url}/r/{room}")
+    )
+    for page in (ada, bob):
+        await expect(page.get_by_test_id("current-file")).to_have_text(
+            "main.py", timeout=UI_TIMEOUT_MS
+        )
+    await expect(ada.get_by_test_id("file-item")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    await expect(bob.get_by_test_id("file-item")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+
+    await type_at_end(ada, "\n# from Ada")
+    await type_at_end(bob, "\n# from Bob")
+    for page in (ada, bob):
+        await expect(page.locator("[data-testid=editor] .cm-content")).to_contain_text(
+            "# from Ada", timeout=UI_TIMEOUT_MS
+        )
+        await expect(page.locator("[data-testid=editor] .cm-content")).to_contain_text(
+            "# from Bob", timeout=UI_TIMEOUT_MS
+        )
+    await expect_editor_text(bob, await editor_text(ada))
