@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc
 
+from pairpilot.access import Grant
 from pairpilot.bus import LocalBus
 from pairpilot.errors import ProtocolError
 from pairpilot.sync.protocol import decode_message
@@ -39,8 +40,7 @@ def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
     session = Session(
         NullSocket(),
         room_id="fuzz",
-        user_id="u",
-        can_write=True,
+        grant=Grant(user_id="u", can_write=True),
         queue_size=64,
         rate=TokenBucket(1e9, 1e9),
     )

@@ -61,7 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
     app.add_middleware(RequestIdMiddleware)
-    routers = (health, auth, rooms, runs, client, monitoring, ws)
+    app.add_middleware(ws.CollabMiddleware, services=services)  # added last: outermost
+    routers = (health, auth, rooms, runs, client, monitoring)
     for module in routers:
         app.include_router(module.router)
     client.mount_client(app, settings.client_dir)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import structlog
-from fastapi import APIRouter, WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import (
@@ -25,9 +26,12 @@ from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.sync.protocol import decode_message
 from pairpilot.sync.room import Room
-from pairpilot.sync.session import Session, TokenBucket
 
-router = APIRouter()
+if TYPE_CHECKING:
+    from pairpilot.web.services import Services
+from pairpilot.sync.session import Session, TokenBucket, next_session_id
+
+PREFIX = "/collab/"
 log = structlog.get_logger(__name__)
 
 CLOSE_CODES: dict[type[PairPilotError], int] = {
@@ -51,12 +55,30 @@ def close_code(error: PairPilotError) -> int:
     return 1011
 
 
-@router.websocket("/collab/{room_id}")
-async def collab(websocket: WebSocket, room_id: str) -> None:
+class CollabMiddleware:
+    """Routes ``/collab/{roomId}`` WebSockets straight to the collaboration handler.
+
+    Outermost, so a long-lived socket holds none of FastAPI's per-request machinery (its
+    dependency exit stacks and routing frames cost about 10 KB per idle connection).
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a collaboration socket, or pass anything else on."""
+        if scope["type"] == "websocket" and scope["path"].startswith(PREFIX):
+            room_id = scope["path"][len(PREFIX) :]
+            await collab(WebSocket(scope, receive, send), self.services, room_id)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def collab(websocket: WebSocket, services: Services, room_id: str) -> None:
     """One y-websocket connection: authorise, join the room, relay until either side stops."""
-    services = websocket.app.state.services
     settings = services.settings
-    structlog.contextvars.bind_contextvars(room_id=room_id, connection_id=uuid.uuid4().hex[:12])
+    connection_id = next_session_id()
     # Accept first: only an accepted socket can tell a browser why it is being closed.
     await websocket.accept()
     try:
@@ -64,19 +86,24 @@ async def collab(websocket: WebSocket, room_id: str) -> None:
         grant = await services.authorizer.authorize(room_id, websocket.query_params.get("token"))
         room = await services.registry.acquire(room_id)
     except PairPilotError as exc:
-        log.info("connection refused", reason=str(exc), code=close_code(exc))
+        log.info(
+            "connection refused",
+            reason=str(exc),
+            code=close_code(exc),
+            room_id=room_id[:80],
+            connection_id=connection_id,
+        )
         await _close(websocket, exc, services.metrics)
         return
     session = Session(
         websocket,
         room_id=room_id,
-        user_id=grant.user_id,
-        can_write=grant.can_write,
+        grant=grant,
         queue_size=settings.send_queue_messages,
         rate=TokenBucket(settings.messages_per_second, settings.message_burst),
         metrics=services.metrics,
+        session_id=connection_id,
     )
-    structlog.contextvars.bind_contextvars(session_id=session.id, user_id=grant.user_id)
     room.join(session)
     writer = session.start_writer()
     reader = asyncio.create_task(
@@ -108,8 +135,9 @@ async def _read(websocket: WebSocket, room: Room, session: Session, metrics: Met
 async def _finish(
     websocket: WebSocket, session: Session, reader: asyncio.Task[None], metrics: Metrics
 ) -> None:
+    where = {"room_id": session.room_id, "connection_id": session.id, "user_id": session.user_id}
     if session.overflowed:
-        log.warning("slow consumer dropped", code=1013)
+        log.warning("slow consumer dropped", code=1013, **where)
         await _close(websocket, SlowConsumerError("send queue overflowed"), metrics)
         return
     if not reader.done() or reader.cancelled():
@@ -118,10 +146,10 @@ async def _finish(
     if error is None:
         return
     if isinstance(error, PairPilotError):
-        log.warning("connection closed", reason=str(error), code=close_code(error))
+        log.warning("connection closed", reason=str(error), code=close_code(error), **where)
         await _close(websocket, error, metrics)
     else:
-        log.error("connection failed", exc_info=error)
+        log.error("connection failed", exc_info=error, **where)
         report(error, room_id=session.room_id, user_id=session.user_id)
         await _close(websocket, PairPilotError("internal error"), metrics)
 
