@@ -99,3 +99,46 @@ async def test_two_people_opening_a_new_room_at_once_edit_the_same_file(
             "# from Bob", timeout=UI_TIMEOUT_MS
         )
     await expect_editor_text(bob, await editor_text(ada))
+
+
+async def test_edits_made_offline_are_sent_when_back_online(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+
+    await ada.context.set_offline(offline=True)
+    await expect(ada.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "offline", timeout=UI_TIMEOUT_MS
+    )
+    await type_at_end(ada, "\n# written offline")
+    await type_at_end(bob, "\n# written meanwhile")
+    await ada.context.set_offline(offline=False)
+
+    await expect(ada.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "connected", timeout=UI_TIMEOUT_MS
+    )
+    for page in (ada, bob):
+        content = page.locator("[data-testid=editor] .cm-content")
+        await expect(content).to_contain_text("# written offline", timeout=UI_TIMEOUT_MS)
+        await expect(content).to_contain_text("# written meanwhile", timeout=UI_TIMEOUT_MS)
+    await expect_editor_text(bob, await editor_text(ada))
+
+
+async def test_a_person_who_closes_the_page_is_shown_offline(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    bob_for_ada = ada.get_by_test_id("participant").filter(has_text="Bob")
+    await expect(bob_for_ada).to_have_attribute("data-online", "true", timeout=UI_TIMEOUT_MS)
+
+    await bob.close()
+    await expect(bob_for_ada).to_have_attribute("data-online", "false", timeout=UI_TIMEOUT_MS)
+    await expect(ada.get_by_test_id("participant").filter(has_text="Ada")).to_have_attribute(
+        "data-online", "true"
+    )

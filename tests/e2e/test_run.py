@@ -77,6 +77,55 @@ async def test_a_python_run_loads_pyodide_and_prints_in_both_pages(
         )
     await expect(by_test_id(ada, "pyodide-loading")).to_be_hidden(timeout=UI_TIMEOUT_MS)
 
+    # Pyodide stays loaded: an error is shown from the user's own frame, in both pages.
+    await set_code(ada, "def f():\n    return 1 / 0\n\nf()\n")
+    await run_and_wait(ada, "error")
+    for page in (ada, bob):
+        stderr = by_test_id(page, "output").locator("[data-stream=stderr]")
+        await expect(stderr).to_contain_text("ZeroDivisionError", timeout=UI_TIMEOUT_MS)
+        await expect(stderr).to_contain_text('File "main.py", line 4', timeout=UI_TIMEOUT_MS)
+        await expect(stderr).not_to_contain_text("_pyodide")
+
+
+async def test_a_python_infinite_loop_is_stopped_and_python_runs_again(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await set_code(ada, 'print("spinning", flush=True)\nwhile True:\n    pass\n')
+    await by_test_id(ada, "run").click()
+    await expect(by_test_id(ada, "output")).to_contain_text("spinning", timeout=PYODIDE_TIMEOUT_MS)
+    await by_test_id(ada, "stop").click()
+    await expect(by_test_id(ada, "run-status")).to_have_attribute(
+        "data-status", "stopped", timeout=UI_TIMEOUT_MS
+    )
+
+    # The stopped worker is gone; the next run loads Python again and works.
+    await set_code(ada, 'print("back")\n')
+    await run_and_wait(ada, "done", timeout=PYODIDE_TIMEOUT_MS)
+    await expect(by_test_id(ada, "output").locator("[data-stream=stdout]")).to_have_text(
+        "back\n", timeout=UI_TIMEOUT_MS
+    )
+
+
+async def test_an_endless_run_is_ended_by_the_time_limit(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada, bob = await _two_people_on(server, room, person)
+    await create_file(ada, "forever.js")
+    await set_code(ada, "for (;;) {}\n")
+    await by_test_id(ada, "run").click()
+    for page in (ada, bob):
+        # The limit is 10 s of user code; allow for a loaded machine.
+        await expect(by_test_id(page, "run-status")).to_have_attribute(
+            "data-status", "timeout", timeout=60_000
+        )
+        await expect(by_test_id(page, "output")).to_contain_text(
+            "Time limit of 10 s reached", timeout=UI_TIMEOUT_MS
+        )
+    await type_at_end(ada, "// still responsive")
+    await expect(editor_content(ada)).to_contain_text("// still responsive")
+
 
 async def test_stop_ends_an_infinite_loop_and_the_page_stays_responsive(
     server: LiveServer, room: str, person: NewPerson
