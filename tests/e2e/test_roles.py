@@ -11,6 +11,7 @@ from tests.e2e.room_page import (
     expect_connected,
     expect_editor_text,
     open_room,
+    set_code,
     type_at_end,
 )
 from tests.support import User
@@ -87,3 +88,30 @@ async def test_a_viewer_set_through_the_api_cannot_type(
     await type_at_end(ada, "\n# owner")
     await expect_editor_text(ada, before + "\n# owner")
     await expect_editor_text(bob, before + "\n# owner")
+
+
+async def test_newcomers_join_with_the_default_role_the_owner_chose(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await by_test_id(ada, "default-role-select").select_option("viewer")
+    await expect(by_test_id(ada, "default-role-select")).to_have_value("viewer")
+    # The choice is stored by the server: it survives Ada's reload.
+    await ada.reload()
+    await open_room(ada, server.http_url, room)
+    await expect(by_test_id(ada, "default-role-select")).to_have_value(
+        "viewer", timeout=UI_TIMEOUT_MS
+    )
+
+    cy = await person("Cy")
+    await open_room(cy, server.http_url, room)
+    await expect(by_test_id(cy, "read-only-notice")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(cy, "new-file")).to_be_disabled()
+    await expect(by_test_id(ada, "participant").filter(has_text="Cy")).to_have_attribute(
+        "data-role", "viewer", timeout=UI_TIMEOUT_MS
+    )
+
+    # A viewer still sees everything live: edits and runs.
+    await set_code(ada, 'print("for everyone")\n')
+    await expect_editor_text(cy, 'print("for everyone")\n')

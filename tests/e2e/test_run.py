@@ -195,3 +195,22 @@ async def test_the_fourth_run_within_a_minute_shows_the_limit_message(
     assert seconds <= 60
     # Nothing ran: the shared run is still the third one.
     await expect(by_test_id(ada, "run-status")).to_have_attribute("data-status", "done")
+
+
+async def test_someone_who_arrives_later_sees_the_last_run(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await create_file(ada, "early.js")
+    await set_code(ada, 'console.log("before you came");\n')
+    await run_and_wait(ada, "done")
+
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room, file="early.js")
+    await expect(by_test_id(bob, "run-status")).to_have_attribute(
+        "data-status", "done", timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(bob, "output").locator("[data-stream=stdout]")).to_have_text(
+        "before you came\n", timeout=UI_TIMEOUT_MS
+    )
