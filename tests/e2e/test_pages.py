@@ -74,6 +74,14 @@ async def test_the_start_page_opens_a_room_by_id(server: LiveServer, room: str, 
     await ada.wait_for_url(f"{server.http_url}/r/{room}", timeout=UI_TIMEOUT_MS)
     await expect_connected(ada)
 
+    # The start page remembers it.
+    await ada.goto(server.http_url + "/")
+    recent = by_test_id(ada, "recent-rooms").locator(f"a[data-room-id='{room}']")
+    await expect(recent).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await recent.click()
+    await ada.wait_for_url(f"{server.http_url}/r/{room}", timeout=UI_TIMEOUT_MS)
+    await expect_connected(ada)
+
 
 async def test_an_invalid_room_id_shows_an_error(server: LiveServer, person: NewPerson):
     ada = await person("Ada")

@@ -95,6 +95,12 @@ async def test_pages_reconnect_after_a_kill_and_restart_with_nothing_lost(
             await expect_connected(page, timeout=RECONNECT_TIMEOUT_MS)
             await expect_editor_text(page, before)
 
+        # Presence came back too: each sees the other online.
+        for page, other in ((ada, "Bob"), (bob, "Ada")):
+            await expect(by_test_id(page, "participant").filter(has_text=other)).to_have_attribute(
+                "data-online", "true", timeout=RECONNECT_TIMEOUT_MS
+            )
+
         await _append(bob, "\n# typed after the restart")
         after = before + "\n# typed after the restart"
         await expect_editor_text(ada, after)

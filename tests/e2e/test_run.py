@@ -214,3 +214,24 @@ async def test_someone_who_arrives_later_sees_the_last_run(
     await expect(by_test_id(bob, "output").locator("[data-stream=stdout]")).to_have_text(
         "before you came\n", timeout=UI_TIMEOUT_MS
     )
+
+
+async def test_a_run_does_not_stay_running_when_its_runner_leaves(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada, bob = await _two_people_on(server, room, person)
+    await create_file(ada, "loop.js")
+    await set_code(ada, "while (true) {}\n")
+    await by_test_id(ada, "run").click()
+    await expect(by_test_id(bob, "run-status")).to_have_attribute(
+        "data-status", "running", timeout=UI_TIMEOUT_MS
+    )
+
+    await ada.close()
+    ada_for_bob = by_test_id(bob, "participant").filter(has_text="Ada")
+    await expect(ada_for_bob).to_have_attribute("data-online", "false", timeout=UI_TIMEOUT_MS)
+    # Ada's page ends its run as it goes (pagehide); nobody has to press Stop.
+    await expect(by_test_id(bob, "run-status")).to_have_attribute(
+        "data-status", "stopped", timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(bob, "output")).to_contain_text("Ada left the room")
