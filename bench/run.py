@@ -366,6 +366,10 @@ class Bench:
                 if not passed and "driver_result" not in row:
                     errored, reason = True, f"K{k}: error: {row.get('error')}"
                     break
+                if not passed and row.get("disturbed"):
+                    errored = True  # not the server's verdict: the machine was busy
+                    reason = f"K{k}: disturbed by other work on the machine (p99 {p99} ms)"
+                    break
                 if not passed:
                     reason = (
                         f"K{k}: lost {summary.get('lost')}"
