@@ -39,6 +39,7 @@ export function mountOutputPanel(doc: Y.Doc, statusEl: HTMLElement, metaEl: HTML
     const run = readRun(doc);
     const status = run?.status ?? "idle";
     statusEl.dataset.status = status;
+    statusEl.dataset.runId = run?.runId ?? "";
     statusEl.textContent = status;
     statusEl.title = run?.message ?? "";
     replaceChildren(metaEl, run ? describeRun(run, Date.now()) : "No run yet. Press Run to execute the current file.",

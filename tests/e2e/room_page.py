@@ -75,13 +75,15 @@ async def type_at_end(page: Page, text: str) -> None:
     await page.keyboard.type(text)
 
 
-async def run_and_wait(page: Page, status: str = "done", timeout: int = UI_TIMEOUT_MS) -> None:
-    """Press Run and wait until the shared run reaches `status`."""
+async def run_and_wait(page: Page, status: str = "done", timeout: int = UI_TIMEOUT_MS) -> str:
+    """Press Run, wait until a new shared run reaches `status`; its run id."""
+    run_status = by_test_id(page, "run-status")
+    previous = await run_status.get_attribute("data-run-id") or ""
     await expect(by_test_id(page, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
     await by_test_id(page, "run").click()
-    await expect(by_test_id(page, "run-status")).to_have_attribute(
-        "data-status", status, timeout=timeout
-    )
+    await expect(run_status).not_to_have_attribute("data-run-id", previous, timeout=timeout)
+    await expect(run_status).to_have_attribute("data-status", status, timeout=timeout)
+    return await run_status.get_attribute("data-run-id") or ""
 
 
 async def create_file(page: Page, name: str) -> None:

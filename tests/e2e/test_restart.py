@@ -112,3 +112,39 @@ async def test_pages_reconnect_after_a_kill_and_restart_with_nothing_lost(
         await expect_editor_text(cy, after)
     finally:
         await anyio.to_thread.run_sync(process.kill)
+
+
+async def test_edits_made_while_the_server_is_down_survive_a_kill_inside_the_flush_interval(
+    tmp_path: Path, chromium: Path, room: str, person: NewPerson
+):
+    # A long flush interval: the kill surely loses the server's unflushed updates; the open
+    # pages still hold them and give them back when they reconnect.
+    process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "60000"})
+    await anyio.to_thread.run_sync(process.start)
+    try:
+        ada = await person("Ada")
+        await open_room(ada, process.http_url, room)
+        bob = await person("Bob")
+        await open_room(bob, process.http_url, room)
+        await _append(ada, "\n# not flushed yet")
+        await expect_editor_text(bob, await editor_text(ada))
+
+        await anyio.to_thread.run_sync(process.kill)
+        await expect(by_test_id(bob, "connection-status")).not_to_have_attribute(
+            "data-state", "connected", timeout=RECONNECT_TIMEOUT_MS
+        )
+        await _append(bob, "\n# typed while the server was down")
+
+        await anyio.to_thread.run_sync(process.start)
+        for page in (ada, bob):
+            await expect_connected(page, timeout=RECONNECT_TIMEOUT_MS)
+        text = await editor_text(bob)
+        assert "# not flushed yet" in text
+        assert "# typed while the server was down" in text
+        await expect_editor_text(ada, text)
+
+        cy = await person("Cy")
+        await open_room(cy, process.http_url, room)
+        await expect_editor_text(cy, text)
+    finally:
+        await anyio.to_thread.run_sync(process.kill)

@@ -115,3 +115,26 @@ async def test_newcomers_join_with_the_default_role_the_owner_chose(
     # A viewer still sees everything live: edits and runs.
     await set_code(ada, 'print("for everyone")\n')
     await expect_editor_text(cy, 'print("for everyone")\n')
+
+
+async def test_a_viewer_made_editor_again_can_type(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    bob_in_adas_list = by_test_id(ada, "participant").filter(has_text="Bob")
+    await expect(bob_in_adas_list.get_by_test_id("role-select")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+
+    await bob_in_adas_list.get_by_test_id("role-select").select_option("viewer")
+    await expect(by_test_id(bob, "read-only-notice")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await bob_in_adas_list.get_by_test_id("role-select").select_option("editor")
+    await expect(by_test_id(bob, "read-only-notice")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(bob, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+
+    await type_at_end(bob, "\n# Bob edits again")
+    await expect_editor_text(ada, await editor_text(bob))
+    assert (await editor_text(ada)).endswith("# Bob edits again")

@@ -196,6 +196,17 @@ async def test_the_fourth_run_within_a_minute_shows_the_limit_message(
     # Nothing ran: the shared run is still the third one.
     await expect(by_test_id(ada, "run-status")).to_have_attribute("data-status", "done")
 
+    # The limit is per person: Bob, in the same room, still runs.
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room, file="count.js")
+    await set_code(bob, 'console.log("Bob ran");\n')
+    run_id = await run_and_wait(bob, "done")
+    await expect(by_test_id(bob, "rate-limit-message")).to_be_hidden()
+    await expect(by_test_id(ada, "run-status")).to_have_attribute(
+        "data-run-id", run_id, timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(ada, "output")).to_have_text("Bob ran\n", timeout=UI_TIMEOUT_MS)
+
 
 async def test_someone_who_arrives_later_sees_the_last_run(
     server: LiveServer, room: str, person: NewPerson
