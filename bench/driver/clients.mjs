@@ -7,11 +7,24 @@ import { WebsocketProvider } from 'y-websocket'
 import { HocuspocusProvider } from '@hocuspocus/provider'
 
 let warnedNoAuth = false
+/** Sign-in/join calls answered 429 or 5xx and retried (reported with every result). */
+export const apiRetries = { count: 0, statuses: {} }
+
+/** POST with at most 5 tries on 429/5xx (backoff 100 ms doubling): counted, never hidden. */
+async function post (url, init) {
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(url, { method: 'POST', ...init })
+    if ((res.status !== 429 && res.status < 500) || attempt === 4) return res
+    apiRetries.count++
+    apiRetries.statuses[res.status] = (apiRetries.statuses[res.status] ?? 0) + 1
+    await res.arrayBuffer()
+    await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt))
+  }
+}
 
 /** Sign in anonymously and join the room; null (one warning line) where the API is missing. */
 export async function signIn (http, room, name) {
-  const res = await fetch(`${http}/api/auth/anonymous`, {
-    method: 'POST',
+  const res = await post(`${http}/api/auth/anonymous`, {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ name })
   })
@@ -24,8 +37,7 @@ export async function signIn (http, room, name) {
   }
   if (!res.ok) throw new Error(`anonymous sign-in: HTTP ${res.status}`)
   const token = (await res.json()).access_token
-  const join = await fetch(`${http}/api/rooms/${room}/join`, {
-    method: 'POST',
+  const join = await post(`${http}/api/rooms/${room}/join`, {
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: '{}'
   })

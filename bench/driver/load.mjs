@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
-import { connect, signIn } from './clients.mjs'
+import { apiRetries, connect, signIn } from './clients.mjs'
 
 const cfg = JSON.parse(process.argv[2])
 process.setMaxListeners(0) // y-websocket adds an exit listener per provider
@@ -372,7 +372,7 @@ const mode = MODES[cfg.mode]
 if (!mode) throw new Error(`unknown mode ${cfg.mode}`)
 try {
   const result = await mode()
-  Object.assign(result, { timing })
+  Object.assign(result, { timing, api_retries: apiRetries })
   emit({ result })
   process.exit(0)
 } catch (err) {
