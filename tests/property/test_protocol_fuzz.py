@@ -1,3 +1,4 @@
+import asyncio
 import contextlib
 
 from hypothesis import given, settings
@@ -36,6 +37,10 @@ def test_decoding_never_raises_anything_but_protocol_error(frame: bytes):
 @settings(max_examples=1000, deadline=None)
 @given(st.lists(_frames(), max_size=8))
 def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
+    asyncio.run(_feed(frames))
+
+
+async def _feed(frames: list[bytes]) -> None:
     room = Room("fuzz", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
     session = Session(
         NullSocket(),
@@ -51,3 +56,4 @@ def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
     # The room still answers a sync step 1 after whatever it was fed.
     room.receive(session, decode_message(b"\x00\x00\x01\x00"))
     room.leave(session)
+    session.close()

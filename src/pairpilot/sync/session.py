@@ -8,12 +8,19 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import structlog
+
 from pairpilot.access.authorizer import Grant
 from pairpilot.errors import RateLimitedError
 from pairpilot.observability.metrics import Metrics
 from pairpilot.typing import Socket
 
 _ids = itertools.count(1)
+log = structlog.get_logger(__name__)
+
+WRITER_IDLE_S = 5.0
+OVERFLOW = "overflow"
+SEND_FAILED = "send failed"
 
 
 def next_session_id() -> int:
@@ -52,10 +59,13 @@ class TokenBucket:
 class Session:
     """One peer in one room.
 
-    ``send`` never blocks: frames go to a bounded queue drained by the session's writer task.
-    A peer that reads too slowly overflows the queue and is dropped, so it never slows the room.
-    The queue is a bare deque with one wake-up future (an asyncio.Queue costs three deques per
-    connection, and an idle server holds thousands of connections); slots for the same reason.
+    ``send`` never blocks: frames go to a bounded queue drained by a writer task that exists
+    only while there is something to send (it ends after ``WRITER_IDLE_S`` without traffic), and
+    the connection's own task does the reading: an idle connection costs no task of its own.
+    A peer that reads too slowly overflows the queue and is dropped, so it never slows the room;
+    a failed send drops it too. Either way the reading task is cancelled with ``stop_reason``
+    set. The queue is a bare deque with one wake-up future, and the class has slots: an idle
+    server holds thousands of these.
     """
 
     __slots__ = (
@@ -63,14 +73,15 @@ class Session:
         "_queue",
         "_queue_size",
         "_rate",
+        "_reader",
         "_socket",
         "_wake",
         "_writer",
         "awareness_ids",
         "can_write",
         "id",
-        "overflowed",
         "room_id",
+        "stop_reason",
         "user_id",
     )
 
@@ -90,30 +101,39 @@ class Session:
         self.user_id = grant.user_id
         self.can_write = grant.can_write
         self.awareness_ids: set[int] = set()
-        self.overflowed = False
+        self.stop_reason: str | None = None
         self._socket = socket
         self._queue: deque[bytes] = deque()
         self._queue_size = queue_size
         self._wake: asyncio.Future[None] | None = None
         self._rate = rate
+        self._reader: asyncio.Task[object] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._metrics = metrics
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.user_id}>"
 
+    @property
+    def overflowed(self) -> bool:
+        """True once the peer was dropped for reading too slowly."""
+        return self.stop_reason == OVERFLOW
+
+    def bind_reader(self, task: asyncio.Task[object]) -> None:
+        """The task reading this peer: cancelled when the session must stop."""
+        self._reader = task
+
     def send(self, frame: bytes) -> None:
-        """Queue a frame for this peer; on overflow, mark the session and stop its writer."""
-        if self.overflowed:
+        """Queue a frame for this peer; on overflow, stop the session."""
+        if self.stop_reason is not None:
             return
         if len(self._queue) >= self._queue_size:
-            self.overflowed = True
-            self._queue.clear()
-            if self._writer is not None:
-                self._writer.cancel()
+            self.stop(OVERFLOW)
             return
         self._queue.append(frame)
-        if self._wake is not None and not self._wake.done():
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain(), name=f"session-{self.id}-writer")
+        elif self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
     def check_rate(self) -> None:
@@ -121,20 +141,42 @@ class Session:
         if not self._rate.take():
             raise RateLimitedError("too many messages per second")
 
-    def start_writer(self) -> asyncio.Task[None]:
-        """Start the task that drains the send queue into the socket."""
-        self._writer = asyncio.create_task(self._drain(), name=f"session-{self.id}-writer")
-        return self._writer
+    def stop(self, reason: str) -> None:
+        """Stop writing and reading (the reader sees ``stop_reason`` set)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self._queue.clear()
+            if self._reader is not None and self._reader is not asyncio.current_task():
+                self._reader.cancel()
+        self.close()
+
+    def close(self) -> None:
+        """Stop the writer, if one runs (the connection is over)."""
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        self._writer = None
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         queue, metrics = self._queue, self._metrics
-        while True:
-            while queue:
-                frame = queue.popleft()
-                await self._socket.send_bytes(frame)
-                if metrics is not None:
-                    metrics.count_out(frame)
-            self._wake = loop.create_future()
-            await self._wake
-            self._wake = None
+        try:
+            while True:
+                while queue:
+                    frame = queue.popleft()
+                    await self._socket.send_bytes(frame)
+                    if metrics is not None:
+                        metrics.count_out(frame)
+                self._wake = loop.create_future()
+                try:
+                    async with asyncio.timeout(WRITER_IDLE_S):
+                        await self._wake
+                except TimeoutError:
+                    if not queue:
+                        self._writer = None
+                        return
+                finally:
+                    self._wake = None
+        except (OSError, RuntimeError) as exc:  # the peer is gone; uvicorn raises both kinds
+            log.debug("send failed", session_id=self.id, error=repr(exc))
+            self._writer = None
+            self.stop(SEND_FAILED)

@@ -104,19 +104,24 @@ async def collab(websocket: WebSocket, services: Services, room_id: str) -> None
         metrics=services.metrics,
         session_id=connection_id,
     )
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 - always inside the ASGI task
+    session.bind_reader(task)
     room.join(session)
-    writer = session.start_writer()
-    reader = asyncio.create_task(
-        _read(websocket, room, session, services.metrics), name=f"session-{session.id}"
-    )
+    error: BaseException | None = None
     try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        await _read(websocket, room, session, services.metrics)
+    except asyncio.CancelledError:
+        if session.stop_reason is None:
+            raise  # the server is shutting down
+        task.uncancel()  # the session stopped itself (slow reader, failed send)
+    except Exception as exc:  # noqa: BLE001 - every error closes this socket, and only it
+        error = exc
     finally:
-        reader.cancel()
-        writer.cancel()
+        session.close()
         room.leave(session)
         services.registry.release(room)
-    await _finish(websocket, session, reader, services.metrics)
+    await _finish(websocket, session, error, services.metrics)
 
 
 async def _read(websocket: WebSocket, room: Room, session: Session, metrics: Metrics) -> None:
@@ -130,19 +135,18 @@ async def _read(websocket: WebSocket, room: Room, session: Session, metrics: Met
         metrics.count_in(frame)
         session.check_rate()
         room.receive(session, decode_message(frame))
+        if session.stop_reason is not None:  # it overflowed while answering this very frame
+            return
 
 
 async def _finish(
-    websocket: WebSocket, session: Session, reader: asyncio.Task[None], metrics: Metrics
+    websocket: WebSocket, session: Session, error: BaseException | None, metrics: Metrics
 ) -> None:
     where = {"room_id": session.room_id, "connection_id": session.id, "user_id": session.user_id}
     if session.overflowed:
         log.warning("slow consumer dropped", code=1013, **where)
         await _close(websocket, SlowConsumerError("send queue overflowed"), metrics)
         return
-    if not reader.done() or reader.cancelled():
-        return
-    error = reader.exception()
     if error is None:
         return
     if isinstance(error, PairPilotError):
