@@ -18,7 +18,7 @@ from pairpilot.typing import Socket
 _ids = itertools.count(1)
 log = structlog.get_logger(__name__)
 
-WRITER_IDLE_S = 5.0
+WRITER_IDLE_S = 2.0
 OVERFLOW = "overflow"
 SEND_FAILED = "send failed"
 
