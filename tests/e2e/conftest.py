@@ -74,7 +74,6 @@ async def person(browser: Browser) -> AsyncIterator[NewPerson]:
         contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{name}: {exc}"))
-        page.on("console", lambda msg: print("CONSOLE", msg.type, name, msg.text[:300]) if msg.type in ("error", "warning") else None)
         return page
 
     yield new
