@@ -37,7 +37,8 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
     if (keepName()) navigate(roomPath(randomRoomId()));
   });
 
-  const openForm = h("form", { class: "open-room" },
+  // novalidate: the pattern marks the field :invalid, and this page says why in its own words.
+  const openForm = h("form", { class: "open-room", novalidate: true },
     h("label", { for: "room-id" }, "Room id"), openInput,
     h("button", { type: "submit", "data-testid": "open-room" }, "Open"));
   openForm.addEventListener("submit", (event) => {

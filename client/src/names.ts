@@ -9,8 +9,12 @@ const ANIMALS = [
   "gecko", "ibis", "lemur", "moose", "newt", "owl", "puffin", "raven", "seal", "tiger",
 ];
 
-/** Room ids accepted by the server (DESIGN.md §4). */
-export const ROOM_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Room ids accepted by the server (DESIGN.md §4). The `-` is escaped because the source is also
+ * an HTML `pattern`, which browsers compile with the `v` flag, where a bare `-` in a class is a
+ * syntax error (and the browser then ignores the pattern).
+ */
+export const ROOM_ID_PATTERN = /^[A-Za-z0-9_\-]{1,64}$/;
 
 function pick<T>(items: readonly T[]): T {
   return items[Math.floor(Math.random() * items.length)]!;

@@ -92,7 +92,13 @@ async def test_an_invalid_room_id_shows_an_error(server: LiveServer, person: New
     await expect(by_test_id(ada, "editor")).to_have_count(0)
 
     await ada.goto(server.http_url + "/")
-    await by_test_id(ada, "open-room-input").fill("bad/id")
+    room_input = by_test_id(ada, "open-room-input")
+    await room_input.fill("bad/id")
+    # The field's own pattern works in the browser (it marks the field invalid as one types).
+    assert await room_input.evaluate("(input) => input.validity.patternMismatch")
+    await room_input.fill("good_id-42")
+    assert not await room_input.evaluate("(input) => input.validity.patternMismatch")
+    await room_input.fill("bad/id")
     await by_test_id(ada, "open-room").click()
     await expect(by_test_id(ada, "home-error")).to_contain_text(
         "Room ids are 1", timeout=UI_TIMEOUT_MS

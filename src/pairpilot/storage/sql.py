@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pycrdt import merge_updates
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -72,22 +71,15 @@ class SqlRoomStore:
         """Fold the log into the snapshot row and delete the folded rows, atomically."""
         try:
             async with self.engine.begin() as conn:
-                snapshot = await _read_snapshot(conn, room_id)
-                rows = (
-                    await conn.execute(
-                        sa.select(room_updates.c.id, room_updates.c.update)
-                        .where(room_updates.c.room_id == room_id)
-                        .order_by(room_updates.c.id)
-                    )
-                ).all()
-                if not rows:
-                    return len(snapshot or b"")
-                parts = ([snapshot] if snapshot else []) + [row.update for row in rows]
-                merged = merge_updates(*parts)
+                stored = await read_stored_room(conn, room_id)
+                merged = stored.merged()
+                if not stored.updates or merged is None:
+                    return len(stored.snapshot or b"")
                 await self._upsert_snapshot(conn, room_id, merged)
                 await conn.execute(
                     room_updates.delete().where(
-                        room_updates.c.room_id == room_id, room_updates.c.id <= rows[-1].id
+                        room_updates.c.room_id == room_id,
+                        room_updates.c.id <= stored.last_update_id,
                     )
                 )
                 return len(merged)
@@ -122,13 +114,6 @@ class SqlRoomStore:
         )
 
 
-async def _read_snapshot(conn: AsyncConnection, room_id: str) -> bytes | None:
-    value = await conn.scalar(
-        sa.select(room_snapshots.c.snapshot_b64).where(room_snapshots.c.room_id == room_id)
-    )
-    return base64.b64decode(value) if value else None
-
-
 async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
     """A room's snapshot and log as ``conn`` may see them (RLS applies on a user's connection)."""
     snapshot_row = (
@@ -140,11 +125,16 @@ async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
     ).first()
     rows = (
         await conn.execute(
-            sa.select(room_updates.c.update, room_updates.c.created_at)
+            sa.select(room_updates.c.id, room_updates.c.update, room_updates.c.created_at)
             .where(room_updates.c.room_id == room_id)
             .order_by(room_updates.c.id)
         )
     ).all()
     snapshot = base64.b64decode(snapshot_row.snapshot_b64) if snapshot_row else None
     stamps = [row.created_at for row in rows] + ([snapshot_row.updated_at] if snapshot_row else [])
-    return StoredRoom(snapshot or None, [row.update for row in rows], max(stamps, default=None))
+    return StoredRoom(
+        snapshot or None,
+        [row.update for row in rows],
+        max(stamps, default=None),
+        rows[-1].id if rows else None,
+    )

@@ -17,6 +17,7 @@ class StoredRoom:
     snapshot: bytes | None
     updates: list[bytes]
     updated_at: datetime | None = None
+    last_update_id: int | None = None
 
     @property
     def log_bytes(self) -> int:
