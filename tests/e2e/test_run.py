@@ -1,6 +1,8 @@
 """Run / Stop: JavaScript and Python in a worker, output shared, Stop, the Run limit."""
 
 import re
+import time
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
@@ -18,7 +20,7 @@ from tests.e2e.room_page import (
     type_at_end,
 )
 
-from pairpilot.testing import LiveServer
+from pairpilot.testing import LiveServer, live_server, quick_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -246,3 +248,31 @@ async def test_a_run_does_not_stay_running_when_its_runner_leaves(
         "data-status", "stopped", timeout=UI_TIMEOUT_MS
     )
     await expect(by_test_id(bob, "output")).to_contain_text("Ada left the room")
+
+
+async def test_run_works_again_once_the_limit_window_has_passed(
+    tmp_path: Path, room: str, person: NewPerson
+):
+    async with live_server(quick_settings(tmp_path, run_limit=1, run_window_s=3)) as server:
+        ada = await person("Ada")
+        await open_room(ada, server.http_url, room)
+        await create_file(ada, "again.js")
+        await set_code(ada, 'console.log("allowed");\n')
+        first = await run_and_wait(ada, "done")
+
+        message = by_test_id(ada, "rate-limit-message")
+        await by_test_id(ada, "run").click()
+        await expect(message).to_have_text(
+            re.compile(r"^Run limit reached — try again in [1-3] s$"), timeout=UI_TIMEOUT_MS
+        )
+
+        # Press Run again (bounded) until the window has passed: the message goes, the run runs.
+        deadline = time.monotonic() + 60
+        run_status = by_test_id(ada, "run-status")
+        while await run_status.get_attribute("data-run-id") == first:
+            assert time.monotonic() < deadline, "Run stayed limited after its window"
+            await expect(by_test_id(ada, "run")).to_be_enabled(timeout=UI_TIMEOUT_MS)
+            await by_test_id(ada, "run").click()
+            await ada.wait_for_timeout(500)  # pacing between presses, not an assertion
+        await expect(run_status).to_have_attribute("data-status", "done", timeout=UI_TIMEOUT_MS)
+        await expect(message).to_be_hidden()
