@@ -17,10 +17,10 @@ import {
   bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, syntaxHighlighting,
 } from "@codemirror/language";
 import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
-import { Compartment, EditorState, type Extension } from "@codemirror/state";
+import { Compartment, EditorState, Prec, type Extension } from "@codemirror/state";
 import {
   crosshairCursor, drawSelection, dropCursor, EditorView, highlightActiveLine, highlightActiveLineGutter,
-  highlightSpecialChars, keymap, lineNumbers, rectangularSelection,
+  highlightSpecialChars, keymap, lineNumbers, rectangularSelection, type KeyBinding,
 } from "@codemirror/view";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
@@ -51,6 +51,24 @@ export function languageFor(fileName: string): Extension {
   return LANGUAGES[extensionOf(fileName)]?.() ?? [];
 }
 
+/**
+ * Undo/redo act on the Y.Text directly, past CodeMirror's read-only state: a viewer who typed
+ * while still an editor could otherwise undo into a document the server will not accept.
+ */
+const undoKeys: KeyBinding[] = yUndoManagerKeymap.map((binding) => ({
+  ...binding,
+  run: (view: EditorView) => view.state.readOnly || (binding.run?.(view) ?? false),
+}));
+
+/** The browser's own undo (`beforeinput` historyUndo/historyRedo) reaches yCollab the same way. */
+const readOnlyHistoryGuard = Prec.highest(EditorView.domEventHandlers({
+  beforeinput(event, view) {
+    if (!view.state.readOnly || (event.inputType !== "historyUndo" && event.inputType !== "historyRedo")) return false;
+    event.preventDefault();
+    return true;
+  },
+}));
+
 /** Completion keys without Enter: Enter always inserts a newline, Tab accepts a completion. */
 const completionKeys = [{ key: "Tab", run: acceptCompletion }, ...completionKeymap.filter((b) => b.key !== "Enter")];
 
@@ -72,8 +90,9 @@ const baseSetup: Extension = [
   crosshairCursor(),
   highlightActiveLine(),
   highlightSelectionMatches(),
+  readOnlyHistoryGuard,
   keymap.of([
-    ...yUndoManagerKeymap,
+    ...undoKeys,
     ...completionKeys,
     ...closeBracketsKeymap,
     ...defaultKeymap,

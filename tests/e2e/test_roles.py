@@ -138,3 +138,29 @@ async def test_a_viewer_made_editor_again_can_type(
     await type_at_end(bob, "\n# Bob edits again")
     await expect_editor_text(ada, await editor_text(bob))
     assert (await editor_text(ada)).endswith("# Bob edits again")
+
+
+async def test_a_viewer_cannot_undo_what_they_typed_as_an_editor(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    await type_at_end(bob, "\n# Bob typed this as an editor")
+    text = await editor_text(bob)
+    await expect_editor_text(ada, text)
+
+    bob_in_adas_list = by_test_id(ada, "participant").filter(has_text="Bob")
+    await bob_in_adas_list.get_by_test_id("role-select").select_option("viewer")
+    await expect(by_test_id(bob, "read-only-notice")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # Keys go to the page where Bob typed: CodeMirror's keymap and the browser's own undo.
+    for _ in range(3):
+        await bob.keyboard.press("Control+z")
+    await bob.keyboard.press("Control+Shift+z")
+
+    await type_at_end(ada, "\n# owner")
+    await expect_editor_text(ada, text + "\n# owner")
+    await expect_editor_text(bob, text + "\n# owner")
+    # Nothing was sent and refused (a refusal shows this banner and reloads the page).
+    await expect(by_test_id(bob, "error-message")).to_be_hidden()
