@@ -172,9 +172,13 @@ class Bench:
         server = Server(SERVERS[name], env)
         try:
             server.start()
-            return body(server)
+            row = body(server)
         except (DriverError, RuntimeError, subprocess.SubprocessError, OSError) as exc:
             return {"ok": False, "error": str(exc)[-2000:], "server_log": server.tail()}
+        else:
+            if not row.get("ok"):
+                row["server_log"] = server.tail(60)  # for whoever debugs the failure
+            return row
         finally:
             if server.proc is not None and server.proc.poll() not in (None, 0, -15):
                 print(f"  {name} exited {server.proc.returncode}: {server.tail(5)}", flush=True)
