@@ -12,6 +12,7 @@ from tests.e2e.room_page import (
     by_test_id,
     create_file,
     editor_content,
+    expect_connected,
     expect_editor_text,
     open_file,
     open_room,
@@ -276,3 +277,24 @@ async def test_run_works_again_once_the_limit_window_has_passed(
             await ada.wait_for_timeout(500)  # pacing between presses, not an assertion
         await expect(run_status).to_have_attribute("data-status", "done", timeout=UI_TIMEOUT_MS)
         await expect(message).to_be_hidden()
+
+
+async def test_a_flood_of_output_is_truncated_for_everyone(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada, bob = await _two_people_on(server, room, person)
+    await create_file(ada, "flood.js")
+    await set_code(ada, 'for (let i = 0; i < 100000; i++) console.log("0123456789");\n')
+    await run_and_wait(ada, "done", timeout=60_000)
+    for page in (ada, bob):
+        system = by_test_id(page, "output").locator("[data-stream=system]")
+        await expect(system).to_have_text(
+            "[output truncated after 200000 characters]\n", timeout=UI_TIMEOUT_MS
+        )
+    length = (
+        await by_test_id(bob, "output")
+        .locator("[data-stream=stdout]")
+        .evaluate_all("(spans) => spans.reduce((n, span) => n + span.textContent.length, 0)")
+    )
+    assert length == 200_000
+    await expect_connected(bob)
