@@ -284,6 +284,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     self = { id: session.user.id, name };
     void initMonitoring().then(() => setMonitoringUser(self));
     const joined = await step("join the room", () => api.joinRoom(roomId));
+    // The join signs in again when the server refuses a stored token: we are the user who joined.
+    self = { id: joined.member.user_id, name };
     defaultRole = joined.room.default_role;
     role = joined.member.role;
     try {

@@ -104,3 +104,24 @@ async def test_an_invalid_room_id_shows_an_error(server: LiveServer, person: New
         "Room ids are 1", timeout=UI_TIMEOUT_MS
     )
     assert ada.url == server.http_url + "/"
+
+
+async def test_a_stored_token_the_server_rejects_is_replaced_by_a_new_sign_in(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    # A session from another server (or a rotated secret): well-formed, far from expiry, refused.
+    await ada.context.add_init_script(
+        """localStorage.getItem('pairpilot.session') || localStorage.setItem(
+             'pairpilot.session', JSON.stringify({
+               token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl',
+               expiresAt: Date.now() + 86400000,
+               user: {id: '00000000-0000-0000-0000-000000000000', name: 'Ada'}}));"""
+    )
+    await open_room(ada, server.http_url, room)
+    await expect(by_test_id(ada, "error-message")).to_be_hidden()
+    session = await ada.evaluate("JSON.parse(localStorage.getItem('pairpilot.session'))")
+    assert session["user"]["id"] != "00000000-0000-0000-0000-000000000000"
+    await expect(by_test_id(ada, "participant").filter(has_text="Ada")).to_have_attribute(
+        "data-role", "owner", timeout=UI_TIMEOUT_MS
+    )
