@@ -122,6 +122,9 @@ async def test_a_stored_token_the_server_rejects_is_replaced_by_a_new_sign_in(
     await expect(by_test_id(ada, "error-message")).to_be_hidden()
     session = await ada.evaluate("JSON.parse(localStorage.getItem('pairpilot.session'))")
     assert session["user"]["id"] != "00000000-0000-0000-0000-000000000000"
-    await expect(by_test_id(ada, "participant").filter(has_text="Ada")).to_have_attribute(
-        "data-role", "owner", timeout=UI_TIMEOUT_MS
-    )
+    # One Ada, online, as the owner: no ghost of the refused identity.
+    await expect(by_test_id(ada, "participant")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    me = by_test_id(ada, "participant").filter(has_text="Ada")
+    await expect(me).to_have_attribute("data-user-id", session["user"]["id"])
+    await expect(me).to_have_attribute("data-role", "owner", timeout=UI_TIMEOUT_MS)
+    await expect(me).to_have_attribute("data-online", "true")
