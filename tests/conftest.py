@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,7 @@ from tests.support import unavailable
 from pairpilot.settings import Settings
 from pairpilot.storage.migrate import migrate
 from pairpilot.storage.sql import create_engine
-from pairpilot.testing import LiveServer, live_server, quick_settings
+from pairpilot.testing import LiveServer, free_port, live_server, quick_settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PAIRPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -120,3 +122,57 @@ def redis_url() -> str:
     except (OSError, redis.RedisError) as exc:
         unavailable(f"Redis is not reachable at {REDIS_URL} ({exc}); start ../shared/services.sh")
     return REDIS_URL
+
+
+@pytest.fixture
+def private_redis(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, RedisProcess]]:
+    del redis_url  # CI's rule: Redis must be installed and running
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server binary")
+    process = RedisProcess(free_port(), tmp_path)
+    process.start()
+    yield f"redis://127.0.0.1:{process.port}/0", process
+    process.stop()
+
+
+class RedisProcess:
+    """A Redis server of the test's own, to stop and start."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port = port
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if (
+                subprocess.run(
+                    ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
+                ).stdout.strip()
+                == b"PONG"
+            ):
+                return
+            subprocess.run(["sleep", "0.05"], check=True)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None

@@ -1,14 +1,11 @@
 """POST /api/ratelimit/run: 3 per 60 s per (room, user), in memory and on Redis, failing open."""
 
 import asyncio
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.support import User, new_user, unavailable
+from tests.support import User, new_user
 
 from pairpilot.testing import (
     LiveServer,
@@ -109,60 +106,6 @@ async def test_an_unreachable_redis_fails_open_and_warns_once(tmp_path: Path, ro
         warnings = [r for r in caplog.records if "failing open" in str(r.msg)]
         assert len(warnings) == 1
         assert server.services.limiter.fail_open_count == 6
-
-
-@pytest.fixture
-def private_redis(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, "RedisProcess"]]:
-    del redis_url  # CI's rule: Redis must be installed and running
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server binary")
-    process = RedisProcess(free_port(), tmp_path)
-    process.start()
-    yield f"redis://127.0.0.1:{process.port}/0", process
-    process.stop()
-
-
-class RedisProcess:
-    """A Redis server of the test's own, to stop and start."""
-
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port = port
-        self.folder = folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            if (
-                subprocess.run(
-                    ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-                ).stdout.strip()
-                == b"PONG"
-            ):
-                return
-            subprocess.run(["sleep", "0.05"], check=True)
-        raise TimeoutError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 async def test_the_redis_outage_story_end_to_end(tmp_path, private_redis, room, caplog):

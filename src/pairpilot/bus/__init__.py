@@ -1,6 +1,7 @@
-"""Fan-out of room frames: one narrow seam so that processes can later share rooms."""
+"""Fan-out of room frames: one narrow seam, in-process or across processes through Redis."""
 
-from pairpilot.bus.base import Deliver, RoomBus
+from pairpilot.bus.base import Replica, RoomBus
 from pairpilot.bus.local import LocalBus
+from pairpilot.bus.redis import RedisBus
 
-__all__ = ["Deliver", "LocalBus", "RoomBus"]
+__all__ = ["LocalBus", "RedisBus", "Replica", "RoomBus"]

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
-Deliver = Callable[[bytes, int | None], None]
-"""Callback ``(frame, origin_session_id)``: deliver a frame to a room's local sockets.
 
-``origin_session_id`` is the session that sent it (it is skipped for document updates), or
-None for frames every socket should get.
-"""
+class Replica(Protocol):
+    """A room as the bus sees it: one replica of a room's document and presence."""
+
+    def deliver(self, frame: bytes, origin: int | None) -> None:
+        """Send a frame to the local sockets, skipping session ``origin`` (None: everyone)."""
+        ...
+
+    def apply_remote(self, frame: bytes) -> None:
+        """Apply a frame that another process's replica published, then deliver it."""
+        ...
+
+    def state_vector(self) -> bytes:
+        """The document's state vector (a new replica asks the others to catch it up with it)."""
+        ...
+
+    def catch_up(self, state_vector: bytes) -> list[bytes]:
+        """Frames that bring a replica at ``state_vector`` up to this one (document, presence)."""
+        ...
 
 
 class RoomBus(Protocol):
     """Relays a room's outgoing frames to every replica of that room."""
 
-    def subscribe(self, room_id: str, deliver: Deliver) -> None:
-        """Route the room's frames to ``deliver`` in this process."""
+    def subscribe(self, room_id: str, replica: Replica) -> None:
+        """Route the room's frames to ``replica`` in this process."""
         ...
 
     def unsubscribe(self, room_id: str) -> None:
@@ -25,5 +37,13 @@ class RoomBus(Protocol):
         ...
 
     def publish(self, room_id: str, frame: bytes, origin: int | None) -> None:
-        """Fan a frame out to every subscriber of the room; never blocks."""
+        """Deliver a frame to the local replica now and to the others soon; never blocks."""
+        ...
+
+    async def start(self) -> None:
+        """Begin relaying (connect, start background tasks)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop relaying and release connections."""
         ...

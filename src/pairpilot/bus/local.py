@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from pairpilot.bus.base import Deliver
+from pairpilot.bus.base import Replica
 
 
 class LocalBus:
     """RoomBus for a single process."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[str, Deliver] = {}
+        self._replicas: dict[str, Replica] = {}
 
-    def subscribe(self, room_id: str, deliver: Deliver) -> None:
-        """Route the room's frames to ``deliver``."""
-        self._subscribers[room_id] = deliver
+    def subscribe(self, room_id: str, replica: Replica) -> None:
+        """Route the room's frames to its replica."""
+        self._replicas[room_id] = replica
 
     def unsubscribe(self, room_id: str) -> None:
         """Forget the room."""
-        self._subscribers.pop(room_id, None)
+        self._replicas.pop(room_id, None)
 
     def publish(self, room_id: str, frame: bytes, origin: int | None) -> None:
         """Deliver the frame to the room's sockets now."""
-        deliver = self._subscribers.get(room_id)
-        if deliver is not None:
-            deliver(frame, origin)
+        replica = self._replicas.get(room_id)
+        if replica is not None:
+            replica.deliver(frame, origin)
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to close."""

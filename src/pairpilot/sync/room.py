@@ -62,7 +62,7 @@ class Room:
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
         self.awareness.observe(self._track_awareness_owner)
-        bus.subscribe(room_id, self.deliver)
+        bus.subscribe(room_id, self)
 
     def join(self, session: Session) -> None:
         """Add a session and greet it with the server's state vector and everyone's presence."""
@@ -98,6 +98,38 @@ class Room:
         for session_id, session in self.sessions.items():
             if session_id != origin:
                 session.send(frame)
+
+    def apply_remote(self, frame: bytes) -> None:
+        """Apply a frame from another process's replica and pass it to the local sockets."""
+        try:
+            message = protocol.decode_message(frame)
+            if isinstance(message, SyncUpdate | SyncStep2):
+                self._apply(message.update)
+            elif isinstance(message, AwarenessUpdate):
+                self.awareness.apply_awareness_update(message.update, "remote")
+            else:
+                return
+        except (ProtocolError, RuntimeError, IndexError, ValueError, TypeError) as exc:
+            log.warning("bad frame from another replica", room_id=self.id, error=repr(exc))
+            return
+        self.deliver(frame, None)
+
+    def state_vector(self) -> bytes:
+        """The document's state vector."""
+        return self.doc.get_state()
+
+    def catch_up(self, state_vector: bytes) -> list[bytes]:
+        """What a replica at ``state_vector`` lacks: a document update and every presence."""
+        frames: list[bytes] = []
+        try:
+            update = self.doc.get_update(state_vector)
+        except ValueError:
+            update = self.doc.get_update()
+        if update != EMPTY_UPDATE:
+            frames.append(protocol.sync_update(update))
+        if self.awareness.states:
+            frames.append(self._encode_awareness(list(self.awareness.states)))
+        return frames
 
     def apply_update(self, update: bytes) -> None:
         """Apply an update that did not come from a session (REST merge, another process)."""

@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if services.store.engine.dialect.name == "sqlite":
             await migrate(services.store.engine)
+        await services.bus.start()
         flusher = asyncio.create_task(services.flusher.run(), name="flusher")
         flusher.add_done_callback(_report_crash)
         try:
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
                 flusher.cancel()
                 with suppress(asyncio.CancelledError):
                     await flusher
+                await services.bus.close()
                 await services.store.close()
                 await services.limiter.close()
                 await services.http.aclose()

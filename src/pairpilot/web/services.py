@@ -8,7 +8,7 @@ import httpx
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
-from pairpilot.bus import LocalBus, RoomBus
+from pairpilot.bus import LocalBus, RedisBus, RoomBus
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.ratelimit import RunLimiter, build_run_limiter
@@ -30,12 +30,13 @@ class Services:
     flusher: Flusher
     registry: RoomRegistry
     authorizer: Authorizer
+    bus: RoomBus
     limiter: RunLimiter
     metrics: Metrics
     http: httpx.AsyncClient
 
 
-def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Services:
+def build_services(settings: Settings) -> Services:
     """Construct the object graph; the only I/O is reading (or creating) the JWT secret."""
     engine = create_engine(settings.resolved_database_url)
     store = SqlRoomStore(engine)
@@ -51,9 +52,10 @@ def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Service
         compact_max_updates=settings.compact_max_updates,
         metrics=metrics,
     )
+    bus = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()
     registry = RoomRegistry(
         store,
-        bus or LocalBus(),
+        bus,
         flusher,
         idle_unload_ms=settings.idle_unload_ms,
         max_awareness_bytes=settings.max_awareness_bytes,
@@ -75,6 +77,7 @@ def build_services(settings: Settings, *, bus: RoomBus | None = None) -> Service
         flusher,
         registry,
         authorizer,
+        bus,
         limiter,
         metrics,
         httpx.AsyncClient(timeout=5.0),
