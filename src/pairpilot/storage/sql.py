@@ -30,6 +30,9 @@ def create_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API has no type
         cursor = dbapi_connection.cursor()
+        # Small pages: a flush appends a ~30-byte keystroke row, and WAL writes whole pages, so
+        # 1 KiB pages cut the bytes written per edit about fourfold (only for a new database).
+        cursor.execute("PRAGMA page_size=1024")
         # WAL + NORMAL survives a killed process (not a power cut) and keeps commits cheap.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
