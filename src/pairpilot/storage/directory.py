@@ -140,16 +140,6 @@ class RoomDirectory:
             )
             return int(result.rowcount)
 
-    async def count_owners(self, room_id: str, identity: Identity) -> int:
-        """How many owners the room has, as the caller sees it."""
-        async with self.as_user(identity) as conn:
-            value = await conn.scalar(
-                sa.select(sa.func.count()).where(
-                    room_members.c.room_id == room_id, room_members.c.role == Role.OWNER.value
-                )
-            )
-            return int(value or 0)
-
     async def set_default_role(self, room_id: str, identity: Identity, role: Role) -> RoomInfo:
         """Change the role new joiners get; return the updated room."""
         async with self.as_user(identity) as conn:
