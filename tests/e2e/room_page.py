@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from playwright.async_api import Locator, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
@@ -35,6 +37,17 @@ async def open_room(page: Page, base_url: str, room_id: str, *, file: str = "mai
     await page.goto(f"{base_url}/r/{room_id}")
     await expect_connected(page)
     await expect(by_test_id(page, "current-file")).to_have_text(file, timeout=UI_TIMEOUT_MS)
+
+
+async def ada_and_bob(
+    person: Callable[[str], Awaitable[Page]], base_url: str, room_id: str
+) -> tuple[Page, Page]:
+    """Two people, Ada then Bob, each with the room open and synced."""
+    ada = await person("Ada")
+    await open_room(ada, base_url, room_id)
+    bob = await person("Bob")
+    await open_room(bob, base_url, room_id)
+    return ada, bob
 
 
 async def expect_connected(page: Page, timeout: int = UI_TIMEOUT_MS) -> None:

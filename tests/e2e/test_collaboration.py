@@ -7,6 +7,7 @@ from playwright.async_api import expect
 from tests.e2e.conftest import ARTIFACTS, REPO, NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
+    ada_and_bob,
     editor_text,
     expect_editor_text,
     open_room,
@@ -21,10 +22,7 @@ pytestmark = pytest.mark.anyio
 async def test_typing_in_one_page_appears_in_the_other(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await expect_editor_text(bob, await editor_text(ada))
 
     await type_at_end(ada, "\n# hello from Ada")
@@ -39,10 +37,7 @@ async def test_typing_in_one_page_appears_in_the_other(
 async def test_the_remote_cursor_shows_its_owners_name(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
 
     await type_at_end(ada, "\n# Ada was here")
     label = bob.locator("[data-testid=editor] .cm-ySelectionInfo", has_text="Ada")
@@ -104,10 +99,7 @@ async def test_two_people_opening_a_new_room_at_once_edit_the_same_file(
 async def test_edits_made_offline_are_sent_when_back_online(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
 
     await ada.context.set_offline(offline=True)
     await expect(ada.get_by_test_id("connection-status")).to_have_attribute(
@@ -130,10 +122,7 @@ async def test_edits_made_offline_are_sent_when_back_online(
 async def test_a_person_who_closes_the_page_is_shown_offline(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     bob_for_ada = ada.get_by_test_id("participant").filter(has_text="Bob")
     await expect(bob_for_ada).to_have_attribute("data-online", "true", timeout=UI_TIMEOUT_MS)
 

@@ -7,6 +7,7 @@ from playwright.async_api import expect
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
+    ada_and_bob,
     by_test_id,
     create_file,
     expect_connected,
@@ -25,10 +26,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_file_created_and_renamed_in_one_page_appears_in_the_other(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
 
     await create_file(ada, "notes.md")
     await set_code(ada, "# shared notes\n")

@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from pycrdt import Doc, Map
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
+    ada_and_bob,
     by_test_id,
     editor_content,
     editor_text,
@@ -68,10 +69,7 @@ async def test_pages_reconnect_after_a_kill_and_restart_with_nothing_lost(
     )
     await anyio.to_thread.run_sync(process.start)
     try:
-        ada = await person("Ada")
-        await open_room(ada, process.http_url, room)
-        bob = await person("Bob")
-        await open_room(bob, process.http_url, room)
+        ada, bob = await ada_and_bob(person, process.http_url, room)
 
         await _append(ada, "\n# typed before the kill")
         before = await editor_text(ada)
@@ -122,10 +120,7 @@ async def test_edits_made_while_the_server_is_down_survive_a_kill_inside_the_flu
     process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "60000"})
     await anyio.to_thread.run_sync(process.start)
     try:
-        ada = await person("Ada")
-        await open_room(ada, process.http_url, room)
-        bob = await person("Bob")
-        await open_room(bob, process.http_url, room)
+        ada, bob = await ada_and_bob(person, process.http_url, room)
         await _append(ada, "\n# not flushed yet")
         await expect_editor_text(bob, await editor_text(ada))
 

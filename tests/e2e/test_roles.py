@@ -5,6 +5,7 @@ from playwright.async_api import Page, expect
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
+    ada_and_bob,
     by_test_id,
     editor_content,
     editor_text,
@@ -24,10 +25,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_viewer_set_by_the_owner_cannot_type(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await expect(by_test_id(bob, "read-only-notice")).to_be_hidden()
 
     bob_in_adas_list = by_test_id(ada, "participant").filter(has_text="Bob")
@@ -63,10 +61,7 @@ async def _session_user(page: Page, base: str) -> User:
 async def test_a_viewer_set_through_the_api_cannot_type(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     owner = await _session_user(ada, server.http_url)
     viewer = await _session_user(bob, server.http_url)
 
@@ -120,10 +115,7 @@ async def test_newcomers_join_with_the_default_role_the_owner_chose(
 async def test_a_viewer_made_editor_again_can_type(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     bob_in_adas_list = by_test_id(ada, "participant").filter(has_text="Bob")
     await expect(bob_in_adas_list.get_by_test_id("role-select")).to_be_visible(
         timeout=UI_TIMEOUT_MS
@@ -143,10 +135,7 @@ async def test_a_viewer_made_editor_again_can_type(
 async def test_a_viewer_cannot_undo_what_they_typed_as_an_editor(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await type_at_end(bob, "\n# Bob typed this as an editor")
     text = await editor_text(bob)
     await expect_editor_text(ada, text)

@@ -9,6 +9,7 @@ from playwright.async_api import Page, expect
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
+    ada_and_bob,
     by_test_id,
     create_file,
     editor_content,
@@ -30,10 +31,7 @@ PYODIDE_TIMEOUT_MS = 120_000
 
 
 async def _two_people_on(server: LiveServer, room: str, person: NewPerson) -> tuple[Page, Page]:
-    ada = await person("Ada")
-    await open_room(ada, server.http_url, room)
-    bob = await person("Bob")
-    await open_room(bob, server.http_url, room)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     return ada, bob
 
 
