@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
@@ -30,15 +30,10 @@ pytestmark = pytest.mark.anyio
 PYODIDE_TIMEOUT_MS = 120_000
 
 
-async def _two_people_on(server: LiveServer, room: str, person: NewPerson) -> tuple[Page, Page]:
-    ada, bob = await ada_and_bob(person, server.http_url, room)
-    return ada, bob
-
-
 async def test_a_javascript_run_prints_its_output_in_both_pages(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await create_file(ada, "hello.js")
     code = 'console.log("js says", 6 * 7);\nconsole.error("to stderr");\n'
     await set_code(ada, code)
@@ -63,7 +58,7 @@ async def test_a_javascript_run_prints_its_output_in_both_pages(
 async def test_a_python_run_loads_pyodide_and_prints_in_both_pages(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await set_code(ada, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)\n')
     await expect_editor_text(bob, 'import sys\nprint("py says", 6 * 7, sys.version_info.major)\n')
 
@@ -112,7 +107,7 @@ async def test_a_python_infinite_loop_is_stopped_and_python_runs_again(
 async def test_an_endless_run_is_ended_by_the_time_limit(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await create_file(ada, "forever.js")
     await set_code(ada, "for (;;) {}\n")
     await by_test_id(ada, "run").click()
@@ -131,7 +126,7 @@ async def test_an_endless_run_is_ended_by_the_time_limit(
 async def test_stop_ends_an_infinite_loop_and_the_page_stays_responsive(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await create_file(ada, "loop.js")
     await set_code(ada, 'console.log("looping");\nwhile (true) {}\n')
 
@@ -157,7 +152,7 @@ async def test_stop_ends_an_infinite_loop_and_the_page_stays_responsive(
 
 
 async def test_another_person_can_stop_a_run(server: LiveServer, room: str, person: NewPerson):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await create_file(ada, "loop.js")
     await set_code(ada, "while (true) {}\n")
 
@@ -231,7 +226,7 @@ async def test_someone_who_arrives_later_sees_the_last_run(
 async def test_a_run_does_not_stay_running_when_its_runner_leaves(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await create_file(ada, "loop.js")
     await set_code(ada, "while (true) {}\n")
     await by_test_id(ada, "run").click()
@@ -280,7 +275,7 @@ async def test_run_works_again_once_the_limit_window_has_passed(
 async def test_a_flood_of_output_is_truncated_for_everyone(
     server: LiveServer, room: str, person: NewPerson
 ):
-    ada, bob = await _two_people_on(server, room, person)
+    ada, bob = await ada_and_bob(person, server.http_url, room)
     await create_file(ada, "flood.js")
     await set_code(ada, 'for (let i = 0; i < 100000; i++) console.log("0123456789");\n')
     await run_and_wait(ada, "done", timeout=60_000)
