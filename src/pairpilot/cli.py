@@ -19,7 +19,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     from pairpilot.web import create_app  # noqa: PLC0415 - keep `--help` fast
     from pairpilot.web.server import make_server  # noqa: PLC0415
 
-    make_server(create_app(settings), settings, host, port).run()
+    make_server(create_app(settings), host, port).run()
 
 
 async def _migrate(settings: Settings) -> None:

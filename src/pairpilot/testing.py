@@ -114,7 +114,7 @@ async def serving(server: uvicorn.Server) -> AsyncIterator[int]:
 async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     """Run the real app under uvicorn on a free port for the duration of the block."""
     app = create_app(settings)
-    async with serving(make_server(app, settings, "127.0.0.1", 0)) as port:
+    async with serving(make_server(app, "127.0.0.1", 0)) as port:
         yield LiveServer(port, app.state.services)
 
 

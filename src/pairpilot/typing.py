@@ -6,12 +6,11 @@ from typing import Protocol
 
 
 class Socket(Protocol):
-    """The narrow WebSocket surface a Session needs (Starlette's WebSocket fits it)."""
+    """The narrow surface a Session writes to (the collaboration connection fits it)."""
 
-    async def send_bytes(self, data: bytes) -> None:
-        """Send one binary frame."""
-        ...
+    def send_frame(self, wire: bytes) -> None:
+        """Write one already-encoded WebSocket frame; never blocks.
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        """Close with a code the peer can read."""
+        A peer that reads too slowly is dropped here, so the room is never slowed by it.
+        """
         ...

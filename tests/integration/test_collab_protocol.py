@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Awareness, Doc, Text, create_awareness_message
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pairpilot.sync import protocol
 from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
@@ -186,3 +186,49 @@ async def _drain(ws: ClientConnection) -> None:
     async with asyncio.timeout(20):
         while True:
             await ws.recv()
+
+
+async def test_a_websocket_outside_collab_is_refused_with_404(server: LiveServer):
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"ws://127.0.0.1:{server.port}/elsewhere/room", compression=None)
+    assert refused.value.response.status_code == 404
+
+
+async def test_a_bad_handshake_gets_a_clear_http_error(server: LiveServer):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"GET /collab/x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"  # no Sec-WebSocket-Key
+    )
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 400")
+
+
+async def test_a_fragmented_message_is_reassembled(server: LiveServer):
+    async with connect(await server.member_url("pieces"), compression=None) as ws:
+        await _recv_until(ws, b"\x00\x00")
+        step1 = protocol.sync_step1(Doc().get_state())
+        await ws.send([step1[:1], step1[1:2], step1[2:]])  # three frames, one message
+        assert (await _recv_until(ws, b"\x00\x01"))[:2] == b"\x00\x01"
+
+
+async def test_a_peer_gone_while_joining_leaves_no_session_behind(server: LiveServer):
+    url = await server.member_url("hasty")
+    for _ in range(5):
+        ws = await connect(url, compression=None)
+        ws.transport.abort()  # gone before (or while) the room loads
+    await wait_until(
+        lambda: (
+            not server.services.registry.rooms.get("hasty")
+            or not server.services.registry.rooms["hasty"].sessions
+        ),
+        what="no session left in the room",
+    )
+
+
+async def test_server_shutdown_closes_sockets_with_1012(tmp_path: Path):
+    async with live_server(quick_settings(tmp_path)) as server:
+        ws = await connect(await server.member_url("restart"), compression=None)
+        await _recv_until(ws, b"\x00\x00")
+    assert await _closed_with(ws) == 1012

@@ -14,10 +14,7 @@ from pairpilot.sync.session import Session, TokenBucket
 
 
 class NullSocket:
-    async def send_bytes(self, data: bytes) -> None:
-        pass
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    def send_frame(self, wire: bytes) -> None:
         pass
 
 
@@ -46,7 +43,6 @@ async def _feed(frames: list[bytes]) -> None:
         NullSocket(),
         room_id="fuzz",
         grant=Grant(user_id="u", can_write=True),
-        queue_size=64,
         rate=TokenBucket(1e9, 1e9),
     )
     room.join(session)
@@ -56,4 +52,3 @@ async def _feed(frames: list[bytes]) -> None:
     # The room still answers a sync step 1 after whatever it was fed.
     room.receive(session, decode_message(b"\x00\x00\x01\x00"))
     room.leave(session)
-    session.close()

@@ -71,10 +71,10 @@ class Metrics:
         self.in_by_type[frame_type(frame)].inc()
         self.bytes_in.inc(len(frame))
 
-    def count_out(self, frame: bytes) -> None:
-        """Count one sent frame."""
-        self.out_by_type[frame_type(frame)].inc()
-        self.bytes_out.inc(len(frame))
+    def count_out(self, frame: bytes, copies: int = 1) -> None:
+        """Count a frame sent to ``copies`` sockets."""
+        self.out_by_type[frame_type(frame)].inc(copies)
+        self.bytes_out.inc(len(frame) * copies)
 
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""

@@ -95,7 +95,7 @@ class RoomRegistry:
             bus=self._bus,
             on_update=self._flusher.record,
             max_awareness_bytes=self._max_awareness_bytes,
-            fanout_seconds=self._metrics.fanout_seconds,
+            metrics=self._metrics,
         )
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes

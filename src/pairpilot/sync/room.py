@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from prometheus_client import Histogram
 from pycrdt import Awareness, Doc
 
 from pairpilot.bus import RoomBus
 from pairpilot.errors import ProtocolError
+from pairpilot.observability.metrics import Metrics
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import (
     EMPTY_UPDATE,
@@ -22,7 +22,7 @@ from pairpilot.sync.protocol import (
     SyncStep2,
     SyncUpdate,
 )
-from pairpilot.sync.session import Session
+from pairpilot.sync.session import Session, encode_frame
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ class Room:
         bus: RoomBus,
         on_update: OnUpdate,
         max_awareness_bytes: int,
-        fanout_seconds: Histogram | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = room_id
         self.doc = doc
@@ -57,7 +57,7 @@ class Room:
         self._bus = bus
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
-        self._fanout = fanout_seconds
+        self._metrics = metrics
         self.awareness = Awareness(doc)
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
@@ -67,9 +67,9 @@ class Room:
     def join(self, session: Session) -> None:
         """Add a session and greet it with the server's state vector and everyone's presence."""
         self.sessions[session.id] = session
-        session.send(protocol.sync_step1(self.doc.get_state()))
+        self._send(session, protocol.sync_step1(self.doc.get_state()))
         if self.awareness.states:
-            session.send(self._encode_awareness(list(self.awareness.states)))
+            self._send(session, self._encode_awareness(list(self.awareness.states)))
 
     def leave(self, session: Session) -> None:
         """Remove a session and tell the others that its presence is gone."""
@@ -83,7 +83,7 @@ class Room:
     def receive(self, session: Session, message: Message) -> None:
         """Act on one decoded message from a session; ProtocolError if its content is invalid."""
         if isinstance(message, SyncStep1):
-            session.send(protocol.sync_step2(self._diff_for(message.state_vector)))
+            self._send(session, protocol.sync_step2(self._diff_for(message.state_vector)))
         elif isinstance(message, SyncUpdate):
             self._accept_update(session, message.update, message.frame)
         elif isinstance(message, SyncStep2):
@@ -91,13 +91,26 @@ class Room:
         elif isinstance(message, AwarenessUpdate):
             self._accept_awareness(session, message)
         elif isinstance(message, QueryAwareness):
-            session.send(self._encode_awareness(list(self.awareness.states)))
+            self._send(session, self._encode_awareness(list(self.awareness.states)))
 
     def deliver(self, frame: bytes, origin: int | None) -> None:
-        """Send a frame to every local session except ``origin`` (bus callback)."""
+        """Send a frame to every local session except ``origin`` (bus callback).
+
+        The WebSocket frame is encoded once and the same bytes go to every socket.
+        """
+        wire = encode_frame(frame)
+        sent = 0
         for session_id, session in self.sessions.items():
             if session_id != origin:
-                session.send(frame)
+                session.send_encoded(wire)
+                sent += 1
+        if sent and self._metrics is not None:
+            self._metrics.count_out(frame, sent)
+
+    def _send(self, session: Session, frame: bytes) -> None:
+        session.send(frame)
+        if self._metrics is not None:
+            self._metrics.count_out(frame)
 
     def apply_remote(self, frame: bytes) -> None:
         """Apply a frame from another process's replica and pass it to the local sockets."""
@@ -144,15 +157,17 @@ class Room:
 
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
         if not session.can_write:
-            session.send(protocol.permission_denied("read-only: your role cannot edit this room"))
+            self._send(
+                session, protocol.permission_denied("read-only: your role cannot edit this room")
+            )
             return
         if update == EMPTY_UPDATE:
             return
         started = time.perf_counter()
         self._apply(update)
         self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)
-        if self._fanout is not None:
-            self._fanout.observe(time.perf_counter() - started)
+        if self._metrics is not None:
+            self._metrics.fanout_seconds.observe(time.perf_counter() - started)
 
     def _apply(self, update: bytes) -> None:
         try:

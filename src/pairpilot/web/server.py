@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
+from typing import cast
+
 import uvicorn
 from fastapi import FastAPI
 
-from pairpilot.settings import Settings
+from pairpilot.web.ws import CollabConnection
 
 
-def make_server(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Server:
-    """A uvicorn server for the app: websockets-sansio, no permessage-deflate, size-limited."""
+def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server for the app, whose WebSockets are PairPilot's ``CollabConnection``.
+
+    uvicorn serves HTTP (the API, the client, metrics) through ASGI; a WebSocket upgrade is
+    handed to ``CollabConnection``, which speaks y-websocket without ASGI (see ``web.ws``).
+    permessage-deflate is never offered (DESIGN.md §5: stock Node clients would inflate every
+    tiny frame and p99 suffers).
+    """
+    collab = partial(CollabConnection, services=app.state.services)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
-        # DESIGN.md §5: deflate makes stock Node clients inflate every tiny frame; p99 suffers.
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_message_bytes,
+        ws=cast("type[asyncio.Protocol]", collab),
         log_config=None,
         lifespan="on",
     )

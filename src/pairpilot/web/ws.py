@@ -1,14 +1,27 @@
-"""The collaboration WebSocket, and the mapping of domain errors to close codes."""
+"""The collaboration WebSocket, served by PairPilot's own protocol inside uvicorn.
+
+uvicorn parses HTTP; on a WebSocket upgrade it hands the connection to the protocol class it
+was configured with (``ws=``, see ``server.make_server``). That class is ``CollabConnection``:
+no ASGI, no task and no queue per connection. websockets' sans-I/O ``ServerProtocol`` does
+the handshake and parses incoming frames, which are handled synchronously as they arrive;
+outgoing frames are encoded once per broadcast (``Room.deliver``) and the same bytes are
+written to every transport. The transport's own buffer is the send queue: a peer that keeps
+its socket full for more than ``send_queue_messages`` frames is dropped (1013). Only the join
+(authorise, load the room) runs as a short task.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import (
@@ -22,17 +35,22 @@ from pairpilot.errors import (
     StorageError,
     UnauthenticatedError,
 )
-from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.sync.protocol import decode_message
-from pairpilot.sync.room import Room
+from pairpilot.sync.session import Session, TokenBucket, next_session_id
 
 if TYPE_CHECKING:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from pairpilot.sync.room import Room
     from pairpilot.web.services import Services
-from pairpilot.sync.session import Session, TokenBucket, next_session_id
 
 PREFIX = "/collab/"
 log = structlog.get_logger(__name__)
+# websockets logs every handshake and close at INFO; PairPilot logs its own lines instead.
+_wire_log = logging.getLogger("pairpilot.websockets")
+_wire_log.setLevel(logging.WARNING)
 
 CLOSE_CODES: dict[type[PairPilotError], int] = {
     InvalidRoomIdError: 4400,
@@ -45,6 +63,10 @@ CLOSE_CODES: dict[type[PairPilotError], int] = {
     StorageError: 1011,
 }
 CLOSE_TIMEOUT_S = 1.0
+SHUTDOWN_CODE = 1012  # service restart: clients reconnect
+# Above this many unsent bytes the transport asks us to pause; frames sent while paused count
+# against the peer's allowance (``send_queue_messages``).
+WRITE_HIGH_WATER = 256 * 1024
 
 
 def close_code(error: PairPilotError) -> int:
@@ -55,113 +77,298 @@ def close_code(error: PairPilotError) -> int:
     return 1011
 
 
-class CollabMiddleware:
-    """Routes ``/collab/{roomId}`` WebSockets straight to the collaboration handler.
+class CollabConnection(asyncio.Protocol):
+    """One ``/collab/{roomId}`` WebSocket, from the upgrade request to the closed socket.
 
-    Outermost, so a long-lived socket holds none of FastAPI's per-request machinery (its
-    dependency exit stacks and routing frames cost about 10 KB per idle connection).
+    What it does with bad input: a failed handshake gets websockets' 400/426 answer; a path
+    outside ``/collab/`` gets 404; a bad token, a stranger, an invalid room id, a malformed or
+    text message, an oversized message (1009) and a flood of messages close this socket with
+    the code in ``CLOSE_CODES``; none of them touches the room or any other socket.
     """
 
-    def __init__(self, app: ASGIApp, services: Services) -> None:
-        self.app = app
-        self.services = services
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a collaboration socket, or pass anything else on."""
-        if scope["type"] == "websocket" and scope["path"].startswith(PREFIX):
-            room_id = scope["path"][len(PREFIX) :]
-            await collab(WebSocket(scope, receive, send), self.services, room_id)
-        else:
-            await self.app(scope, receive, send)
-
-
-async def collab(websocket: WebSocket, services: Services, room_id: str) -> None:
-    """One y-websocket connection: authorise, join the room, relay until either side stops."""
-    settings = services.settings
-    connection_id = next_session_id()
-    # Accept first: only an accepted socket can tell a browser why it is being closed.
-    await websocket.accept()
-    try:
-        check_room_id(room_id)
-        grant = await services.authorizer.authorize(room_id, websocket.query_params.get("token"))
-        room = await services.registry.acquire(room_id)
-    except PairPilotError as exc:
-        log.info(
-            "connection refused",
-            reason=str(exc),
-            code=close_code(exc),
-            room_id=room_id[:80],
-            connection_id=connection_id,
-        )
-        await _close(websocket, exc, services.metrics)
-        return
-    session = Session(
-        websocket,
-        room_id=room_id,
-        grant=grant,
-        queue_size=settings.send_queue_messages,
-        rate=TokenBucket(settings.messages_per_second, settings.message_burst),
-        metrics=services.metrics,
-        session_id=connection_id,
+    __slots__ = (
+        "_closing",
+        "_connections",
+        "_fragments",
+        "_id",
+        "_join",
+        "_pending",
+        "_room",
+        "_services",
+        "_session",
+        "_timer",
+        "_transport",
+        "_unsent",
+        "_wire",
+        "_write_paused",
     )
-    task = asyncio.current_task()
-    assert task is not None  # noqa: S101 - always inside the ASGI task
-    session.bind_reader(task)
-    room.join(session)
-    error: BaseException | None = None
-    try:
-        await _read(websocket, room, session, services.metrics)
-    except asyncio.CancelledError:
-        if session.stop_reason is None:
-            raise  # the server is shutting down
-        task.uncancel()  # the session stopped itself (slow reader, failed send)
-    except Exception as exc:  # noqa: BLE001 - every error closes this socket, and only it
-        error = exc
-    finally:
-        session.close()
-        room.leave(session)
-        services.registry.release(room)
-    await _finish(websocket, session, error, services.metrics)
 
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        services: Services,
+    ) -> None:
+        del config, app_state, _loop  # uvicorn's signature; PairPilot's state is in services
+        self._services = services
+        self._connections: set[Any] = server_state.connections
+        self._id = next_session_id()
+        self._wire = ServerProtocol(max_size=services.settings.max_message_bytes, logger=_wire_log)
+        self._transport: asyncio.Transport | None = None
+        self._session: Session | None = None
+        self._room: Room | None = None
+        self._join: asyncio.Task[None] | None = None
+        self._pending: list[bytes] | None = None
+        self._fragments: list[bytes] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._write_paused = False
+        self._unsent = 0
 
-async def _read(websocket: WebSocket, room: Room, session: Session, metrics: Metrics) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take over the upgraded connection from uvicorn."""
+        transport = cast("asyncio.Transport", transport)  # a stream transport (maybe uvloop's)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the peer: the upgrade request first, then frames."""
+        if self._pending is not None:  # still joining: keep the bytes, stop reading more
+            self._pending.append(data)
+            self._transport_or_fail().pause_reading()
             return
-        frame = message.get("bytes")
-        if frame is None:
-            raise ProtocolError("text frames are not part of the y-websocket protocol")
-        metrics.count_in(frame)
-        session.check_rate()
-        room.receive(session, decode_message(frame))
-        if session.stop_reason is not None:  # it overflowed while answering this very frame
+        self._wire.receive_data(data)
+        for event in self._wire.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif isinstance(event, Frame):
+                self._frame(event)
+        self._flush()
+
+    def pause_writing(self) -> None:
+        """The peer's unsent bytes passed the high-water mark."""
+        self._write_paused = True
+        self._unsent = 0
+
+    def resume_writing(self) -> None:
+        """The peer caught up."""
+        self._write_paused = False
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002 - not needed
+        """The socket is gone: leave the room (once) and stop any timer."""
+        self._closing = True
+        self._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._leave()
+
+    # uvicorn's server calls this on every connection when it stops
+
+    def shutdown(self) -> None:
+        """The server is stopping: tell the peer to come back later."""
+        if self._wire.state is State.OPEN:
+            self._close(SHUTDOWN_CODE, "server restarting")
+        elif self._transport is not None:
+            self._transport.close()
+
+    # Socket (what a Session writes to)
+
+    def send_frame(self, wire: bytes) -> None:
+        """Write an encoded frame; a peer that stays backed up is dropped (1013)."""
+        if self._closing:
             return
+        if self._write_paused:
+            self._unsent += 1
+            if self._unsent > self._services.settings.send_queue_messages:
+                # Called from inside a broadcast: the room's session map must not change now.
+                self._closing = True
+                asyncio.get_running_loop().call_soon(self._drop_slow)
+                return
+        self._transport_or_fail().write(wire)
 
+    # the WebSocket
 
-async def _finish(
-    websocket: WebSocket, session: Session, error: BaseException | None, metrics: Metrics
-) -> None:
-    where = {"room_id": session.room_id, "connection_id": session.id, "user_id": session.user_id}
-    if session.overflowed:
-        log.warning("slow consumer dropped", code=1013, **where)
-        await _close(websocket, SlowConsumerError("send queue overflowed"), metrics)
-        return
-    if error is None:
-        return
-    if isinstance(error, PairPilotError):
-        log.warning("connection closed", reason=str(error), code=close_code(error), **where)
-        await _close(websocket, error, metrics)
-    else:
-        log.error("connection failed", exc_info=error, **where)
-        report(error, room_id=session.room_id, user_id=session.user_id)
-        await _close(websocket, PairPilotError("internal error"), metrics)
-
-
-async def _close(websocket: WebSocket, error: PairPilotError, metrics: Metrics) -> None:
-    metrics.closes.labels(str(close_code(error))).inc()
-    # A stuck peer must not hold the handler: the close frame gets a bounded wait.
-    with suppress(RuntimeError, OSError, TimeoutError):
-        await asyncio.wait_for(
-            websocket.close(close_code(error), str(error)[:120]), CLOSE_TIMEOUT_S
+    def _handshake(self, request: Request) -> None:
+        target = urlsplit(request.path)
+        if not target.path.startswith(PREFIX):
+            self._wire.send_response(self._wire.reject(404, "Not Found\n"))
+            return
+        response = self._wire.accept(request)
+        self._wire.send_response(response)
+        if response.status_code != 101:
+            return
+        # Accept first: only an accepted socket can tell a browser why it is being closed.
+        room_id = unquote(target.path[len(PREFIX) :])
+        token = parse_qs(target.query).get("token", [None])[0]
+        self._pending = []
+        self._join = asyncio.get_running_loop().create_task(
+            self._enter(room_id, token), name=f"collab-{self._id}-join"
         )
+
+    async def _enter(self, room_id: str, token: str | None) -> None:
+        services = self._services
+        try:
+            check_room_id(room_id)
+            grant = await services.authorizer.authorize(room_id, token)
+            room = await services.registry.acquire(room_id)
+        except PairPilotError as exc:
+            log.info(
+                "connection refused",
+                reason=str(exc),
+                code=close_code(exc),
+                room_id=room_id[:80],
+                connection_id=self._id,
+            )
+            self._refuse(exc)
+            return
+        except Exception as exc:  # a bug must close this socket, and only it
+            log.error("connection failed", exc_info=exc, connection_id=self._id)
+            report(exc, room_id=room_id[:80])
+            self._refuse(PairPilotError("internal error"))
+            return
+        finally:
+            self._join = None
+        if self._closing:  # the peer left while the room was loading
+            services.registry.release(room)
+            return
+        settings = services.settings
+        self._room = room
+        self._session = Session(
+            self,
+            room_id=room_id,
+            grant=grant,
+            rate=TokenBucket(settings.messages_per_second, settings.message_burst),
+            session_id=self._id,
+        )
+        room.join(self._session)
+        log.info("connection opened", can_write=grant.can_write, **self._where())
+        pending, self._pending = self._pending or [], None
+        self._transport_or_fail().resume_reading()
+        for data in pending:
+            if self._closing:
+                break
+            self.data_received(data)
+
+    def _refuse(self, error: PairPilotError) -> None:
+        # Read again (and drop what came early): the peer's answer to the close must get through.
+        self._pending = None
+        if self._transport is not None and not self._closing:
+            self._transport.resume_reading()
+        self._fail(error)
+
+    def _frame(self, frame: Frame) -> None:
+        if self._closing:
+            return
+        if frame.opcode is Opcode.CLOSE:
+            self._closing = True  # websockets answered; the transport closes after the EOF
+            self._leave()
+            return
+        if frame.opcode not in (Opcode.BINARY, Opcode.TEXT, Opcode.CONT):
+            return  # ping (answered by websockets) or pong
+        if frame.opcode is Opcode.TEXT:
+            self._fail(ProtocolError("text frames are not part of the y-websocket protocol"))
+            return
+        message = self._reassemble(frame)
+        if message is not None:
+            self._message(message)
+
+    def _reassemble(self, frame: Frame) -> bytes | None:
+        """Whole messages from frames (websockets checks the sequence and the total size)."""
+        if frame.fin and self._fragments is None:
+            return bytes(frame.data)
+        fragments = self._fragments = self._fragments or []
+        fragments.append(bytes(frame.data))
+        if not frame.fin:
+            return None
+        self._fragments = None
+        return b"".join(fragments)
+
+    def _message(self, message: bytes) -> None:
+        session, room = self._session, self._room
+        assert session is not None  # noqa: S101 - joined before reading
+        assert room is not None  # noqa: S101
+        self._services.metrics.count_in(message)
+        try:
+            session.check_rate()
+            room.receive(session, decode_message(message))
+        except PairPilotError as exc:
+            log.warning("connection closed", reason=str(exc), code=close_code(exc), **self._where())
+            self._fail(exc)
+        except Exception as exc:  # a bug must close this socket, and only it
+            log.error("connection failed", exc_info=exc, **self._where())
+            report(exc, room_id=session.room_id, user_id=session.user_id)
+            self._fail(PairPilotError("internal error"))
+
+    def _drop_slow(self) -> None:
+        log.warning("slow consumer dropped", code=1013, **self._where())
+        self._fail(SlowConsumerError("send queue overflowed"))
+
+    def _fail(self, error: PairPilotError) -> None:
+        self._close(close_code(error), str(error)[:120])
+
+    def _close(self, code: int, reason: str) -> None:
+        """Send a close frame, leave the room, and give the peer a bounded time to answer."""
+        self._closing = True
+        self._leave()
+        self._services.metrics.closes.labels(str(code)).inc()
+        transport = self._transport_or_fail()
+        if transport.is_closing():
+            return
+        if self._wire.state is State.OPEN:
+            self._wire.send_close(code, reason)
+            self._flush()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        transport = self._transport_or_fail()
+        if self._timer is None and not transport.is_closing():
+            # A stuck peer never answers (nor drains its buffer): then the socket is cut.
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, transport.abort)
+
+    def _flush(self) -> None:
+        transport = self._transport_or_fail()
+        for data in self._wire.data_to_send():
+            if transport.is_closing():
+                break
+            if data:
+                transport.write(data)
+            else:  # websockets is done with the connection (after a close or a refusal)
+                transport.close()
+        if self._wire.state is State.CLOSING and not self._closing:
+            # websockets failed the connection itself: an oversized or malformed frame.
+            sent = self._wire.close_sent
+            code = sent.code if sent is not None else 1002
+            where = self._where()
+            log.warning("connection closed", reason="websocket protocol", code=code, **where)
+            self._services.metrics.closes.labels(str(code)).inc()
+            self._closing = True
+            self._leave()
+            self._arm_close_timer()
+
+    def _leave(self) -> None:
+        room, session = self._room, self._session
+        if room is None or session is None:
+            return
+        self._room = None
+        room.leave(session)
+        self._services.registry.release(room)
+
+    def _where(self) -> dict[str, object]:
+        session = self._session
+        return {
+            "room_id": session.room_id if session else None,
+            "connection_id": self._id,
+            "user_id": session.user_id if session else None,
+        }
+
+    def _transport_or_fail(self) -> asyncio.Transport:
+        transport = self._transport
+        assert transport is not None  # noqa: S101 - uvicorn calls connection_made first
+        return transport
