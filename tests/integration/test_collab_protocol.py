@@ -60,6 +60,22 @@ async def test_awareness_is_relayed_to_everyone_including_the_sender(server: Liv
         assert awareness.client_id in _awareness_states(frame)
 
 
+async def test_an_awareness_update_the_room_already_has_is_not_relayed(server: LiveServer):
+    async with (
+        connect(await server.member_url("echo"), compression=None) as a,
+        connect(await server.member_url("echo"), compression=None) as b,
+    ):
+        _, ada = _presence("Ada")
+        await a.send(ada)
+        assert await _recv_until(b, b"\x01") == ada
+        assert await _recv_until(a, b"\x01") == ada
+        # A stock client re-sends what it received: the room has that clock already.
+        await b.send(ada)
+        _, bob = _presence("Bob")
+        await b.send(bob)
+        assert await _recv_until(a, b"\x01") == bob
+
+
 async def test_a_closed_socket_removes_its_awareness_for_the_others(server: LiveServer):
     async with connect(await server.member_url("bye"), compression=None) as b:
         async with connect(await server.member_url("bye"), compression=None) as a:

@@ -61,6 +61,7 @@ class Room:
         self.awareness = Awareness(doc)
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
+        self._awareness_news = False
         self.awareness.observe(self._track_awareness_owner)
         bus.subscribe(room_id, self)
 
@@ -119,7 +120,8 @@ class Room:
             if isinstance(message, SyncUpdate | SyncStep2):
                 self._apply(message.update)
             elif isinstance(message, AwarenessUpdate):
-                self.awareness.apply_awareness_update(message.update, "remote")
+                if not self._apply_awareness(message.update, "remote"):
+                    return  # this replica had it already
             else:
                 return
         except (ProtocolError, RuntimeError, IndexError, ValueError, TypeError) as exc:
@@ -181,18 +183,32 @@ class Room:
         if len(message.update) > self._max_awareness_bytes:
             raise ProtocolError("awareness update over the size limit")
         try:
-            self.awareness.apply_awareness_update(message.update, session)
+            news = self._apply_awareness(message.update, session)
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:
             raise ProtocolError(f"bad awareness update: {exc}") from exc
         # Relayed to the sender too: that is what keeps a lone client's connection alive.
-        self._bus.publish(self.id, message.frame, None)
+        # Only news is relayed, as the reference server does: a stock client re-sends every
+        # awareness update it receives, so each renewal comes back from every other client in
+        # the room with a clock the room already has; relaying those would multiply the traffic
+        # by the room's size.
+        if news:
+            self._bus.publish(self.id, message.frame, None)
+
+    def _apply_awareness(self, update: bytes, origin: object) -> bool:
+        """Apply an awareness update; True when it told the room anything new."""
+        self._awareness_news = False
+        self.awareness.apply_awareness_update(update, origin)
+        return self._awareness_news
 
     def _encode_awareness(self, client_ids: list[int]) -> bytes:
         return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
 
     def _track_awareness_owner(self, topic: str, event: tuple[dict[str, Any], Any]) -> None:
         changes, origin = event
-        if topic != "update" or not isinstance(origin, Session):
+        if topic != "update":
+            return
+        self._awareness_news = True
+        if not isinstance(origin, Session):
             return
         origin.awareness_ids.update(changes["added"], changes["updated"])
         origin.awareness_ids.difference_update(changes["removed"])
