@@ -69,3 +69,20 @@ def test_permission_denied_counts_utf8_bytes():
 def test_malformed_frames_raise_protocol_error(frame: bytes, reason: str):
     with pytest.raises(ProtocolError, match=reason):
         decode_message(frame)
+
+
+def test_awareness_clocks_reads_ids_clocks_and_presence_without_json():
+    awareness = Awareness(Doc())
+    awareness.set_local_state({"user": {"name": "Ada"}})
+    awareness.set_local_state({"user": {"name": "Ada", "cursor": 3}})
+    present = awareness.encode_awareness_update([awareness.client_id])
+    assert protocol.awareness_clocks(present) == [(awareness.client_id, 2, True)]
+    awareness.set_local_state(None)
+    gone = awareness.encode_awareness_update([awareness.client_id])
+    assert protocol.awareness_clocks(gone) == [(awareness.client_id, 3, False)]
+
+
+@pytest.mark.parametrize("update", [b"\x01\x05", b"\x01\x05\x01\x09ab", b"\x00\x00"])
+def test_awareness_clocks_rejects_truncated_or_trailing_bytes(update: bytes):
+    with pytest.raises(ProtocolError):
+        protocol.awareness_clocks(update)

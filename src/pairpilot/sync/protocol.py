@@ -121,6 +121,24 @@ def decode_message(frame: bytes) -> Message:
     return message
 
 
+def awareness_clocks(update: bytes) -> list[tuple[int, int, bool]]:
+    """``(client id, clock, has a state)`` of each entry of an awareness update.
+
+    Reads no JSON: enough to tell whether an update is news before paying for applying it.
+    """
+    decoder = _StrictDecoder(update)
+    entries = []
+    for _ in range(decoder.read_var_uint()):
+        client = decoder.read_var_uint()
+        clock = decoder.read_var_uint()
+        state = decoder.read_message()
+        if state is None or decoder.length < 0:
+            raise ProtocolError("awareness state past the end of the update")
+        entries.append((client, clock, state not in (b"", b"null")))
+    decoder.expect_end()
+    return entries
+
+
 def sync_step1(state_vector: bytes) -> bytes:
     """Encode a sync step 1 carrying the server's state vector."""
     return bytes([MessageType.SYNC, YSyncMessageType.SYNC_STEP1]) + write_message(state_vector)

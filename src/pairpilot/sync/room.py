@@ -196,9 +196,28 @@ class Room:
 
     def _apply_awareness(self, update: bytes, origin: object) -> bool:
         """Apply an awareness update; True when it told the room anything new."""
+        if self._awareness_known(update):
+            return False
         self._awareness_news = False
         self.awareness.apply_awareness_update(update, origin)
         return self._awareness_news
+
+    def _awareness_known(self, update: bytes) -> bool:
+        """True when every entry has a clock the room has already applied (pycrdt's rule).
+
+        Checked on the clocks alone, so the echoes of a renewal cost no JSON parsing.
+        """
+        try:
+            entries = protocol.awareness_clocks(update)
+        except ProtocolError:
+            return False  # let the full decoder report what is wrong
+        meta, states = self.awareness.meta, self.awareness.states
+        for client, clock, has_state in entries:
+            known = meta.get(client)
+            current = 0 if known is None else known["clock"]
+            if current < clock or (current == clock and not has_state and client in states):
+                return False
+        return bool(entries)
 
     def _encode_awareness(self, client_ids: list[int]) -> bytes:
         return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
