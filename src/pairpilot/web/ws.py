@@ -144,6 +144,8 @@ class CollabConnection(asyncio.Protocol):
             self._transport_or_fail().pause_reading()
             return
         self._wire.receive_data(data)
+        # uvicorn hands over the upgrade request alone (it keeps nothing that followed it), so
+        # no frame can be parsed together with the request, before the join has begun.
         for event in self._wire.events_received():
             if isinstance(event, Request):
                 self._handshake(event)
