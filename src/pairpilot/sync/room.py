@@ -61,7 +61,6 @@ class Room:
         self.awareness = Awareness(doc)
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
-        self._awareness_news = False
         self.awareness.observe(self._track_awareness_owner)
         bus.subscribe(room_id, self)
 
@@ -195,39 +194,26 @@ class Room:
             self._bus.publish(self.id, message.frame, None)
 
     def _apply_awareness(self, update: bytes, origin: object) -> bool:
-        """Apply an awareness update; True when it told the room anything new."""
-        if self._awareness_known(update):
-            return False
-        self._awareness_news = False
-        self.awareness.apply_awareness_update(update, origin)
-        return self._awareness_news
+        """Apply an awareness update if it tells the room anything new; True when it did.
 
-    def _awareness_known(self, update: bytes) -> bool:
-        """True when every entry has a clock the room has already applied (pycrdt's rule).
-
-        Checked on the clocks alone, so the echoes of a renewal cost no JSON parsing.
+        News is pycrdt's rule (a newer clock, or a removal at the same clock), decided on the
+        clocks alone: the echoes of a renewal cost no JSON parsing and are not applied at all.
         """
-        try:
-            entries = protocol.awareness_clocks(update)
-        except ProtocolError:
-            return False  # let the full decoder report what is wrong
         meta, states = self.awareness.meta, self.awareness.states
-        for client, clock, has_state in entries:
+        for client, clock, has_state in protocol.awareness_clocks(update):
             known = meta.get(client)
             current = 0 if known is None else known["clock"]
             if current < clock or (current == clock and not has_state and client in states):
-                return False
-        return bool(entries)
+                self.awareness.apply_awareness_update(update, origin)
+                return True
+        return False
 
     def _encode_awareness(self, client_ids: list[int]) -> bytes:
         return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
 
     def _track_awareness_owner(self, topic: str, event: tuple[dict[str, Any], Any]) -> None:
         changes, origin = event
-        if topic != "update":
-            return
-        self._awareness_news = True
-        if not isinstance(origin, Session):
+        if topic != "update" or not isinstance(origin, Session):
             return
         origin.awareness_ids.update(changes["added"], changes["updated"])
         origin.awareness_ids.difference_update(changes["removed"])
