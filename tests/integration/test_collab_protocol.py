@@ -3,6 +3,8 @@
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -48,27 +50,36 @@ async def test_server_greets_with_sync_step1(server: LiveServer):
         assert (await _recv_until(ws, b"\x00\x00"))[:2] == b"\x00\x00"
 
 
-async def test_awareness_is_relayed_to_everyone_including_the_sender(server: LiveServer):
+Peer = ClientConnection
+
+
+@asynccontextmanager
+async def _two_members(server: LiveServer, room_id: str) -> AsyncIterator[tuple[Peer, Peer]]:
     async with (
-        connect(await server.member_url("aw"), compression=None) as a,
-        connect(await server.member_url("aw"), compression=None) as b,
+        connect(await server.member_url(room_id), compression=None) as a,
+        connect(await server.member_url(room_id), compression=None) as b,
     ):
+        yield a, b
+
+
+async def _assert_relayed_to(frame: bytes, *sockets: ClientConnection) -> None:
+    for ws in sockets:
+        assert await _recv_until(ws, b"\x01") == frame
+
+
+async def test_awareness_is_relayed_to_everyone_including_the_sender(server: LiveServer):
+    async with _two_members(server, "aw") as (a, b):
         awareness, frame = _presence("Ada")
         await a.send(frame)
-        assert await _recv_until(b, b"\x01") == frame
-        assert await _recv_until(a, b"\x01") == frame
+        await _assert_relayed_to(frame, b, a)
         assert awareness.client_id in _awareness_states(frame)
 
 
 async def test_an_awareness_update_the_room_already_has_is_not_relayed(server: LiveServer):
-    async with (
-        connect(await server.member_url("echo"), compression=None) as a,
-        connect(await server.member_url("echo"), compression=None) as b,
-    ):
+    async with _two_members(server, "echo") as (a, b):
         _, ada = _presence("Ada")
         await a.send(ada)
-        assert await _recv_until(b, b"\x01") == ada
-        assert await _recv_until(a, b"\x01") == ada
+        await _assert_relayed_to(ada, b, a)
         # A stock client re-sends what it received: the room has that clock already.
         await b.send(ada)
         _, bob = _presence("Bob")
