@@ -104,6 +104,7 @@ def fanout_section(rows: list[Row]) -> str:
                 str(s.get("lost")),
                 "yes" if s.get("diverged") == 0 else "NO",
                 fmt(s.get("driver_cpu_pct")),
+                _gc(r),
                 fmt(_others(u, s)),
             ]
         )
@@ -119,9 +120,18 @@ def fanout_section(rows: list[Row]) -> str:
         "lost",
         "converged",
         "client CPU %",
+        "client GC pauses ms (longest)",
         "other work on the machine %",
     ]
     return table(head, out)
+
+
+def _gc(row: Row) -> str:
+    """The driver's GC pauses during the load: total ms and the longest (older runs: -)."""
+    gc = ((row.get("driver_result") or {}).get("driver") or {}).get("gc")
+    if not gc:
+        return "-"
+    return f"{gc['ms']:,.0f} ({gc['max_ms']:.0f})"
 
 
 def _others(usage: dict[str, Any], summary: dict[str, Any]) -> float | None:
@@ -251,8 +261,14 @@ def rounds_section(rows: list[Row]) -> str:
         ]
         medians = _round_medians(rows, server)
         median = f"**{medians[0]} / {medians[1]}**" if medians else FAIL
-        out.append([server, " · ".join(cells), median])
-    return table(["server", "p99 ms / server CPU % of each round, in order", "median"], out)
+        out.append([server, " · ".join(cells), median, " · ".join(_gc(r) for r in mine)])
+    head = [
+        "server",
+        "p99 ms / server CPU % of each round, in order",
+        "median",
+        "client GC pauses ms (longest), each round",
+    ]
+    return table(head, out)
 
 
 def _fanout_targets(pp: Row, ref: Row, rows: list[Row]) -> list[list[str]]:

@@ -2,7 +2,7 @@
 // {"event": ...} marks phases (the orchestrator samples the server's /proc at them) and the last
 // line is {"result": {...}}. Reads commands (one word a line) from stdin where a phase waits.
 // All traffic goes to the URL given, which the orchestrator sets to 127.0.0.1.
-import { performance, monitorEventLoopDelay } from 'node:perf_hooks'
+import { performance, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -149,6 +149,18 @@ async function fanout () {
 
   const loop = monitorEventLoopDelay({ resolution: 1 })
   loop.enable()
+  // The driver's own GC pauses stall every client at once and so land in the latency tail of
+  // whichever server is measured: reported with every case, so such a tail can be recognised.
+  const gc = { pauses: 0, ms: 0, max_ms: 0, over_10ms: 0 }
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.pauses++
+      gc.ms += e.duration
+      gc.max_ms = Math.max(gc.max_ms, e.duration)
+      if (e.duration > 10) gc.over_10ms++
+    }
+  })
+  gcObserver.observe({ entryTypes: ['gc'] })
   const cpu0 = process.cpuUsage()
   const periodMs = 1000 / R
   // A warm-up (edits sent and checked, latencies not kept) lets JITs and pools settle.
@@ -192,6 +204,7 @@ async function fanout () {
   const cpu = process.cpuUsage(cpu0)
   const wallS = (performance.now() - start) / 1000
   loop.disable()
+  gcObserver.disconnect()
   await sleep(cfg.convergeMs ?? 500)
   const diverged = converged(byRoom)
   const closes = byRoom.flat().reduce((a, cl) => a + cl.closes(), 0)
@@ -213,7 +226,8 @@ async function fanout () {
     driver: {
       cpu_pct: 100 * (cpu.user + cpu.system) / 1000 / (wallS * 1000),
       loop_delay_p99_ms: loop.percentile(99) / 1e6,
-      max_send_lag_ms: maxLagMs
+      max_send_lag_ms: maxLagMs,
+      gc
     },
     ok: expected === delivered && diverged === 0 && closes === 0 && sent > 0
   }
