@@ -2,7 +2,6 @@ import { copyFileSync, createReadStream, mkdirSync, readdirSync } from "node:fs"
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig, type Plugin } from "vite";
-import { mockApi } from "./dev/mock-api.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pyodideDir = resolve(here, "node_modules/pyodide");
@@ -58,13 +57,11 @@ function pyodideRuntime(): Plugin {
 }
 
 // The dev server proxies the Python server (PAIRPILOT_SERVER, default http://127.0.0.1:8123).
-// PAIRPILOT_MOCK_API=1 answers /api/* from an in-memory stand-in instead (dev only, see README).
 const server = process.env.PAIRPILOT_SERVER ?? "http://127.0.0.1:8123";
-const useMockApi = process.env.PAIRPILOT_MOCK_API === "1";
 
 export default defineConfig({
   base: "/",
-  plugins: [pyodideRuntime(), ...(useMockApi ? [mockApi()] : [])],
+  plugins: [pyodideRuntime()],
   worker: { format: "es" },
   build: {
     outDir: "dist",
