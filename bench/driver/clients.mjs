@@ -1,7 +1,7 @@
 // Real Yjs clients for the load driver: y-websocket's WebsocketProvider (PairPilot, the reference
 // Node server, pycrdt-websocket) or Hocuspocus' own provider (a plain y-websocket client cannot
 // talk to Hocuspocus). Identity: PairPilot's anonymous sign-in + join, when the server has it.
-import http from 'node:http'
+import { Agent, request as httpRequest } from 'node:http'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -14,12 +14,12 @@ export const apiRetries = { count: 0, statuses: {} }
 // node:http rather than fetch: undici's fetch leaves state behind (a development run measured the
 // driver's young-generation GC pauses at 2-3x for the rest of the run after 1,000 fetches, whatever
 // server the load then went to), and the driver's pauses land in every server's latency tail.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
+const agent = new Agent({ keepAlive: true, maxSockets: 16 })
 
 /** One POST; resolves with { status, ok, body } once the whole response is read. */
 function request (url, { headers, body }) {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers, agent }, (res) => {
+    const req = httpRequest(url, { method: 'POST', headers, agent }, (res) => {
       const chunks = []
       res.on('data', (c) => chunks.push(c))
       res.on('end', () => {

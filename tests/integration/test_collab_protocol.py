@@ -50,11 +50,10 @@ async def test_server_greets_with_sync_step1(server: LiveServer):
         assert (await _recv_until(ws, b"\x00\x00"))[:2] == b"\x00\x00"
 
 
-Peer = ClientConnection
-
-
 @asynccontextmanager
-async def _two_members(server: LiveServer, room_id: str) -> AsyncIterator[tuple[Peer, Peer]]:
+async def _two_members(
+    server: LiveServer, room_id: str
+) -> AsyncIterator[tuple[ClientConnection, ClientConnection]]:
     async with (
         connect(await server.member_url(room_id), compression=None) as a,
         connect(await server.member_url(room_id), compression=None) as b,
