@@ -11,6 +11,7 @@ import pytest
 from pycrdt import Awareness, Doc, Text, create_awareness_message
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from pairpilot.sync import protocol
 from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
@@ -237,6 +238,42 @@ async def test_a_fragmented_message_is_reassembled(server: LiveServer):
         step1 = protocol.sync_step1(Doc().get_state())
         await ws.send([step1[:1], step1[1:2], step1[2:]])  # three frames, one message
         assert (await _recv_until(ws, b"\x00\x01"))[:2] == b"\x00\x01"
+
+
+def _masked(payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True) -> bytes:
+    return Frame(opcode, payload, fin=fin).serialize(mask=True)
+
+
+async def test_messages_sharing_one_segment_are_each_answered(server: LiveServer):
+    async with connect(await server.member_url("batch"), compression=None) as ws:
+        await _recv_until(ws, b"\x00\x00")
+        step1 = protocol.sync_step1(Doc().get_state())
+        ws.transport.write(_masked(step1) * 5)  # five frames in one write
+        for _ in range(5):
+            await _recv_until(ws, b"\x00\x01")
+
+
+async def test_a_message_sent_one_byte_at_a_time_is_read_whole(server: LiveServer):
+    async with connect(await server.member_url("trickle"), compression=None) as ws:
+        await _recv_until(ws, b"\x00\x00")
+        for byte in _masked(protocol.sync_step1(Doc().get_state())):
+            ws.transport.write(bytes([byte]))
+            await asyncio.sleep(0.002)
+        assert (await _recv_until(ws, b"\x00\x01"))[:2] == b"\x00\x01"
+
+
+async def test_an_unmasked_frame_closes_1002(server: LiveServer):
+    async with connect(await server.member_url("unmasked"), compression=None) as ws:
+        await _recv_until(ws, b"\x00\x00")
+        ws.transport.write(Frame(Opcode.BINARY, b"\x03").serialize(mask=False))
+        assert await _closed_with(ws) == 1002
+
+
+async def test_a_whole_frame_inside_a_fragmented_message_closes_1002(server: LiveServer):
+    async with connect(await server.member_url("interleaved"), compression=None) as ws:
+        await _recv_until(ws, b"\x00\x00")
+        ws.transport.write(_masked(b"\x00", fin=False) + _masked(b"\x03"))
+        assert await _closed_with(ws) == 1002
 
 
 async def test_a_peer_gone_while_joining_leaves_no_session_behind(server: LiveServer):

@@ -3,7 +3,9 @@
 uvicorn parses HTTP; on a WebSocket upgrade it hands the connection to the protocol class it
 was configured with (``ws=``, see ``server.make_server``). That class is ``CollabConnection``:
 no ASGI, no task and no queue per connection. websockets' sans-I/O ``ServerProtocol`` does
-the handshake and parses incoming frames, which are handled synchronously as they arrive;
+the handshake, the closing handshake and every unusual frame; the small binary frames that
+make up nearly all traffic are unmasked by ``frames.FrameReader``. Messages are handled
+synchronously as they arrive;
 outgoing frames are encoded once per broadcast (``Room.deliver``) and the same bytes are
 written to every transport. The transport's own buffer is the send queue: a peer that keeps
 its socket full for more than ``send_queue_messages`` frames is dropped (1013). Only the join
@@ -38,6 +40,7 @@ from pairpilot.errors import (
 from pairpilot.observability.sentry import report
 from pairpilot.sync.protocol import decode_message
 from pairpilot.sync.session import Session, TokenBucket, next_session_id
+from pairpilot.web.frames import FrameReader
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -93,6 +96,7 @@ class CollabConnection(asyncio.Protocol):
         "_id",
         "_join",
         "_pending",
+        "_reader",
         "_room",
         "_services",
         "_session",
@@ -116,7 +120,9 @@ class CollabConnection(asyncio.Protocol):
         self._services = services
         self._connections: set[Any] = server_state.connections
         self._id = next_session_id()
-        self._wire = ServerProtocol(max_size=services.settings.max_message_bytes, logger=_wire_log)
+        max_size = services.settings.max_message_bytes
+        self._wire = ServerProtocol(max_size=max_size, logger=_wire_log)
+        self._reader = FrameReader(max_size)
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
         self._room: Room | None = None
@@ -143,6 +149,19 @@ class CollabConnection(asyncio.Protocol):
             self._pending.append(data)
             self._transport_or_fail().pause_reading()
             return
+        if self._session is None:  # the upgrade request, or what follows a refused join
+            self._parse(data)
+        elif self._closing or self._wire.state is not State.OPEN:
+            self._parse(self._reader.stop() + data)  # the closing handshake is websockets' job
+        else:
+            for message, raw in self._reader.feed(data):
+                if message is not None and not self._closing:
+                    self._message(message)
+                else:
+                    self._parse(bytes(raw))
+
+    def _parse(self, data: bytes) -> None:
+        """Let websockets read ``data`` (the handshake, and every frame the reader passes on)."""
         self._wire.receive_data(data)
         # uvicorn hands over the upgrade request alone (it keeps nothing that followed it), so
         # no frame can be parsed together with the request, before the join has begun.
