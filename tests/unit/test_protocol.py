@@ -32,6 +32,12 @@ def test_step2_and_update_carry_the_update_and_the_update_keeps_its_frame():
     assert decode_message(frame) == SyncUpdate(update, frame)
 
 
+def test_an_update_longer_than_one_length_byte_round_trips():
+    update = _doc_with("y" * 20000).get_update()  # its length takes a three-byte varint
+    frame = protocol.sync_update(update)
+    assert decode_message(frame) == SyncUpdate(update, frame)
+
+
 def test_awareness_frame_round_trips():
     awareness = Awareness(Doc())
     awareness.set_local_state({"user": {"name": "Ada"}})
@@ -64,6 +70,7 @@ def test_permission_denied_counts_utf8_bytes():
         (b"\x01", "missing payload"),
         (b"\x03\x00", "trailing bytes"),
         (b"\x00\x02\x00\x00", "trailing bytes"),
+        (b"\xff" * 10 + b"\x01", "varint too long"),
     ],
 )
 def test_malformed_frames_raise_protocol_error(frame: bytes, reason: str):

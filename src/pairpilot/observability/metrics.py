@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -20,14 +22,8 @@ class Metrics:
         self.open_sockets = Gauge(
             "pairpilot_open_sockets", "Open collaboration sockets", registry=r
         )
-        self.messages_in = Counter(
-            "pairpilot_messages_in", "Frames received, by message type", ["type"], registry=r
-        )
-        self.messages_out = Counter(
-            "pairpilot_messages_out", "Frames sent, by message type", ["type"], registry=r
-        )
-        self.bytes_in = Counter("pairpilot_bytes_in", "Bytes received on sockets", registry=r)
-        self.bytes_out = Counter("pairpilot_bytes_out", "Bytes sent on sockets", registry=r)
+        self.traffic = Traffic()
+        r.register(self.traffic)
         self.fanout_seconds = Histogram(
             "pairpilot_fanout_seconds",
             "From an applied update to its frame queued for every other socket",
@@ -61,20 +57,13 @@ class Metrics:
             registry=r,
         )
 
-        # Hot path: label children are looked up once, not per frame.
-        kinds = [*FRAME_TYPES.values(), "other", "empty"]
-        self.in_by_type = {kind: self.messages_in.labels(kind) for kind in kinds}
-        self.out_by_type = {kind: self.messages_out.labels(kind) for kind in kinds}
-
     def count_in(self, frame: bytes) -> None:
         """Count one received frame."""
-        self.in_by_type[frame_type(frame)].inc()
-        self.bytes_in.inc(len(frame))
+        self.traffic.count_in(frame)
 
     def count_out(self, frame: bytes, copies: int = 1) -> None:
         """Count a frame sent to ``copies`` sockets."""
-        self.out_by_type[frame_type(frame)].inc(copies)
-        self.bytes_out.inc(len(frame) * copies)
+        self.traffic.count_out(frame, copies)
 
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""
@@ -83,8 +72,49 @@ class Metrics:
 
 
 FRAME_TYPES = {0: "sync", 1: "awareness", 2: "auth", 3: "query_awareness"}
+KINDS = [*FRAME_TYPES.values(), "other", "empty"]
+# A frame's kind from its first byte (one-byte bytes objects are shared, so no allocation).
+_KIND_INDEX = {bytes([code]): index for index, code in enumerate(FRAME_TYPES)} | {b"": 5}
+_OTHER = 4
 
 
 def frame_type(frame: bytes) -> str:
     """The message-type label of a y-websocket frame."""
-    return FRAME_TYPES.get(frame[0], "other") if frame else "empty"
+    return KINDS[_KIND_INDEX.get(frame[:1], _OTHER)]
+
+
+class Traffic(Collector):
+    """Frames and bytes in and out, by message type.
+
+    Counted in plain integers, several times per frame on the hot path, and read when
+    Prometheus scrapes: a ``Counter`` takes a lock on every increment.
+    """
+
+    def __init__(self) -> None:
+        self.frames_in = [0] * len(KINDS)
+        self.frames_out = [0] * len(KINDS)
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def count_in(self, frame: bytes) -> None:
+        """Count one received frame."""
+        self.frames_in[_KIND_INDEX.get(frame[:1], _OTHER)] += 1
+        self.bytes_in += len(frame)
+
+    def count_out(self, frame: bytes, copies: int) -> None:
+        """Count a frame sent to ``copies`` sockets."""
+        self.frames_out[_KIND_INDEX.get(frame[:1], _OTHER)] += copies
+        self.bytes_out += len(frame) * copies
+
+    def collect(self) -> Iterator[Metric]:
+        """The four traffic series as Prometheus counters."""
+        for name, doc, counts in (
+            ("pairpilot_messages_in", "Frames received, by message type", self.frames_in),
+            ("pairpilot_messages_out", "Frames sent, by message type", self.frames_out),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["type"])
+            for kind, count in zip(KINDS, counts, strict=True):
+                family.add_metric([kind], count)
+            yield family
+        yield CounterMetricFamily("pairpilot_bytes_in", "Bytes received", value=self.bytes_in)
+        yield CounterMetricFamily("pairpilot_bytes_out", "Bytes sent", value=self.bytes_out)

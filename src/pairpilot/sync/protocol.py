@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from pycrdt import (
-    Decoder,
     YMessageType,
     YSyncMessageType,
     create_awareness_message,
@@ -71,38 +70,44 @@ class QueryAwareness:
 Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness
 
 
-class _StrictDecoder(Decoder):
-    """pycrdt's decoder with bounds checks: it never reads past the frame."""
+def _varuint(data: bytes, pos: int) -> tuple[int, int]:
+    """The lib0 unsigned varint at ``pos``, and the position after it."""
+    value = shift = 0
+    end = len(data)
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ProtocolError("varint too long")
+    raise ProtocolError("truncated varint")
 
-    def read_var_uint(self) -> int:
-        try:
-            return super().read_var_uint()
-        except (IndexError, RuntimeError) as exc:
-            raise ProtocolError("truncated varint") from exc
 
-    def read_payload(self) -> bytes:
-        """Read one length-prefixed byte string, or raise ProtocolError."""
-        if self.length <= 0:
-            raise ProtocolError("missing payload")
-        payload = self.read_message()
-        if payload is None or self.length < 0:
-            raise ProtocolError("payload length past the end of the frame")
-        return payload
-
-    def expect_end(self) -> None:
-        """Raise ProtocolError if bytes remain after the message."""
-        if self.length != 0:
-            raise ProtocolError("trailing bytes after the message")
+def _payload(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The length-prefixed byte string at ``pos``, and the position after it."""
+    if pos >= len(data):
+        raise ProtocolError("missing payload")
+    size, pos = _varuint(data, pos)
+    end = pos + size
+    if end > len(data):
+        raise ProtocolError("payload length past the end of the frame")
+    return data[pos:end], end
 
 
 def decode_message(frame: bytes) -> Message:
-    """Decode one incoming WebSocket frame, or raise ProtocolError."""
-    decoder = _StrictDecoder(frame)
-    kind = decoder.read_var_uint()
+    """Decode one incoming WebSocket frame, or raise ProtocolError.
+
+    Hand-written over plain indexes: it runs for every frame, and pycrdt's ``Decoder`` is a
+    Python class whose reads cost more than the rest of a relay.
+    """
+    kind, pos = _varuint(frame, 0)
     message: Message
     if kind == MessageType.SYNC:
-        sub = decoder.read_var_uint()
-        payload = decoder.read_payload()
+        sub, pos = _varuint(frame, pos)
+        payload, pos = _payload(frame, pos)
         if sub == YSyncMessageType.SYNC_STEP1:
             message = SyncStep1(payload)
         elif sub == YSyncMessageType.SYNC_STEP2:
@@ -112,12 +117,14 @@ def decode_message(frame: bytes) -> Message:
         else:
             raise ProtocolError(f"unknown sync message type {sub}")
     elif kind == MessageType.AWARENESS:
-        message = AwarenessUpdate(decoder.read_payload(), frame)
+        payload, pos = _payload(frame, pos)
+        message = AwarenessUpdate(payload, frame)
     elif kind == MessageType.QUERY_AWARENESS:
         message = QueryAwareness()
     else:
         raise ProtocolError(f"unknown message type {kind}")
-    decoder.expect_end()
+    if pos != len(frame):
+        raise ProtocolError("trailing bytes after the message")
     return message
 
 
@@ -126,16 +133,18 @@ def awareness_clocks(update: bytes) -> list[tuple[int, int, bool]]:
 
     Reads no JSON: enough to tell whether an update is news before paying for applying it.
     """
-    decoder = _StrictDecoder(update)
+    count, pos = _varuint(update, 0)
     entries = []
-    for _ in range(decoder.read_var_uint()):
-        client = decoder.read_var_uint()
-        clock = decoder.read_var_uint()
-        state = decoder.read_message()
-        if state is None or decoder.length < 0:
-            raise ProtocolError("awareness state past the end of the update")
+    for _ in range(count):
+        client, pos = _varuint(update, pos)
+        clock, pos = _varuint(update, pos)
+        try:
+            state, pos = _payload(update, pos)
+        except ProtocolError as exc:
+            raise ProtocolError("awareness state past the end of the update") from exc
         entries.append((client, clock, state not in (b"", b"null")))
-    decoder.expect_end()
+    if pos != len(update):
+        raise ProtocolError("trailing bytes after the awareness update")
     return entries
 
 
