@@ -36,6 +36,10 @@ TARGET_ROUNDS = 5  # K100 rounds per server for the fanout target (pairpilot vs 
 REFERENCE = "y-websocket-server"
 DISTURBED_PCT = 25.0  # other work's CPU % (of 200) beyond which a latency case is re-run
 WRITERS = 20  # durability: 1,600 edits/s stay under 100 messages/s per connection
+# The driver allocates a little per message for hundreds of clients: with V8's default 16 MB
+# young generation it spent 2.5 s of every 20 s K175 case in scavenges, and those pauses were
+# the p99 of every server. 64 MB cut them to 0.7 s (bench/README.md, "The driver").
+DRIVER_NODE_FLAGS = ["--max-semi-space-size=64"]
 CLIENT_BOUND_PCT = 85.0  # the driver's core: beyond this, latency is the client's
 
 
@@ -57,7 +61,7 @@ class DriverRun:
         }
         driver = str(BENCH / "driver" / "load.mjs")
         self.proc = subprocess.Popen(
-            ["taskset", "-c", CLIENT_CPU, "node", driver, json.dumps(cfg)],
+            ["taskset", "-c", CLIENT_CPU, "node", *DRIVER_NODE_FLAGS, driver, json.dumps(cfg)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
