@@ -77,10 +77,16 @@ class RoomRegistry:
             )
 
     async def close(self) -> None:
-        """Stop timers and write everything pending (server shutdown)."""
+        """Stop timers, let loads and unloads in flight finish, write everything pending.
+
+        Storage closes right after this (server shutdown): a load or an unload still running
+        then would hold a database connection across the engine's disposal, and leave it
+        unclosed.
+        """
         for timer in self._idle.values():
             timer.cancel()
         self._idle.clear()
+        await asyncio.gather(*self._loading.values(), *self._unloads, return_exceptions=True)
         await self._flusher.flush_all()
 
     async def _load(self, room_id: str) -> Room:

@@ -100,6 +100,7 @@ class CollabConnection(asyncio.Protocol):
         "_room",
         "_services",
         "_session",
+        "_tasks",
         "_timer",
         "_transport",
         "_unsent",
@@ -119,6 +120,8 @@ class CollabConnection(asyncio.Protocol):
         del config, app_state, _loop  # uvicorn's signature; PairPilot's state is in services
         self._services = services
         self._connections: set[Any] = server_state.connections
+        # uvicorn waits for these before the app's shutdown closes storage.
+        self._tasks: set[asyncio.Task[None]] = server_state.tasks
         self._id = next_session_id()
         max_size = services.settings.max_message_bytes
         self._wire = ServerProtocol(max_size=max_size, logger=_wire_log)
@@ -229,9 +232,13 @@ class CollabConnection(asyncio.Protocol):
         room_id = unquote(target.path[len(PREFIX) :])
         token = parse_qs(target.query).get("token", [None])[0]
         self._pending = []
-        self._join = asyncio.get_running_loop().create_task(
+        join = self._join = asyncio.get_running_loop().create_task(
             self._enter(room_id, token), name=f"collab-{self._id}-join"
         )
+        # A join still reading the database when the server stops must finish (or be cancelled)
+        # before storage closes; otherwise it opens a connection on a disposed engine.
+        self._tasks.add(join)
+        join.add_done_callback(self._tasks.discard)
 
     async def _enter(self, room_id: str, token: str | None) -> None:
         services = self._services
