@@ -4,16 +4,16 @@ import asyncio
 import gc
 import random
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
-from pairpilot.access import Grant
 from pairpilot.errors import StorageError
-from pairpilot.storage import StoredRoom
 from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.sync import protocol
 from pairpilot.testing import (
@@ -24,6 +24,7 @@ from pairpilot.testing import (
     synced_client,
     wait_until,
 )
+from pairpilot.web.services import Services
 
 pytestmark = pytest.mark.anyio
 
@@ -80,51 +81,45 @@ async def test_graceful_shutdown_flushes_even_inside_the_interval(tmp_path: Path
         process.kill()
 
 
+Stall = Callable[[Services], tuple[Any, str]]
+
+
+async def _stop_while_stalled(tmp_path: Path, stall: Stall) -> list[str]:
+    """Stop a server while a join is held inside ``stall``'s method; the rooms it got through.
+
+    The method is released 1.5 s after the server begins to stop: long after a shutdown that
+    does not wait for it has closed storage.
+    """
+    entered, release = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+    async with live_server(quick_settings(tmp_path)) as server:
+        target, name = stall(server.services)
+        original = getattr(target, name)
+
+        async def stalled(room_id: str, *args: Any) -> Any:
+            entered.set()
+            await release.wait()
+            result = await original(room_id, *args)
+            done.append(room_id)
+            return result
+
+        setattr(target, name, stalled)
+        ws = await connect(await server.member_url("stalled"), compression=None)
+        await asyncio.wait_for(entered.wait(), 5)
+        asyncio.get_running_loop().call_later(1.5, release.set)
+    await ws.close()
+    return done
+
+
 async def test_a_server_stopping_mid_load_lets_the_load_finish_first(tmp_path: Path):
     # Storage closes right after the registry; a room load still reading then would open a
     # connection on the disposed engine and leave it unclosed.
-    loading, finish = asyncio.Event(), asyncio.Event()
-    loaded: list[str] = []
-    async with live_server(quick_settings(tmp_path)) as server:
-        store = server.services.store
-        load = store.load
-
-        async def slow_load(room_id: str) -> StoredRoom:
-            loading.set()
-            await finish.wait()
-            stored = await load(room_id)
-            loaded.append(room_id)
-            return stored
-
-        store.load = slow_load  # type: ignore[method-assign]
-        ws = await connect(await server.member_url("loading"), compression=None)
-        await asyncio.wait_for(loading.wait(), 5)
-        asyncio.get_running_loop().call_later(1.5, finish.set)
-    assert loaded == ["loading"]
-    await ws.close()
+    assert await _stop_while_stalled(tmp_path, lambda s: (s.store, "load")) == ["stalled"]
 
 
 async def test_a_server_stopping_mid_join_lets_the_join_finish_first(tmp_path: Path):
     # A join reads memberships before the room loads: it too must be done before storage closes.
-    authorizing, finish = asyncio.Event(), asyncio.Event()
-    authorized: list[str] = []
-    async with live_server(quick_settings(tmp_path)) as server:
-        authorizer = server.services.authorizer
-        authorize = authorizer.authorize
-
-        async def slow_authorize(room_id: str, token: str | None) -> Grant:
-            authorizing.set()
-            await finish.wait()
-            grant = await authorize(room_id, token)
-            authorized.append(room_id)
-            return grant
-
-        authorizer.authorize = slow_authorize  # type: ignore[method-assign]
-        ws = await connect(await server.member_url("joining"), compression=None)
-        await asyncio.wait_for(authorizing.wait(), 5)
-        asyncio.get_running_loop().call_later(1.5, finish.set)
-    assert authorized == ["joining"]
-    await ws.close()
+    assert await _stop_while_stalled(tmp_path, lambda s: (s.authorizer, "authorize")) == ["stalled"]
 
 
 async def test_an_idle_room_is_flushed_compacted_and_unloaded(server: LiveServer):

@@ -57,14 +57,6 @@ class Metrics:
             registry=r,
         )
 
-    def count_in(self, frame: bytes) -> None:
-        """Count one received frame."""
-        self.traffic.count_in(frame)
-
-    def count_out(self, frame: bytes, copies: int = 1) -> None:
-        """Count a frame sent to ``copies`` sockets."""
-        self.traffic.count_out(frame, copies)
-
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""
         self.live_rooms.set_function(lambda: float(rooms()))
@@ -76,11 +68,6 @@ KINDS = [*FRAME_TYPES.values(), "other", "empty"]
 # A frame's kind from its first byte (one-byte bytes objects are shared, so no allocation).
 _KIND_INDEX = {bytes([code]): index for index, code in enumerate(FRAME_TYPES)} | {b"": 5}
 _OTHER = 4
-
-
-def frame_type(frame: bytes) -> str:
-    """The message-type label of a y-websocket frame."""
-    return KINDS[_KIND_INDEX.get(frame[:1], _OTHER)]
 
 
 class Traffic(Collector):
@@ -101,7 +88,7 @@ class Traffic(Collector):
         self.frames_in[_KIND_INDEX.get(frame[:1], _OTHER)] += 1
         self.bytes_in += len(frame)
 
-    def count_out(self, frame: bytes, copies: int) -> None:
+    def count_out(self, frame: bytes, copies: int = 1) -> None:
         """Count a frame sent to ``copies`` sockets."""
         self.frames_out[_KIND_INDEX.get(frame[:1], _OTHER)] += copies
         self.bytes_out += len(frame) * copies

@@ -105,12 +105,12 @@ class Room:
                 session.send_encoded(wire)
                 sent += 1
         if sent and self._metrics is not None:
-            self._metrics.count_out(frame, sent)
+            self._metrics.traffic.count_out(frame, sent)
 
     def _send(self, session: Session, frame: bytes) -> None:
         session.send(frame)
         if self._metrics is not None:
-            self._metrics.count_out(frame)
+            self._metrics.traffic.count_out(frame)
 
     def apply_remote(self, frame: bytes) -> None:
         """Apply a frame from another process's replica and pass it to the local sockets."""

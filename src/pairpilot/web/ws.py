@@ -322,7 +322,7 @@ class CollabConnection(asyncio.Protocol):
         session, room = self._session, self._room
         assert session is not None  # noqa: S101 - joined before reading
         assert room is not None  # noqa: S101
-        self._services.metrics.count_in(message)
+        self._services.metrics.traffic.count_in(message)
         try:
             session.check_rate()
             room.receive(session, decode_message(message))
