@@ -1,14 +1,18 @@
 """The RoomStore contract, against SQLite and a real PostgreSQL alike."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Text, merge_updates
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pairpilot.storage import sql
 from pairpilot.storage.migrate import migrate
 from pairpilot.storage.sql import SqlRoomStore, create_engine
+from pairpilot.storage.store import StoredRoom
 
 pytestmark = pytest.mark.anyio
 
@@ -101,3 +105,45 @@ async def test_compaction_keeps_rows_appended_after_it(store: SqlRoomStore):
 
 async def test_ping_answers(store: SqlRoomStore):
     await store.ping()
+
+
+async def test_a_compaction_waits_for_another_process_compacting_the_same_room(
+    store: SqlRoomStore, monkeypatch: pytest.MonkeyPatch
+):
+    # A second engine on the same database is what another server process holds.
+    other = SqlRoomStore(create_engine(store.engine.url.render_as_string(hide_password=False)))
+    room = _room()
+    doc, updates = _edits(20)
+    await store.append([(room, u) for u in updates[:10]])
+
+    # Hold the first compaction between reading the log and writing the snapshot.
+    has_read, resume = asyncio.Event(), asyncio.Event()
+    read = sql.read_stored_room
+
+    async def read_then_hold(conn: AsyncConnection, room_id: str) -> StoredRoom:
+        stored = await read(conn, room_id)
+        if not has_read.is_set():
+            has_read.set()
+            await resume.wait()
+        return stored
+
+    monkeypatch.setattr(sql, "read_stored_room", read_then_hold)
+
+    async def the_other_process() -> None:
+        await other.append([(room, u) for u in updates[10:]])
+        await other.compact(room)
+
+    try:
+        first = asyncio.create_task(store.compact(room))
+        await has_read.wait()
+        second = asyncio.create_task(the_other_process())
+        # Unserialised, the other process folds all 20 updates and deletes them from the log
+        # here; the first compaction would then overwrite that snapshot with its 10.
+        await asyncio.wait({second}, timeout=1.0)
+        resume.set()
+        await asyncio.gather(first, second)
+        stored = await store.load(room)
+    finally:
+        await other.close()
+    assert stored.updates == []
+    assert _replay(stored.snapshot, []) == str(doc.get("code", type=Text))

@@ -71,9 +71,15 @@ class SqlRoomStore:
             raise StorageError("appending updates failed") from exc
 
     async def compact(self, room_id: str) -> int:
-        """Fold the log into the snapshot row and delete the folded rows, atomically."""
+        """Fold the log into the snapshot row and delete the folded rows, atomically.
+
+        Compactions of one room are serialised across processes: two that read different logs
+        would otherwise let the older merge overwrite the newer snapshot after the newer one
+        deleted the rows only it had folded in (tests/integration/test_store.py).
+        """
         try:
             async with self.engine.begin() as conn:
+                await _lock_room_for_compaction(conn, room_id)
                 stored = await read_stored_room(conn, room_id)
                 merged = stored.merged()
                 if not stored.updates or merged is None:
@@ -115,6 +121,21 @@ class SqlRoomStore:
                 set_={"snapshot_b64": statement.excluded.snapshot_b64, "updated_at": sa.func.now()},
             )
         )
+
+
+# pg_advisory_xact_lock's first key: the class of lock; the room id's hash is the second.
+_COMPACTION_LOCK_CLASS = 0x5050  # "PP"
+
+
+async def _lock_room_for_compaction(conn: AsyncConnection, room_id: str) -> None:
+    """Hold the room's compaction lock until ``conn``'s transaction ends."""
+    if conn.dialect.name == "postgresql":
+        key = sa.func.hashtext(room_id)
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_COMPACTION_LOCK_CLASS, key)))
+    else:
+        # pysqlite opens a transaction only at the first write, so the reads would see the
+        # database before another process's compaction commits: take the write lock first.
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
