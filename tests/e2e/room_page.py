@@ -74,11 +74,27 @@ async def expect_editor_text(page: Page, expected: str, timeout: int = SYNC_TIME
         raise AssertionError(f"editor shows {shown!r}, expected {expected!r}") from exc
 
 
+# A paste as the browser delivers it: CodeMirror inserts the clipboard text over the selection.
+_PASTE_JS = """(code) => {
+  const data = new DataTransfer();
+  data.setData('text/plain', code);
+  document.querySelector('[data-testid=editor] .cm-content').dispatchEvent(
+    new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+}"""
+
+
 async def set_code(page: Page, code: str) -> None:
-    """Replace the open file's content (select all, insert: no auto-indent or auto-close)."""
+    """Replace the open file's content: select all, paste (no auto-indent or auto-close).
+
+    A paste goes through CodeMirror's own handler. Inserted (IME-like) text goes into the DOM
+    first and CodeMirror reads it back from there; with that, one CI run ran a file that did not
+    parse ("Invalid or unexpected token") after Bob replaced Ada's code, which 37 runs here
+    under CPU load did not reproduce. The editor is checked to show exactly `code` after.
+    """
     await editor_content(page).click()
     await page.keyboard.press("Control+A")
-    await page.keyboard.insert_text(code)
+    await page.evaluate(_PASTE_JS, code)
+    await expect_editor_text(page, code)
 
 
 async def type_at_end(page: Page, text: str) -> None:
