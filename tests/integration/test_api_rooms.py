@@ -119,6 +119,23 @@ async def test_the_last_owner_cannot_demote_themself(api_server, room):
     assert allowed.status_code == 200
 
 
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(api_server, room):
+    for attempt in range(8):
+        room_id = f"{room}-{attempt}"
+        ada, bob = await new_user(api_server.http_url), await new_user(api_server.http_url)
+        await ada.join(room_id)
+        await bob.join(room_id)
+        await ada.call("PUT", f"/api/rooms/{room_id}/members/{bob.id}", json={"role": "owner"})
+        answers = await asyncio.gather(
+            ada.call("PUT", f"/api/rooms/{room_id}/members/{bob.id}", json={"role": "editor"}),
+            bob.call("PUT", f"/api/rooms/{room_id}/members/{ada.id}", json={"role": "editor"}),
+        )
+        # The second change is judged after the first: its caller is no longer an owner.
+        assert sorted(answer.status_code for answer in answers) == [200, 403]
+        members = (await ada.call("GET", f"/api/rooms/{room_id}/members")).json()
+        assert [m["role"] for m in members].count("owner") == 1
+
+
 async def test_owners_set_the_default_role_for_new_members(api_server, room):
     ada, bob, cat = [await new_user(api_server.http_url) for _ in range(3)]
     await ada.join(room)

@@ -20,10 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pairpilot.access.identity import Identity
-from pairpilot.access.policy import Role
+from pairpilot.access.policy import Role, check_role_change, require_owner
 from pairpilot.errors import NotFoundError, StorageError
 from pairpilot.storage.schema import room_members, rooms
-from pairpilot.storage.sql import read_stored_room
+from pairpilot.storage.sql import ROLES_LOCK, lock_room, read_stored_room
 from pairpilot.storage.store import StoredRoom
 
 
@@ -123,22 +123,35 @@ class RoomDirectory:
         async with self.as_user(identity) as conn:
             if await self._membership(conn, room_id, identity.user_id) is None:
                 raise NotFoundError(f"room {room_id} not found")
-            rows = await conn.execute(
-                sa.select(room_members.c.user_id, room_members.c.role, room_members.c.name)
-                .where(room_members.c.room_id == room_id)
-                .order_by(room_members.c.created_at, room_members.c.user_id)
-            )
-            return [Member(row.user_id, Role(row.role), row.name) for row in rows]
+            return await self._members(conn, room_id)
 
-    async def set_role(self, room_id: str, identity: Identity, target: str, role: Role) -> int:
-        """Change a member's role; return how many rows changed (0 when RLS said no)."""
+    async def set_role(self, room_id: str, identity: Identity, target: str, role: Role) -> Member:
+        """An owner changes a member's role; the changed membership.
+
+        Role changes of one room are serialised, and the caller's role, the target and the
+        owner count are read under that lock: two owners demoting each other at once would
+        otherwise both pass the check and leave the room with no owner.
+        """
         async with self.as_user(identity) as conn:
+            await lock_room(conn, room_id, ROLES_LOCK)
+            everyone = await self._members(conn, room_id)
+            me = next((m for m in everyone if m.user_id == identity.user_id), None)
+            if me is None:
+                raise NotFoundError(f"room {room_id} not found")
+            require_owner(me.role)
+            found = next((m for m in everyone if m.user_id == target), None)
+            if found is None:
+                raise NotFoundError(f"user {target} is not a member of {room_id}")
+            owners = sum(member.role is Role.OWNER for member in everyone)
+            check_role_change(identity.user_id, target, role, owners, found.role)
             result = await conn.execute(
                 room_members.update()
                 .where(room_members.c.room_id == room_id, room_members.c.user_id == target)
                 .values(role=role.value)
             )
-            return int(result.rowcount)
+            if result.rowcount != 1:  # only if RLS refused the update
+                raise NotFoundError(f"user {target} is not a member of {room_id}")
+            return Member(target, role, found.name)
 
     async def set_default_role(self, room_id: str, identity: Identity, role: Role) -> RoomInfo:
         """Change the role new joiners get; return the updated room."""
@@ -161,6 +174,14 @@ class RoomDirectory:
             # The joiner cannot see the room yet; a SECURITY DEFINER helper reads its default.
             return sa.func.pairpilot_room_default_role(room_id, type_=sa.String)
         return sa.select(rooms.c.default_role).where(rooms.c.id == room_id).scalar_subquery()
+
+    async def _members(self, conn: AsyncConnection, room_id: str) -> list[Member]:
+        rows = await conn.execute(
+            sa.select(room_members.c.user_id, room_members.c.role, room_members.c.name)
+            .where(room_members.c.room_id == room_id)
+            .order_by(room_members.c.created_at, room_members.c.user_id)
+        )
+        return [Member(row.user_id, Role(row.role), row.name) for row in rows]
 
     async def _membership(
         self, conn: AsyncConnection, room_id: str, user_id: str

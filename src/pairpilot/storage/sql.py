@@ -79,7 +79,7 @@ class SqlRoomStore:
         """
         try:
             async with self.engine.begin() as conn:
-                await _lock_room_for_compaction(conn, room_id)
+                await lock_room(conn, room_id, COMPACTION_LOCK)
                 stored = await read_stored_room(conn, room_id)
                 merged = stored.merged()
                 if not stored.updates or merged is None:
@@ -123,18 +123,23 @@ class SqlRoomStore:
         )
 
 
-# pg_advisory_xact_lock's first key: the class of lock; the room id's hash is the second.
-_COMPACTION_LOCK_CLASS = 0x5050  # "PP"
+# pg_advisory_xact_lock's first key, one per kind of work on a room; the room id's hash is the
+# second. Compactions and role changes never wait for each other.
+COMPACTION_LOCK = 0x5050
+ROLES_LOCK = 0x5052
 
 
-async def _lock_room_for_compaction(conn: AsyncConnection, room_id: str) -> None:
-    """Hold the room's compaction lock until ``conn``'s transaction ends."""
+async def lock_room(conn: AsyncConnection, room_id: str, kind: int) -> None:
+    """Hold the room's ``kind`` lock until ``conn``'s transaction ends; call it first.
+
+    On SQLite this takes the database's write lock: pysqlite opens a transaction only at the
+    first write, so reads before it would otherwise see the database as it was before another
+    process's committed change.
+    """
     if conn.dialect.name == "postgresql":
         key = sa.func.hashtext(room_id)
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_COMPACTION_LOCK_CLASS, key)))
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(kind, key)))
     else:
-        # pysqlite opens a transaction only at the first write, so the reads would see the
-        # database before another process's compaction commits: take the write lock first.
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -12,13 +12,11 @@ from pycrdt import Doc
 
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
 from pairpilot.access.policy import (
-    Role,
     can_edit,
-    check_role_change,
     require_editor,
     require_owner,
 )
-from pairpilot.errors import BadRequestError, NotFoundError, PayloadTooLargeError
+from pairpilot.errors import BadRequestError, PayloadTooLargeError
 from pairpilot.storage.directory import Member, RoomInfo, utc
 from pairpilot.web.deps import Caller, ServicesDep, tag_room
 from pairpilot.web.schemas import (
@@ -72,21 +70,11 @@ async def set_member_role(
     room_id: RoomId, user_id: str, body: RoleIn, identity: Caller, services: ServicesDep
 ) -> MemberOut:
     """Owners change a member's role; it applies to the member's open sockets at once."""
-    directory = services.directory
-    _, me = await directory.membership(check_room_id(room_id), identity)
-    require_owner(me.role)
-    everyone = await directory.members(room_id, identity)
-    target = next((member for member in everyone if member.user_id == user_id), None)
-    if target is None:
-        raise NotFoundError(f"user {user_id} is not a member of {room_id}")
-    owners = sum(member.role is Role.OWNER for member in everyone)
-    check_role_change(identity.user_id, user_id, body.role, owners, target.role)
-    if await directory.set_role(room_id, identity, user_id, body.role) != 1:
-        raise NotFoundError(f"user {user_id} is not a member of {room_id}")
+    member = await services.directory.set_role(check_room_id(room_id), identity, user_id, body.role)
     live = services.registry.rooms.get(room_id)
     if live is not None:
         live.set_write_access(user_id, can_write=can_edit(body.role))
-    return MemberOut(user_id=user_id, role=body.role, name=target.name)
+    return _member_out(member)
 
 
 @router.patch("/{room_id}", responses=ERRORS)
