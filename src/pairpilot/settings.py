@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     compact_min_bytes: PositiveInt = 64 * 1024
     compact_max_updates: PositiveInt = 10_000
     flush_retry_max_ms: PositiveInt = 5_000
+    version_min_s: PositiveInt = 300
+    upload_max_files: PositiveInt = 200
+    upload_max_file_bytes: PositiveInt = 1024 * 1024
+    upload_max_bytes: PositiveInt = 8 * 1024 * 1024
     log_level: str = "INFO"
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     run_limit: PositiveInt = 3

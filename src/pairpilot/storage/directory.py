@@ -9,10 +9,10 @@ and pairpilot.access.policy carries the rules.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,7 +24,16 @@ from pairpilot.access.policy import Role, check_role_change, require_owner
 from pairpilot.errors import NotFoundError, StorageError
 from pairpilot.storage.schema import room_members, rooms
 from pairpilot.storage.sql import ROLES_LOCK, lock_room, read_stored_room
-from pairpilot.storage.store import StoredRoom
+from pairpilot.storage.store import StoredRoom, utc
+from pairpilot.storage.versions import (
+    Author,
+    Version,
+    VersionKind,
+    insert_version,
+    list_versions,
+    read_version,
+    utc_now,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +55,13 @@ class Member:
     name: str | None = None
 
 
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive UTC timestamps; make every timestamp aware."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 class RoomDirectory:
     """Room and membership queries, each in a transaction that runs as the caller."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self.clock = clock
 
     @asynccontextmanager
     async def as_user(self, identity: Identity | None) -> AsyncIterator[AsyncConnection]:
@@ -168,6 +173,40 @@ class RoomDirectory:
         """The room's stored document as the caller may read it."""
         async with self.as_user(identity) as conn:
             return await read_stored_room(conn, room_id)
+
+    async def versions(
+        self, room_id: str, identity: Identity, *, limit: int, before: int | None
+    ) -> list[Version]:
+        """The room's versions newest first, for a member (NotFoundError otherwise)."""
+        async with self.as_user(identity) as conn:
+            if await self._membership(conn, room_id, identity.user_id) is None:
+                raise NotFoundError(f"room {room_id} not found")
+            return await list_versions(conn, room_id, limit=limit, before=before)
+
+    async def version(
+        self, room_id: str, identity: Identity, version_id: int
+    ) -> tuple[Version, bytes]:
+        """One version and its state, for a member; NotFoundError when there is none."""
+        async with self.as_user(identity) as conn:
+            found = await read_version(conn, room_id, version_id)
+        if found is None:
+            raise NotFoundError(f"room {room_id} has no version {version_id}")
+        return found
+
+    async def add_version(
+        self, room_id: str, identity: Identity, kind: VersionKind, state: bytes, name: str
+    ) -> Version:
+        """Store a named version or a restore point, made by the caller (an editor)."""
+        async with self.as_user(identity) as conn:
+            return await insert_version(
+                conn,
+                room_id,
+                kind,
+                state,
+                self.clock(),
+                name=name,
+                author=Author(identity.user_id, identity.name),
+            )
 
     def _default_role(self, room_id: str) -> sa.ColumnElement[str]:
         if self._postgres:

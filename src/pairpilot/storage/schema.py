@@ -56,3 +56,22 @@ room_updates = sa.Table(
 )
 
 sa.Index("ix_room_updates_room_id_id", room_updates.c.room_id, room_updates.c.id)
+
+room_versions = sa.Table(
+    "room_versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.String(64), nullable=False),
+    # auto (compaction / unload checkpoint), named (an editor's), restore (the state a restore
+    # replaced, so that the restore can be undone).
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(160), nullable=True),
+    sa.Column("author_id", sa.String(64), nullable=True),
+    sa.Column("author_name", sa.String(80), nullable=True),
+    # The document as one Yjs update, zlib-compressed; size_bytes is the uncompressed size.
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sa.Index("ix_room_versions_room_id_id", room_versions.c.room_id, room_versions.c.id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pairpilot.errors import StorageError
+from pairpilot.storage.retention import Retention
 from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
+from pairpilot.storage.versions import (
+    VersionKind,
+    insert_version,
+    latest_checkpoint_at,
+    thin_checkpoints,
+    utc_now,
+)
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -46,14 +56,24 @@ def create_engine(url: str) -> AsyncEngine:
 class SqlRoomStore:
     """RoomStore over an async SQLAlchemy engine; every failure surfaces as StorageError."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        retention: Retention | None = None,
+    ) -> None:
         self.engine = engine
+        self.clock = clock
+        self.retention = retention or Retention()
 
     async def load(self, room_id: str) -> StoredRoom:
-        """Read the snapshot and the log after it."""
+        """Read the snapshot, the log after it and when the room was last versioned."""
         try:
             async with self.engine.connect() as conn:
-                return await read_stored_room(conn, room_id)
+                stored = await read_stored_room(conn, room_id)
+                versioned_at = await latest_checkpoint_at(conn, room_id)
+                return dataclasses.replace(stored, versioned_at=versioned_at)
         except SQLAlchemyError as exc:
             raise StorageError(f"loading room {room_id} failed") from exc
 
@@ -70,8 +90,11 @@ class SqlRoomStore:
         except SQLAlchemyError as exc:
             raise StorageError("appending updates failed") from exc
 
-    async def compact(self, room_id: str) -> int:
+    async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
         """Fold the log into the snapshot row and delete the folded rows, atomically.
+
+        With ``checkpoint`` the result is also stored as an automatic version (in the same
+        transaction) and the room's automatic versions are thinned.
 
         Compactions of one room are serialised across processes: two that read different logs
         would otherwise let the older merge overwrite the newer snapshot after the newer one
@@ -82,6 +105,10 @@ class SqlRoomStore:
                 await lock_room(conn, room_id, COMPACTION_LOCK)
                 stored = await read_stored_room(conn, room_id)
                 merged = stored.merged()
+                if checkpoint and merged is not None:
+                    now = self.clock()
+                    await insert_version(conn, room_id, VersionKind.AUTO, merged, now)
+                    await thin_checkpoints(conn, room_id, now, self.retention)
                 if not stored.updates or merged is None:
                     return len(stored.snapshot or b"")
                 await self._upsert_snapshot(conn, room_id, merged)

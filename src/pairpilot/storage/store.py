@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pycrdt import merge_updates
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC timestamps; make every timestamp aware."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,7 @@ class StoredRoom:
     updates: list[bytes]
     updated_at: datetime | None = None
     last_update_id: int | None = None
+    versioned_at: datetime | None = None
 
     @property
     def log_bytes(self) -> int:
@@ -43,8 +49,12 @@ class RoomStore(Protocol):
         """Append ``(room_id, update)`` rows to the log in one transaction."""
         ...
 
-    async def compact(self, room_id: str) -> int:
-        """Merge the room's log into its snapshot; return the snapshot's size in bytes."""
+    async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
+        """Merge the room's log into its snapshot; return the snapshot's size in bytes.
+
+        With ``checkpoint`` the merged state also becomes an automatic version, in the same
+        transaction, and the room's automatic versions are thinned by the retention rule.
+        """
         ...
 
     async def ping(self) -> None:

@@ -13,6 +13,7 @@ from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
 from pairpilot.sync.room import Room
+from pairpilot.sync.session import Session
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,7 @@ class Flusher:
         retry_max_ms: int,
         compact_min_bytes: int,
         compact_max_updates: int,
+        version_min_s: int,
         metrics: Metrics,
     ) -> None:
         self._store = store
@@ -40,6 +42,7 @@ class Flusher:
         self._retry_max = retry_max_ms / 1000
         self._compact_min_bytes = compact_min_bytes
         self._compact_max_updates = compact_max_updates
+        self._version_min_s = version_min_s
         self._dirty: dict[str, Room] = {}
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -50,6 +53,7 @@ class Flusher:
     def record(self, room: Room, update: bytes) -> None:
         """Queue an applied update for storage (Room's on_update hook)."""
         room.pending.append(update)
+        room.unversioned = True
         self._dirty[room.id] = room
         self._wake.set()
 
@@ -83,41 +87,50 @@ class Flusher:
         """Write every pending update now; StorageError if that fails."""
         await self._write(list(self._dirty.values()))
 
-    async def compact(self, room: Room) -> None:
-        """Fold the room's log into its snapshot; StorageError if that fails."""
+    async def compact(self, room: Room, *, unloading: bool = False) -> None:
+        """Fold the room's log into its snapshot; StorageError if that fails.
+
+        The result is also an automatic version when the room changed since its last one and
+        it is unloading or its last version is ``version_min_s`` old.
+        """
+        checkpoint = room.unversioned and (unloading or self._version_due(room))
         async with self._write_lock:
             try:
-                room.snapshot_bytes = await self._store.compact(room.id)
+                room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
             except StorageError:
                 self._metrics.compactions.labels("failed").inc()
                 raise
             room.log_bytes = 0
             room.log_count = 0
+            if checkpoint:
+                room.versioned_at = time.time()
+                room.unversioned = bool(room.pending)
             self._metrics.compactions.labels("done").inc()
 
     async def _write(self, rooms: list[Room]) -> None:
         async with self._write_lock:
-            taken: list[tuple[Room, list[bytes]]] = []
+            taken: list[tuple[Room, list[bytes], bytes, list[Session]]] = []
             batch: list[tuple[str, bytes]] = []
             for room in rooms:
                 if room.pending:
-                    taken.append((room, room.pending))
-                    batch.append((room.id, _coalesce(room.pending)))
-                    room.pending = []
+                    updates, state_vector, waiting = room.take_pending()
+                    taken.append((room, updates, state_vector, waiting))
+                    batch.append((room.id, _coalesce(updates)))
                 self._dirty.pop(room.id, None)
             started = time.perf_counter()
             try:
                 await self._store.append(batch)
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
             except StorageError:
-                for room, updates in taken:
-                    room.pending[:0] = updates
+                for room, updates, _, waiting in taken:
+                    room.return_pending(updates, waiting)
                     self._dirty[room.id] = room
                 raise
-            for (room, _), (_, update) in zip(taken, batch, strict=True):
+            for (room, _, state_vector, waiting), (_, update) in zip(taken, batch, strict=True):
                 room.log_bytes += len(update)
                 room.log_count += 1
-        for room, _ in taken:
+                room.mark_saved(state_vector, waiting)
+        for room, *_ in taken:
             if self._needs_compaction(room):
                 try:
                     await self.compact(room)
@@ -129,7 +142,14 @@ class Flusher:
         # Compacting once the log reaches half the snapshot keeps storage written per edit
         # proportional to the edit (amortised), not to the document.
         threshold = max(self._compact_min_bytes, room.snapshot_bytes // 2)
-        return room.log_bytes >= threshold or room.log_count >= self._compact_max_updates
+        return (
+            room.log_bytes >= threshold
+            or room.log_count >= self._compact_max_updates
+            or (room.unversioned and self._version_due(room))
+        )
+
+    def _version_due(self, room: Room) -> bool:
+        return time.time() - room.versioned_at >= self._version_min_s
 
 
 def _coalesce(updates: list[bytes]) -> bytes:

@@ -16,11 +16,16 @@ from pycrdt import (
     create_awareness_message,
     create_update_message,
     write_message,
+    write_var_uint,
 )
 
 from pairpilot.errors import ProtocolError
 
 EMPTY_UPDATE = b"\x00\x00"
+# The auth message's sub-types. y-protocols' readAuthMessage acts on 0 only, so stock clients
+# read a "saved" message and ignore it without an error.
+AUTH_PERMISSION_DENIED = 0
+AUTH_SAVED = 1
 
 
 class MessageType(IntEnum):
@@ -171,4 +176,32 @@ def awareness(update: bytes) -> bytes:
 def permission_denied(reason: str) -> bytes:
     """Encode the auth message that tells a peer its write was refused."""
     # pycrdt's write_var_string counts characters, not bytes; lib0 counts bytes.
-    return bytes([MessageType.AUTH, 0]) + write_message(reason.encode())
+    return bytes([MessageType.AUTH, AUTH_PERMISSION_DENIED]) + write_message(reason.encode())
+
+
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
+    """A Yjs state vector (``Y.encodeStateVector``'s format) as ``{client id: clock}``."""
+    count, pos = _varuint(state_vector, 0)
+    clocks: dict[int, int] = {}
+    for _ in range(count):
+        client, pos = _varuint(state_vector, pos)
+        clocks[client], pos = _varuint(state_vector, pos)
+    return clocks
+
+
+def encode_state_vector(clocks: dict[int, int]) -> bytes:
+    """``{client id: clock}`` in ``Y.encodeStateVector``'s format."""
+    parts = [write_var_uint(len(clocks))]
+    for client, clock in clocks.items():
+        parts += (write_var_uint(client), write_var_uint(clock))
+    return b"".join(parts)
+
+
+def saved(clocks: dict[int, int], clients: set[int]) -> bytes:
+    """Encode the "saved" auth message: the stored state vector, for ``clients`` when given.
+
+    A peer's edits are stored when the clock of its client id here reaches its own.
+    """
+    if clients:
+        clocks = {client: clocks[client] for client in clients if client in clocks}
+    return bytes([MessageType.AUTH, AUTH_SAVED]) + write_message(encode_state_vector(clocks))

@@ -107,6 +107,8 @@ class RoomRegistry:
         room.log_bytes = stored.log_bytes
         room.log_count = len(stored.updates)
         room.updated_at = stored.updated_at.timestamp() if stored.updated_at else None
+        if stored.versioned_at is not None:
+            room.versioned_at = stored.versioned_at.timestamp()
         self.rooms[room_id] = room
         log.info("room loaded", room_id=room_id, bytes=room.snapshot_bytes + room.log_bytes)
         return room
@@ -125,9 +127,9 @@ class RoomRegistry:
             report(exc, task="unload", room_id=room.id)
             self.release(room)
             return
-        if room.log_count:
+        if room.log_count or room.unversioned:
             try:
-                await self._flusher.compact(room)
+                await self._flusher.compact(room, unloading=True)
             except StorageError as exc:
                 log.error("unload compaction failed", room_id=room.id, error=str(exc))
         # Only now, with nothing awaited in between, is the room checked and dropped.

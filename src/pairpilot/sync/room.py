@@ -54,6 +54,12 @@ class Room:
         self.log_count = 0
         self.snapshot_bytes = 0
         self.updated_at: float | None = None
+        # Version history: when the last version was made (epoch s), and whether updates came
+        # in since (the flusher and the registry decide checkpoints from these).
+        self.versioned_at = time.time()
+        self.unversioned = False
+        # A batch of this room's updates is being written (taken from ``pending``).
+        self.writing = False
         self._bus = bus
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
@@ -156,13 +162,51 @@ class Room:
         except ValueError as exc:
             raise ProtocolError(f"bad state vector: {exc}") from exc
 
+    def take_pending(self) -> tuple[list[bytes], bytes, list[Session]]:
+        """Hand the pending updates to a write.
+
+        Returns them, the state vector they bring the room to, and the sessions to tell once
+        they are stored.
+        """
+        updates, self.pending = self.pending, []
+        self.writing = True
+        waiting = [session for session in self.sessions.values() if session.unsaved]
+        for session in waiting:
+            session.unsaved = False
+        return updates, self.doc.get_state(), waiting
+
+    def return_pending(self, updates: list[bytes], waiting: list[Session]) -> None:
+        """A write of ``take_pending``'s updates failed: keep them for the next one."""
+        self.pending[:0] = updates
+        self.writing = False
+        for session in waiting:
+            session.unsaved = True
+
+    def mark_saved(self, state_vector: bytes, waiting: list[Session]) -> None:
+        """The updates up to ``state_vector`` are stored: tell the sessions that sent them."""
+        self.writing = False
+        if not self.pending:  # nothing came in since: everything this room has is stored
+            for session in self.sessions.values():
+                if session.unsaved and session not in waiting:
+                    session.unsaved = False
+                    waiting.append(session)
+        if not waiting:
+            return
+        clocks = protocol.decode_state_vector(state_vector)
+        for session in waiting:
+            if session.id in self.sessions:
+                self._send(session, protocol.saved(clocks, session.awareness_ids))
+
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
         if not session.can_write:
             self._send(
                 session, protocol.permission_denied("read-only: your role cannot edit this room")
             )
             return
+        session.unsaved = True
         if update == EMPTY_UPDATE:
+            if not self.pending and not self.writing:  # what the peer has is stored already
+                self.mark_saved(self.doc.get_state(), [])
             return
         started = time.perf_counter()
         self._apply(update)

@@ -69,7 +69,16 @@ class Session:
     has slots: an idle server holds thousands of these.
     """
 
-    __slots__ = ("_rate", "_socket", "awareness_ids", "can_write", "id", "room_id", "user_id")
+    __slots__ = (
+        "_rate",
+        "_socket",
+        "awareness_ids",
+        "can_write",
+        "id",
+        "room_id",
+        "unsaved",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -85,6 +94,8 @@ class Session:
         self.user_id = grant.user_id
         self.can_write = grant.can_write
         self.awareness_ids: set[int] = set()
+        # It sent document updates that no "saved" message has acknowledged yet.
+        self.unsaved = False
         self._socket = socket
         self._rate = rate
 

@@ -17,8 +17,10 @@ from pairpilot.access.policy import (
     require_owner,
 )
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
-from pairpilot.storage.directory import Member, RoomInfo, utc
+from pairpilot.storage.directory import Member, RoomInfo
+from pairpilot.storage.store import utc
 from pairpilot.web.deps import Caller, ServicesDep, tag_room
+from pairpilot.web.documents import change_room
 from pairpilot.web.schemas import (
     DefaultRoleIn,
     ErrorOut,
@@ -120,12 +122,7 @@ async def merge_snapshot(
     _, me = await services.directory.membership(check_room_id(room_id), identity)
     require_editor(me.role)
     update = _decode_update(body.snapshot_b64, services.settings.max_message_bytes)
-    was_live = room_id in services.registry.rooms
-    room = await services.registry.acquire(room_id)
-    try:
-        room.apply_update(update)
-    finally:
-        services.registry.release(room)
+    was_live = await change_room(services, room_id, lambda _: update)
     return MergedOut(room_id=room_id, merged_bytes=len(update), live=was_live)
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from pairpilot.access.policy import Role
+from pairpilot.storage.versions import VersionKind
 
 
 class ErrorOut(BaseModel):
@@ -94,3 +95,69 @@ class MergedOut(BaseModel):
     room_id: str
     merged_bytes: int
     live: bool
+
+
+class VersionOut(BaseModel):
+    """A version's metadata. ``kind``: auto (checkpoint), named, restore (before a restore)."""
+
+    id: int
+    room_id: str
+    kind: VersionKind
+    name: str | None
+    author_id: str | None
+    author_name: str | None
+    created_at: datetime
+    size_bytes: int
+
+
+class VersionPageOut(BaseModel):
+    """A page of versions, newest first; ``next_before`` asks for the next page."""
+
+    versions: list[VersionOut]
+    next_before: int | None
+
+
+class VersionDetailOut(VersionOut):
+    """A version with its files as text and its whole state (a Yjs update, base64)."""
+
+    files: dict[str, str]
+    snapshot_b64: str
+
+
+class VersionNameIn(BaseModel):
+    """A name for the room's current state."""
+
+    name: str = Field(min_length=1, max_length=80)
+
+
+class RestoreOut(BaseModel):
+    """The version that was restored, and the restore point holding the state it replaced."""
+
+    restored: VersionOut
+    backup: VersionOut
+
+
+class FileIn(BaseModel):
+    """One uploaded text file."""
+
+    name: str = Field(min_length=1, max_length=1024)
+    text: str
+
+
+class FilesIn(BaseModel):
+    """Text files to add to the room."""
+
+    files: list[FileIn] = Field(min_length=1)
+
+
+class FileAddedOut(BaseModel):
+    """Where an uploaded file went: its name in the room and the name it was uploaded as."""
+
+    name: str
+    source: str
+
+
+class FilesOut(BaseModel):
+    """The files an upload added."""
+
+    files: list[FileAddedOut]

@@ -50,6 +50,7 @@ def build_services(settings: Settings) -> Services:
         retry_max_ms=settings.flush_retry_max_ms,
         compact_min_bytes=settings.compact_min_bytes,
         compact_max_updates=settings.compact_max_updates,
+        version_min_s=settings.version_min_s,
         metrics=metrics,
     )
     bus = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()

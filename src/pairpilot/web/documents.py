@@ -1,0 +1,39 @@
+"""A room's document as the REST routes read and change it: live when open, else stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc
+
+from pairpilot.access.identity import Identity
+from pairpilot.web.services import Services
+
+
+async def current_state(services: Services, room_id: str, identity: Identity) -> bytes | None:
+    """The room's whole document as one update (None when it has never had content).
+
+    Call after the membership check: storage is read as the caller.
+    """
+    live = services.registry.rooms.get(room_id)
+    if live is not None:
+        return live.doc.get_update()
+    return (await services.directory.stored_room(room_id, identity)).merged()
+
+
+async def change_room(
+    services: Services, room_id: str, change: Callable[[Doc[Any]], bytes]
+) -> bool:
+    """Apply ``change(live doc)``'s update to the room, loading it if needed; True if it was live.
+
+    ``change`` runs on the live document with nothing awaited before the update is applied,
+    so no edit can slip in between.
+    """
+    was_live = room_id in services.registry.rooms
+    room = await services.registry.acquire(room_id)
+    try:
+        room.apply_update(change(room.doc))
+    finally:
+        services.registry.release(room)
+    return was_live
