@@ -85,13 +85,25 @@ def migrated_postgres(postgres_database: str) -> str:
     return postgres_database
 
 
+def backend_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, **overrides: object
+) -> Settings:
+    """Quick settings on the backend named by ``request.param`` (sqlite or postgresql)."""
+    if request.param == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("migrated_postgres")
+    return quick_settings(tmp_path, **overrides)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    """Each storage backend in turn; hand it to backend_settings."""
+    return request
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
     """A live server on each storage backend in turn."""
-    overrides: dict[str, object] = {}
-    if request.param == "postgresql":
-        overrides["database_url"] = request.getfixturevalue("migrated_postgres")
-    async with live_server(quick_settings(tmp_path, **overrides)) as running:
+    async with live_server(backend_settings(request, tmp_path)) as running:
         assert running.services.store.engine.dialect.name == request.param
         yield running
 

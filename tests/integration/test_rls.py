@@ -131,3 +131,64 @@ async def test_with_no_claims_nothing_is_visible(db):
     # The persistence writer's role (the migrating one) bypasses RLS: it sees both rooms.
     assert await _count(connection, "room_updates", room_a) == 1
     assert await _count(connection, "room_updates", room_b) == 1
+
+
+VERSION = (
+    "INSERT INTO room_versions (room_id, kind, name, author_id, state, size_bytes, created_at)"
+    " VALUES ($1, '{kind}', 'v', '{author}', '\\x00', 1, now())"
+)
+
+
+@pytest.fixture
+async def versioned(db):
+    """The seeded rooms, each with one automatic version written by the persistence writer."""
+    connection, room_a, room_b = db
+    for room in (room_a, room_b):
+        await connection.execute(
+            "INSERT INTO room_versions (room_id, kind, state, size_bytes, created_at)"
+            " VALUES ($1, 'auto', '\\x00', 1, now())",
+            room,
+        )
+    return db
+
+
+async def test_members_read_a_rooms_versions_and_strangers_see_none(versioned):
+    connection, room_a, room_b = versioned
+    for user, room, visible in [(A, room_a, 1), (A, room_b, 0), (V, room_b, 1), (E, room_b, 1)]:
+        async with connection.transaction():
+            await _as(connection, user)
+            assert await _count(connection, "room_versions", room) == visible, (user, room)
+    async with connection.transaction():
+        await _as(connection, None)
+        assert await connection.fetchval("SELECT count(*) FROM room_versions") == 0
+
+
+async def test_editors_create_named_versions_as_themselves_and_nobody_else_can(versioned):
+    connection, _, room_b = versioned
+    assert await _run(connection, E, VERSION.format(kind="named", author=E), room_b) == "INSERT 0 1"
+    assert await _run(connection, B, VERSION.format(kind="restore", author=B), room_b) == (
+        "INSERT 0 1"
+    )
+    refused = [
+        (V, VERSION.format(kind="named", author=V)),  # a viewer
+        (A, VERSION.format(kind="named", author=A)),  # a stranger
+        (E, VERSION.format(kind="named", author=B)),  # in someone else's name
+        (E, VERSION.format(kind="auto", author=E)),  # checkpoints are the writer's
+    ]
+    for user, statement in refused:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await _run(connection, user, statement, room_b)
+
+
+async def test_nobody_rewrites_or_deletes_a_version_but_the_writer(versioned):
+    connection, _, room_b = versioned
+    for user in (B, E):
+        for statement in (
+            "UPDATE room_versions SET name = 'x' WHERE room_id = $1",
+            "DELETE FROM room_versions WHERE room_id = $1",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await _run(connection, user, statement, room_b)
+    assert await connection.execute("DELETE FROM room_versions WHERE room_id = $1", room_b) == (
+        "DELETE 1"
+    )

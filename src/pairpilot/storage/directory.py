@@ -188,6 +188,8 @@ class RoomDirectory:
     ) -> tuple[Version, bytes]:
         """One version and its state, for a member; NotFoundError when there is none."""
         async with self.as_user(identity) as conn:
+            if await self._membership(conn, room_id, identity.user_id) is None:
+                raise NotFoundError(f"room {room_id} not found")
             found = await read_version(conn, room_id, version_id)
         if found is None:
             raise NotFoundError(f"room {room_id} has no version {version_id}")
