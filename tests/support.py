@@ -30,8 +30,9 @@ class User:
         return {"Authorization": f"Bearer {self.token}"}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = self._headers() | kwargs.pop("headers", {})
         async with httpx.AsyncClient(base_url=self.base, timeout=30) as client:
-            return await client.request(method, path, headers=self._headers(), **kwargs)
+            return await client.request(method, path, headers=headers, **kwargs)
 
     async def join(self, room: str) -> httpx.Response:
         return await self.call("POST", f"/api/rooms/{room}/join")
