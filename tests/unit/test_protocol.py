@@ -93,3 +93,24 @@ def test_awareness_clocks_reads_ids_clocks_and_presence_without_json():
 def test_awareness_clocks_rejects_truncated_or_trailing_bytes(update: bytes):
     with pytest.raises(ProtocolError):
         protocol.awareness_clocks(update)
+
+
+def test_a_saved_message_carries_a_state_vector_yjs_can_read():
+    clocks = {1: 5, 4_294_967_295: 300, 7: 0}
+    frame = protocol.saved(clocks, set())
+    assert frame[:2] == bytes([2, 1])
+    assert protocol.decode_saved(frame) == clocks
+    assert protocol.decode_saved(protocol.saved(clocks, {7, 99})) == {7: 0}
+
+
+def test_the_saved_state_vector_is_encoded_as_pycrdt_encodes_one():
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, "abc")
+    clocks = protocol.decode_state_vector(doc.get_state())
+    assert clocks == {doc.client_id: 3}
+    assert protocol.encode_state_vector(clocks) == doc.get_state()
+
+
+def test_other_messages_are_not_saved_messages():
+    assert protocol.decode_saved(protocol.permission_denied("no")) is None
+    assert protocol.decode_saved(protocol.sync_step1(b"\x00")) is None

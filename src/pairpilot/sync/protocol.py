@@ -205,3 +205,13 @@ def saved(clocks: dict[int, int], clients: set[int]) -> bytes:
     if clients:
         clocks = {client: clocks[client] for client in clients if client in clocks}
     return bytes([MessageType.AUTH, AUTH_SAVED]) + write_message(encode_state_vector(clocks))
+
+
+def decode_saved(frame: bytes) -> dict[int, int] | None:
+    """The clocks of a "saved" message, or None when ``frame`` is another message."""
+    if frame[:2] != bytes([MessageType.AUTH, AUTH_SAVED]):
+        return None
+    payload, pos = _payload(frame, 2)
+    if pos != len(frame):
+        raise ProtocolError("trailing bytes after the saved message")
+    return decode_state_vector(payload)
