@@ -27,6 +27,32 @@ const until = (check, ms = 15000) =>
     tick();
   });
 
+const files = doc.getMap("files");
+const filesJson = () =>
+  Object.fromEntries([...files.entries()].sort().map(([name, value]) => [name, value.toString()]));
+const sameFiles = (expected) => JSON.stringify(filesJson()) === JSON.stringify(expected);
+
+// Everything the library itself reports as wrong ends up here (and in the final line).
+const errors = [];
+for (const level of ["error", "warn"]) {
+  console[level] = (...args) => errors.push(args.map(String).join(" "));
+}
+// Raw frames of the server's "saved" message (auth, sub-type 1), which the stock client ignores.
+let savedFrames = 0;
+provider.on("status", ({ status }) => {
+  if (status === "connected") {
+    provider.ws.addEventListener("message", (event) => {
+      const bytes = new Uint8Array(event.data);
+      if (bytes[0] === 2 && bytes[1] === 1) savedFrames += 1;
+    });
+  }
+});
+const stdinLines = [];
+const readStdin = () => {
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk) => stdinLines.push(...chunk.split("\n").filter(Boolean)));
+};
+
 const closes = [];
 provider.on("connection-close", (event) => closes.push(event ? event.code : null));
 
@@ -46,6 +72,38 @@ const scripts = {
     provider.awareness.setLocalStateField("user", { name: "alone" });
     await new Promise((resolve) => setTimeout(resolve, Number(process.env.LINGER_MS || 35000)));
     say("lingered", { closes, connected: provider.wsconnected });
+  },
+  // Edit, see the server's "saved" frames arrive, and keep syncing after them without an error.
+  async saved() {
+    await until(() => provider.synced);
+    provider.awareness.setLocalStateField("user", { name: "stock" });
+    const before = savedFrames;
+    text.insert(0, "stock edit\n");
+    await until(() => savedFrames > before);
+    say("saved", { savedFrames, errors });
+    await until(() => text.toString().includes("python after saved\n"));
+    say("final", { savedFrames, errors, synced: provider.synced });
+  },
+  // Stay connected until the room's files are exactly process.env.EXPECT (JSON).
+  async follow() {
+    await until(() => provider.synced);
+    say("synced", { files: filesJson() });
+    await until(() => sameFiles(JSON.parse(process.env.EXPECT)), 20000);
+    say("final", { files: filesJson(), errors });
+  },
+  // Sync, go offline, edit, wait for "go" on stdin, reconnect and wait for EXPECT.
+  async offline() {
+    readStdin();
+    await until(() => provider.synced && files.get("a.py")?.toString() === process.env.START_A);
+    provider.disconnect();
+    const a = files.get("a.py");
+    a.insert(a.length, "offline edit\n");
+    files.set("c.py", new Y.Text("offline file\n"));
+    say("offline", { files: filesJson() });
+    await until(() => stdinLines.includes("go"), 30000);
+    provider.connect();
+    await until(() => provider.synced && sameFiles(JSON.parse(process.env.EXPECT)), 20000);
+    say("final", { files: filesJson(), errors });
   },
   // Connect and report how the server closed the socket.
   async refused() {
