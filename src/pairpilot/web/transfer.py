@@ -39,7 +39,11 @@ _JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$)")
 ZIP_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        # Any content type is read as the zip's bytes; octet-stream is what generic clients send.
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in ("application/zip", "application/octet-stream")
+        },
     }
 }
 ZIP_ANSWER: dict[int | str, dict[str, object]] = {
