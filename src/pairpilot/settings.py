@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     tunnel_max_bytes: PositiveInt = 1024 * 1024
     client_dir: Path = Path(__file__).resolve().parents[2] / "client" / "dist"
     jwt_secret: str | None = None
-    token_ttl_s: PositiveInt = 30 * 24 * 3600
+    token_ttl_s: PositiveInt = 3600
+    refresh_ttl_s: PositiveInt = 30 * 24 * 3600
 
     @field_validator("database_url")
     @classmethod

@@ -14,3 +14,7 @@ class Socket(Protocol):
         A peer that reads too slowly is dropped here, so the room is never slowed by it.
         """
         ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with a WebSocket close code (the peer can read it)."""
+        ...

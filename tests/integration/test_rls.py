@@ -192,3 +192,20 @@ async def test_nobody_rewrites_or_deletes_a_version_but_the_writer(versioned):
     assert await connection.execute("DELETE FROM room_versions WHERE room_id = $1", room_b) == (
         "DELETE 1"
     )
+
+
+async def test_owners_remove_members_members_leave_and_nobody_else_removes_anyone(db):
+    connection, _, room_b = db
+    remove = "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2"
+    assert await _run(connection, A, remove, room_b, V) == "DELETE 0"  # a stranger
+    assert await _run(connection, E, remove, room_b, V) == "DELETE 0"  # an editor
+    assert await _run(connection, V, remove, room_b, V) == "DELETE 1"  # leaving
+    assert await _run(connection, B, remove, room_b, E) == "DELETE 1"  # the owner
+    assert await _count(connection, "room_members", room_b) == 1
+
+
+async def test_no_request_role_reads_or_writes_refresh_tokens(db):
+    connection, _, _ = db
+    for user in (A, None):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await _run(connection, user, "SELECT count(*) FROM auth_refresh_tokens")

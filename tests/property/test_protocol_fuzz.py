@@ -17,10 +17,15 @@ class NullSocket:
     def send_frame(self, wire: bytes) -> None:
         pass
 
+    def close(self, code: int, reason: str) -> None:
+        pass
+
 
 def _frames():
     """Random bytes, and random bytes behind each valid message-type prefix."""
-    prefixes = st.sampled_from([b"", b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x01", b"\x03"])
+    prefixes = st.sampled_from(
+        [b"", b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x01", b"\x02", b"\x02\x03", b"\x03"]
+    )
     return st.builds(lambda p, b: p + b, prefixes, st.binary(max_size=64))
 
 

@@ -30,6 +30,7 @@ class Grant:
 
     user_id: str
     can_write: bool
+    expires_at: float = float("inf")  # the token's ``exp`` (epoch s): the socket must renew it
 
 
 class Authorizer(Protocol):
@@ -51,4 +52,5 @@ class MembershipAuthorizer:
         """The member's rights: editors and owners write, viewers read."""
         identity = self._identities.verify(token)
         _, member = await self._directory.membership(room_id, identity)
-        return Grant(user_id=identity.user_id, can_write=can_edit(member.role))
+        expires_at = float(identity.claims.get("exp", float("inf")))
+        return Grant(identity.user_id, can_edit(member.role), expires_at)

@@ -54,9 +54,9 @@ class Identities:
         self._secret = secret
         self._ttl_s = ttl_s
 
-    def issue(self, name: str) -> tuple[str, Identity, int]:
-        """A new anonymous user: its token, identity and lifetime in seconds."""
-        user_id = str(uuid.uuid4())
+    def issue(self, name: str, user_id: str | None = None) -> tuple[str, Identity, int]:
+        """A token for ``user_id`` (a new anonymous user when None): it, the identity, its TTL."""
+        user_id = user_id or str(uuid.uuid4())
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": user_id,
@@ -64,6 +64,7 @@ class Identities:
             "aud": AUDIENCE,
             "iat": now,
             "exp": now + self._ttl_s,
+            "jti": uuid.uuid4().hex,  # two tokens issued in one second still differ
             "is_anonymous": True,
             "user_metadata": {"name": name},
         }

@@ -39,3 +39,14 @@ def check_role_change(
     if target_role is Role.OWNER and new_role is not Role.OWNER and owners <= 1:
         who = "yourself" if caller_id == target_id else "the last owner"
         raise ConflictError(f"cannot demote {who}: a room keeps at least one owner")
+
+
+def check_removal(caller: Role, caller_id: str, target_id: str, target: Role, owners: int) -> None:
+    """ForbiddenError unless an owner removes someone or a member leaves.
+
+    ConflictError when the room would be left without an owner.
+    """
+    if caller is not Role.OWNER and caller_id != target_id:
+        raise ForbiddenError("only the room's owners can remove members")
+    if target is Role.OWNER and owners <= 1:
+        raise ConflictError("the last owner cannot be removed: a room keeps at least one owner")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pairpilot.access.identity import Identity
-from pairpilot.access.policy import Role, check_role_change, require_owner
+from pairpilot.access.policy import Role, check_removal, check_role_change, require_owner
 from pairpilot.errors import NotFoundError, StorageError
 from pairpilot.storage.schema import room_members, rooms
 from pairpilot.storage.sql import ROLES_LOCK, lock_room, read_stored_room
@@ -157,6 +157,31 @@ class RoomDirectory:
             if result.rowcount != 1:  # only if RLS refused the update
                 raise NotFoundError(f"user {target} is not a member of {room_id}")
             return Member(target, role, found.name)
+
+    async def remove_member(self, room_id: str, identity: Identity, target: str) -> Member:
+        """An owner removes a member, or a member leaves; the removed membership.
+
+        Serialised with role changes (the same lock): the owner count is read under it.
+        """
+        async with self.as_user(identity) as conn:
+            await lock_room(conn, room_id, ROLES_LOCK)
+            everyone = await self._members(conn, room_id)
+            me = next((m for m in everyone if m.user_id == identity.user_id), None)
+            if me is None:
+                raise NotFoundError(f"room {room_id} not found")
+            found = next((m for m in everyone if m.user_id == target), None)
+            if found is None:
+                raise NotFoundError(f"user {target} is not a member of {room_id}")
+            owners = sum(member.role is Role.OWNER for member in everyone)
+            check_removal(me.role, identity.user_id, target, found.role, owners)
+            result = await conn.execute(
+                room_members.delete().where(
+                    room_members.c.room_id == room_id, room_members.c.user_id == target
+                )
+            )
+            if result.rowcount != 1:  # only if RLS refused the delete
+                raise NotFoundError(f"user {target} is not a member of {room_id}")
+            return found
 
     async def set_default_role(self, room_id: str, identity: Identity, role: Role) -> RoomInfo:
         """Change the role new joiners get; return the updated room."""

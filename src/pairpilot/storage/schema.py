@@ -75,3 +75,17 @@ room_versions = sa.Table(
 )
 
 sa.Index("ix_room_versions_room_id_id", room_versions.c.room_id, room_versions.c.id)
+
+refresh_tokens = sa.Table(
+    "auth_refresh_tokens",
+    metadata,
+    # sha256 of the token: a leaked table hands out no usable token.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("family", sa.String(36), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(80), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+sa.Index("ix_auth_refresh_tokens_family", refresh_tokens.c.family)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from pycrdt import Doc
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -107,7 +108,8 @@ class SqlRoomStore:
                 merged = stored.merged()
                 if checkpoint and merged is not None:
                     now = self.clock()
-                    await insert_version(conn, room_id, VersionKind.AUTO, merged, now)
+                    state = encode_document(merged)
+                    await insert_version(conn, room_id, VersionKind.AUTO, state, now)
                     await thin_checkpoints(conn, room_id, now, self.retention)
                 if not stored.updates or merged is None:
                     return len(stored.snapshot or b"")
@@ -148,6 +150,18 @@ class SqlRoomStore:
                 set_={"snapshot_b64": statement.excluded.snapshot_b64, "updated_at": sa.func.now()},
             )
         )
+
+
+def encode_document(update: bytes) -> bytes:
+    """``update`` re-encoded as a document would write it.
+
+    A merge of updates keeps every keystroke its own item; a document squashes a client's
+    consecutive ones, which made measured checkpoints 1.5 times smaller (bench/versions.py).
+    """
+    doc: Doc[Any] = Doc()
+    doc.apply_update(update)
+    encoded: bytes = doc.get_update()
+    return encoded
 
 
 # pg_advisory_xact_lock's first key, one per kind of work on a room; the room id's hash is the

@@ -26,6 +26,8 @@ EMPTY_UPDATE = b"\x00\x00"
 # read a "saved" message and ignore it without an error.
 AUTH_PERMISSION_DENIED = 0
 AUTH_SAVED = 1
+AUTH_TOKEN_EXPIRING = 2  # server -> client: send a new token before the old one expires
+AUTH_TOKEN = 3  # client -> server: a new token for the same user
 
 
 class MessageType(IntEnum):
@@ -72,7 +74,14 @@ class QueryAwareness:
     """A peer asks for every awareness state."""
 
 
-Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness
+@dataclass(frozen=True, slots=True)
+class TokenRenewal:
+    """A peer presents a new token for its open connection (PairPilot's client only)."""
+
+    token: str
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness | TokenRenewal
 
 
 def _varuint(data: bytes, pos: int) -> tuple[int, int]:
@@ -102,6 +111,18 @@ def _payload(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[pos:end], end
 
 
+def _token_renewal(frame: bytes, pos: int) -> tuple[TokenRenewal, int]:
+    """The only auth message a client may send: a new token."""
+    sub, pos = _varuint(frame, pos)
+    if sub != AUTH_TOKEN:
+        raise ProtocolError(f"unknown auth message type {sub} from a client")
+    payload, pos = _payload(frame, pos)
+    try:
+        return TokenRenewal(payload.decode()), pos
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("the token is not UTF-8") from exc
+
+
 def decode_message(frame: bytes) -> Message:
     """Decode one incoming WebSocket frame, or raise ProtocolError.
 
@@ -126,6 +147,8 @@ def decode_message(frame: bytes) -> Message:
         message = AwarenessUpdate(payload, frame)
     elif kind == MessageType.QUERY_AWARENESS:
         message = QueryAwareness()
+    elif kind == MessageType.AUTH:
+        message, pos = _token_renewal(frame, pos)
     else:
         raise ProtocolError(f"unknown message type {kind}")
     if pos != len(frame):
@@ -215,3 +238,13 @@ def decode_saved(frame: bytes) -> dict[int, int] | None:
     if pos != len(frame):
         raise ProtocolError("trailing bytes after the saved message")
     return decode_state_vector(payload)
+
+
+def token_expiring(reason: str) -> bytes:
+    """Encode the auth message asking a peer for a new token (stock clients ignore it)."""
+    return bytes([MessageType.AUTH, AUTH_TOKEN_EXPIRING]) + write_message(reason.encode())
+
+
+def token_renewal(token: str) -> bytes:
+    """Encode a client's new token (what PairPilot's client sends)."""
+    return bytes([MessageType.AUTH, AUTH_TOKEN]) + write_message(token.encode())

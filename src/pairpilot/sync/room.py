@@ -268,6 +268,13 @@ class Room:
             if session.user_id == user_id:
                 session.can_write = can_write
 
+    def revoke(self, user_id: str, code: int, reason: str) -> int:
+        """Close every session of ``user_id`` with ``code`` (a removed member); how many."""
+        gone = [session for session in self.sessions.values() if session.user_id == user_id]
+        for session in gone:  # closing leaves the room: not while iterating its sessions
+            session.close(code, reason)
+        return len(gone)
+
     def close(self) -> None:
         """Detach from the bus; the room is being unloaded."""
         self._bus.unsubscribe(self.id)

@@ -110,6 +110,10 @@ class Session:
         """Send a message already encoded by ``encode_frame`` (one encoding per broadcast)."""
         self._socket.send_frame(wire)
 
+    def close(self, code: int, reason: str) -> None:
+        """Close this peer's connection with ``code``."""
+        self._socket.close(code, reason)
+
     def check_rate(self) -> None:
         """Raise RateLimitedError when the peer exceeds its message budget."""
         if not self._rate.take():

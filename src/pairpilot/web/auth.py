@@ -1,19 +1,51 @@
-"""Anonymous sign-in (Supabase's shape), for people with no account."""
+"""Anonymous sign-in and refresh (Supabase's shapes), for people with no account."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+import uuid
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Query
+
+from pairpilot.storage.tokens import Holder
 from pairpilot.web.deps import ServicesDep
-from pairpilot.web.schemas import AnonymousIn, ErrorOut, TokenOut, UserOut
+from pairpilot.web.schemas import AnonymousIn, ErrorOut, RefreshIn, TokenOut, UserOut
+from pairpilot.web.services import Services
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-@router.post("/anonymous", responses={400: {"model": ErrorOut}})
-async def sign_in_anonymously(body: AnonymousIn, services: ServicesDep) -> TokenOut:
-    """Create an anonymous user and return its bearer token."""
-    token, identity, ttl = services.identities.issue(body.name.strip() or "anonymous")
+async def _answer(services: Services, holder: Holder, refresh_token: str | None = None) -> TokenOut:
+    token, identity, ttl = services.identities.issue(holder.name, holder.user_id)
+    if refresh_token is None:
+        refresh_token = await services.refresh_tokens.issue(holder)
     return TokenOut(
-        access_token=token, expires_in=ttl, user=UserOut(id=identity.user_id, name=identity.name)
+        access_token=token,
+        expires_in=ttl,
+        expires_at=int(time.time()) + ttl,
+        refresh_token=refresh_token,
+        user=UserOut(id=identity.user_id, name=identity.name),
     )
+
+
+@router.post("/anonymous", responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+async def sign_in_anonymously(body: AnonymousIn, services: ServicesDep) -> TokenOut:
+    """Create an anonymous user; its bearer token and a refresh token."""
+    holder = Holder(str(uuid.uuid4()), body.name.strip() or "anonymous")
+    return await _answer(services, holder)
+
+
+@router.post(
+    "/token",
+    responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def refresh(
+    body: RefreshIn,
+    services: ServicesDep,
+    grant_type: Annotated[Literal["refresh_token"], Query()],
+) -> TokenOut:
+    """Exchange a refresh token (used once) for a new token of the same user and the next one."""
+    del grant_type  # the only grant; anything else is a 400 from the query's schema
+    holder, following = await services.refresh_tokens.rotate(body.refresh_token)
+    return await _answer(services, holder, following)

@@ -1,11 +1,26 @@
-"""Refuse HTTP bodies over a limit before they are read into memory (413)."""
+"""Refuse HTTP bodies over a limit before they are read into memory (413).
+
+Any answer given before the request's body has been read (this middleware's 413, the 413 of an
+endpoint with a smaller limit of its own, a 401 to a big upload) is sent at once, but the
+response is finished only after the rest of the body has been read and dropped, within
+``DRAIN_MAX_BYTES`` and ``DRAIN_TIMEOUT_S``. Why: uvicorn closes the connection as soon as a
+``Connection: close`` response is complete, and closing a socket with unread bytes makes the
+kernel send a reset, which destroys the response before a client that is still sending (urllib,
+Node's fetch: they read only once the body is out) can read it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from contextlib import suppress
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Past these, a client that keeps sending is cut (and may then miss the answer).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_TIMEOUT_S = 5.0
 
 
 class BodyTooLarge(HTTPException):
@@ -19,6 +34,50 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"body over {max_bytes} bytes")
 
 
+class _Body:
+    """The request's body as the app reads it: counted against the limit, drained if unread."""
+
+    def __init__(self, receive: Receive, max_bytes: int, declared: int | None) -> None:
+        self._receive = receive
+        self._max_bytes = max_bytes
+        self._declared = declared
+        self.seen = 0
+        self.done = False  # the last body message (or a disconnect) has been received
+
+    async def receive(self) -> Message:
+        message = await self._take()
+        if self.seen > self._max_bytes:
+            raise BodyTooLarge(self._max_bytes)
+        return message
+
+    async def drain(self) -> None:
+        """Read and drop the rest of the body, as far as the bounds allow."""
+        if self._declared is not None and self._declared - self.seen > DRAIN_MAX_BYTES:
+            return  # too much to read: the client is cut when the response ends
+        with suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                while not self.done and self.seen <= DRAIN_MAX_BYTES + self._max_bytes:
+                    await self._take()
+
+    async def _take(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+        else:  # http.disconnect: nothing more will come
+            self.done = True
+        return message
+
+
+def _declared_length(scope: Scope) -> tuple[bool, int | None]:
+    """Whether the request has a body, and its Content-Length when it gives one."""
+    headers = dict(scope["headers"])
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit():
+        return int(declared) > 0, int(declared)
+    return b"transfer-encoding" in headers, None
+
+
 class BodyLimitMiddleware:
     """Pure ASGI middleware: checks Content-Length, then counts streamed bytes."""
 
@@ -28,35 +87,33 @@ class BodyLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, or answer 413 once its body passes the limit."""
-        if scope["type"] != "http":
+        has_body, declared = _declared_length(scope) if scope["type"] == "http" else (False, None)
+        if not has_body:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
-            return
-        seen = 0
+        body = _Body(receive, self.max_bytes, declared)
         started = False
 
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        async def tracking_send(message: Message) -> None:
+        async def finishing_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
-            await send(message)
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if not last or body.done:
+                await send(message)
+                return
+            # Answered before the body was read: send the answer, read the rest, then finish.
+            await send({**message, "more_body": True})
+            await body.drain()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(finishing_send)
+            return
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, body.receive, finishing_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(finishing_send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
@@ -66,7 +123,11 @@ class BodyLimitMiddleware:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})

@@ -35,6 +35,7 @@ from pairpilot.web.schemas import (
 
 router = APIRouter(prefix="/api/rooms", tags=["rooms"], dependencies=[Depends(tag_room)])
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, description="The room id")]
+REVOKED_CODE = 4403  # the socket's "not a member" close, which the client does not retry
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
 }
@@ -76,6 +77,18 @@ async def set_member_role(
     live = services.registry.rooms.get(room_id)
     if live is not None:
         live.set_write_access(user_id, can_write=can_edit(body.role))
+    return _member_out(member)
+
+
+@router.delete("/{room_id}/members/{user_id}", responses=ERRORS)
+async def remove_member(
+    room_id: RoomId, user_id: str, identity: Caller, services: ServicesDep
+) -> MemberOut:
+    """Owners remove a member (a member may leave); the member's open sockets close (4403)."""
+    member = await services.directory.remove_member(check_room_id(room_id), identity, user_id)
+    live = services.registry.rooms.get(room_id)
+    if live is not None:
+        live.revoke(user_id, REVOKED_CODE, "you were removed from this room")
     return _member_out(member)
 
 

@@ -31,12 +31,20 @@ class UserOut(BaseModel):
 
 
 class TokenOut(BaseModel):
-    """Supabase's sign-in answer."""
+    """Supabase's sign-in answer; ``refresh_token`` is used once, for the next one."""
 
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the scheme name
     expires_in: int
+    expires_at: int
+    refresh_token: str
     user: UserOut
+
+
+class RefreshIn(BaseModel):
+    """A refresh token to exchange."""
+
+    refresh_token: str = Field(min_length=1, max_length=200)
 
 
 class RoomOut(BaseModel):

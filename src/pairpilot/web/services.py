@@ -15,6 +15,7 @@ from pairpilot.ratelimit import RunLimiter, build_run_limiter
 from pairpilot.settings import Settings
 from pairpilot.storage.directory import RoomDirectory
 from pairpilot.storage.sql import SqlRoomStore, create_engine
+from pairpilot.storage.tokens import RefreshTokens
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.registry import RoomRegistry
 
@@ -34,6 +35,7 @@ class Services:
     limiter: RunLimiter
     metrics: Metrics
     http: httpx.AsyncClient
+    refresh_tokens: RefreshTokens
 
 
 def build_services(settings: Settings) -> Services:
@@ -82,4 +84,5 @@ def build_services(settings: Settings) -> Services:
         limiter,
         metrics,
         httpx.AsyncClient(timeout=5.0),
+        RefreshTokens(engine, settings.refresh_ttl_s),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -38,7 +39,7 @@ from pairpilot.errors import (
     UnauthenticatedError,
 )
 from pairpilot.observability.sentry import report
-from pairpilot.sync.protocol import decode_message
+from pairpilot.sync.protocol import TokenRenewal, decode_message, token_expiring
 from pairpilot.sync.session import Session, TokenBucket, next_session_id
 from pairpilot.web.frames import FrameReader
 
@@ -66,6 +67,12 @@ CLOSE_CODES: dict[type[PairPilotError], int] = {
     StorageError: 1011,
 }
 CLOSE_TIMEOUT_S = 1.0
+# Once websockets is done with a connection, what the peer still sends is read and dropped
+# (see ``_linger``) for at most this long and this many bytes (or 4 messages, if larger).
+LINGER_S = 5.0
+LINGER_MIN_BYTES = 64 * 1024 * 1024
+# How long before its token expires a socket is asked for a new one.
+TOKEN_WARNING_S = 60.0
 SHUTDOWN_CODE = 1012  # service restart: clients reconnect
 # Above this many unsent bytes the transport asks us to pause; frames sent while paused count
 # against the peer's allowance (``send_queue_messages``).
@@ -92,9 +99,11 @@ class CollabConnection(asyncio.Protocol):
     __slots__ = (
         "_closing",
         "_connections",
+        "_expiry",
         "_fragments",
         "_id",
         "_join",
+        "_linger_left",
         "_pending",
         "_reader",
         "_room",
@@ -133,7 +142,10 @@ class CollabConnection(asyncio.Protocol):
         self._pending: list[bytes] | None = None
         self._fragments: list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # The token's warning and its expiry (close 4401 unless a new token came).
+        self._expiry: list[asyncio.TimerHandle] = []
         self._closing = False
+        self._linger_left: int | None = None  # bytes still to drop; None until lingering
         self._write_paused = False
         self._unsent = 0
 
@@ -148,6 +160,9 @@ class CollabConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the peer: the upgrade request first, then frames."""
+        if self._linger_left is not None:
+            self._drop(len(data))
+            return
         if self._pending is not None:  # still joining: keep the bytes, stop reading more
             self._pending.append(data)
             self._transport_or_fail().pause_reading()
@@ -165,6 +180,9 @@ class CollabConnection(asyncio.Protocol):
 
     def _parse(self, data: bytes) -> None:
         """Let websockets read ``data`` (the handshake, and every frame the reader passes on)."""
+        if self._linger_left is not None:  # a frame after the one that ended the connection
+            self._drop(len(data))
+            return
         self._wire.receive_data(data)
         # uvicorn hands over the upgrade request alone (it keeps nothing that followed it), so
         # no frame can be parsed together with the request, before the join has begun.
@@ -191,6 +209,7 @@ class CollabConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._unwatch_token()
         self._leave()
 
     # uvicorn's server calls this on every connection when it stops
@@ -276,6 +295,7 @@ class CollabConnection(asyncio.Protocol):
             session_id=self._id,
         )
         room.join(self._session)
+        self._watch_token(grant.expires_at)
         log.info("connection opened", can_write=grant.can_write, **self._where())
         pending, self._pending = self._pending or [], None
         self._transport_or_fail().resume_reading()
@@ -325,7 +345,11 @@ class CollabConnection(asyncio.Protocol):
         self._services.metrics.traffic.count_in(message)
         try:
             session.check_rate()
-            room.receive(session, decode_message(message))
+            decoded = decode_message(message)
+            if isinstance(decoded, TokenRenewal):
+                self._renew(session, decoded.token)
+            else:
+                room.receive(session, decoded)
         except PairPilotError as exc:
             log.warning("connection closed", reason=str(exc), code=close_code(exc), **self._where())
             self._fail(exc)
@@ -333,6 +357,45 @@ class CollabConnection(asyncio.Protocol):
             log.error("connection failed", exc_info=exc, **self._where())
             report(exc, room_id=session.room_id, user_id=session.user_id)
             self._fail(PairPilotError("internal error"))
+
+    def close(self, code: int, reason: str) -> None:
+        """Close this socket with ``code`` (a revoked member: 4403); the peer reads the code."""
+        if not self._closing:
+            log.info("connection closed", reason=reason, code=code, **self._where())
+            self._close(code, reason)
+
+    # the token: warned ahead of its expiry, renewed on the socket, or the socket closes (4401)
+
+    def _watch_token(self, expires_at: float) -> None:
+        self._unwatch_token()
+        if expires_at == float("inf"):
+            return
+        loop = asyncio.get_running_loop()
+        left = expires_at - time.time()
+        self._expiry = [
+            loop.call_later(max(0.0, left - TOKEN_WARNING_S), self._warn_expiry),
+            loop.call_later(max(0.0, left), self._expire),
+        ]
+
+    def _unwatch_token(self) -> None:
+        for timer in self._expiry:
+            timer.cancel()
+        self._expiry = []
+
+    def _warn_expiry(self) -> None:
+        if self._session is not None and not self._closing:
+            self._session.send(token_expiring("token expires soon: send a new one"))
+
+    def _expire(self) -> None:
+        if not self._closing:
+            log.info("connection closed", reason="token expired", code=4401, **self._where())
+            self._fail(UnauthenticatedError("token expired"))
+
+    def _renew(self, session: Session, token: str) -> None:
+        identity = self._services.identities.verify(token)  # UnauthenticatedError: 4401
+        if identity.user_id != session.user_id:
+            raise UnauthenticatedError("a renewed token must be the same user's")
+        self._watch_token(float(identity.claims.get("exp", float("inf"))))
 
     def _drop_slow(self) -> None:
         log.warning("slow consumer dropped", code=1013, **self._where())
@@ -368,7 +431,7 @@ class CollabConnection(asyncio.Protocol):
             if data:
                 transport.write(data)
             else:  # websockets is done with the connection (after a close or a refusal)
-                transport.close()
+                self._linger(transport)
         if self._wire.state is State.CLOSING and not self._closing:
             # websockets failed the connection itself: an oversized or malformed frame.
             sent = self._wire.close_sent
@@ -379,6 +442,33 @@ class CollabConnection(asyncio.Protocol):
             self._closing = True
             self._leave()
             self._arm_close_timer()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close, then read and drop what the peer still sends until its EOF (bounded).
+
+        Closing a socket whose peer is still sending (the rest of an oversized message, say)
+        makes the kernel answer with a reset, which can destroy our close frame before the peer
+        reads it: a stock client then reports 1006 instead of 1009. So, like a web server's
+        lingering close, send the FIN after the close frame and drop the peer's bytes unparsed
+        (never buffered) until its FIN, ``LINGER_S`` or the byte bound, whichever comes first.
+        """
+        if self._linger_left is not None:
+            return
+        max_size = self._services.settings.max_message_bytes
+        self._linger_left = max(LINGER_MIN_BYTES, 4 * max_size)
+        if not transport.can_write_eof():  # e.g. TLS: no half-close, close as websockets asks
+            transport.close()
+            return
+        transport.write_eof()  # sent once the close frame before it has been written
+        if self._timer is not None:  # the close handshake is over; the linger bound replaces it
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
+
+    def _drop(self, size: int) -> None:
+        assert self._linger_left is not None  # noqa: S101 - only called while lingering
+        self._linger_left -= size
+        if self._linger_left < 0:  # a peer that never stops sending is cut
+            self._transport_or_fail().abort()
 
     def _leave(self) -> None:
         room, session = self._room, self._session
