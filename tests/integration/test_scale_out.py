@@ -5,8 +5,12 @@ import random
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 from pycrdt import Awareness, Doc, Text
+from websockets.asyncio.client import connect
 
+from pairpilot.bus import RedisStreamBus
+from pairpilot.bus.streams import stream_key
 from pairpilot.sync import protocol
 from pairpilot.testing import live_server, quick_settings, synced_client, wait_until
 
@@ -113,3 +117,123 @@ def _presence_update(name: str) -> bytes:
 
 def _presence_frame(room) -> bytes:  # type: ignore[no-untyped-def]
     return protocol.awareness(room.awareness.encode_awareness_update(list(room.awareness.states)))
+
+
+async def test_a_second_processs_first_sync_already_holds_the_first_processs_unflushed_edits(
+    tmp_path, redis_url, room
+):
+    settings = _pair_settings(tmp_path, redis_url, flush_ms=60_000)
+    async with live_server(settings) as a, live_server(settings) as b:
+        async with synced_client(await a.member_url(room)) as on_a:
+            on_a.get("code", type=Text).insert(0, "unflushed on A")
+            await wait_until(lambda: _text(a.services.registry.rooms[room].doc) != "")
+            await asyncio.sleep(0.3)  # appended to the stream
+            async with connect(await b.member_url(room), compression=None) as websocket:
+                await websocket.send(protocol.sync_step1(Doc().get_state()))
+                while True:  # the server's step 1 and presence come first; then its answer
+                    message = protocol.decode_message(await websocket.recv())
+                    if isinstance(message, protocol.SyncStep2):
+                        break
+                first: Doc = Doc()
+                first.apply_update(message.update)
+                assert _text(first) == "unflushed on A"
+
+
+async def test_a_replica_whose_reader_stalled_reads_on_from_where_it_stopped(
+    tmp_path, redis_url, room
+):
+    settings = _pair_settings(tmp_path, redis_url)
+    async with live_server(settings) as a, live_server(settings) as b:
+        async with (
+            synced_client(await a.member_url(room)) as on_a,
+            synced_client(await b.member_url(room)) as on_b,
+        ):
+            bus_b = b.services.bus
+            stalled = asyncio.Event()
+            original = bus_b._redis.xread
+
+            async def stalled_xread(*args, **kwargs):  # type: ignore[no-untyped-def]
+                await stalled.wait()
+                return await original(*args, **kwargs)
+
+            bus_b._redis.xread = stalled_xread  # type: ignore[method-assign]
+            await asyncio.sleep(0.3)  # B's current read returns; the next one waits
+            text = on_a.get("code", type=Text)
+            for i in range(100):
+                text.insert(len(text), f"{i % 10}")
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.3)
+            assert len(_text(on_b)) < 100
+            stalled.set()
+            await wait_until(lambda: _text(on_b) == _text(on_a), what="B to read on")
+            assert not bus_b.down  # read from the stream, not rebuilt by a full exchange
+
+
+async def test_stored_entries_are_trimmed_and_a_replica_left_behind_recovers(redis_url, room):
+    """Bus level: A's persisted entries are trimmed; B, stalled past the retention, falls
+    back to a full state exchange and converges."""
+    a = RedisStreamBus(redis_url, retain_ms=200, block_ms=50)
+    b = RedisStreamBus(redis_url, retain_ms=200, block_ms=50)
+    doc_a, doc_b = DocReplica(a, room), DocReplica(b, room)
+    await a.start()
+    await b.start()
+    try:
+        a.subscribe(room, doc_a)
+        b.subscribe(room, doc_b)
+        await a.catch_up(room)
+        await b.catch_up(room)
+        doc_a.type("before ")
+        await wait_until(lambda: doc_b.text() == "before ", what="B to follow")
+        stall = asyncio.Event()
+        original = b._redis.xread
+
+        async def stalled_xread(*args, **kwargs):  # type: ignore[no-untyped-def]
+            await stall.wait()
+            return await original(*args, **kwargs)
+
+        b._redis.xread = stalled_xread  # type: ignore[method-assign]
+        await asyncio.sleep(0.2)
+        doc_a.type("while B was away")
+        await asyncio.sleep(0.4)
+        a.persisted(room, a.position(room))
+        await asyncio.sleep(0.3)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            assert await client.xlen(stream_key(room)) == 0  # stored and old: trimmed
+        finally:
+            await client.aclose()
+        stall.set()
+        await wait_until(lambda: doc_b.text() == "before while B was away", what="full exchange")
+    finally:
+        await a.close()
+        await b.close()
+
+
+class DocReplica:
+    """A Replica of a pycrdt Doc for bus-level tests."""
+
+    def __init__(self, bus: RedisStreamBus, room: str) -> None:
+        self.bus, self.room, self.doc = bus, room, Doc()
+
+    def text(self) -> str:
+        return _text(self.doc)
+
+    def type(self, chunk: str) -> None:
+        before = self.doc.get_state()
+        code = self.doc.get("code", type=Text)
+        code.insert(len(code), chunk)
+        self.bus.publish(self.room, protocol.sync_update(self.doc.get_update(before)), None)
+
+    def deliver(self, frame: bytes, origin: int | None) -> None:
+        pass
+
+    def apply_remote(self, frame: bytes) -> None:
+        message = protocol.decode_message(frame)
+        if isinstance(message, protocol.SyncUpdate | protocol.SyncStep2):
+            self.doc.apply_update(message.update)
+
+    def state_vector(self) -> bytes:
+        return self.doc.get_state()
+
+    def catch_up(self, state_vector: bytes) -> list[bytes]:
+        return [protocol.sync_update(self.doc.get_update(state_vector))]

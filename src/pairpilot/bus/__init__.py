@@ -2,6 +2,6 @@
 
 from pairpilot.bus.base import Replica, RoomBus
 from pairpilot.bus.local import LocalBus
-from pairpilot.bus.redis import RedisBus
+from pairpilot.bus.streams import RedisStreamBus
 
-__all__ = ["LocalBus", "RedisBus", "Replica", "RoomBus"]
+__all__ = ["LocalBus", "RedisStreamBus", "Replica", "RoomBus"]

@@ -40,6 +40,18 @@ class RoomBus(Protocol):
         """Deliver a frame to the local replica now and to the others soon; never blocks."""
         ...
 
+    async def catch_up(self, room_id: str) -> None:
+        """Bring a just-subscribed replica up to the others before it serves a client."""
+        ...
+
+    def position(self, room_id: str) -> str | None:
+        """Where the replica is in the room's relayed history (None: the bus keeps none)."""
+        ...
+
+    def persisted(self, room_id: str, position: str | None) -> None:
+        """What the replica had at ``position`` is stored; the bus may forget it."""
+        ...
+
     async def start(self) -> None:
         """Begin relaying (connect, start background tasks)."""
         ...

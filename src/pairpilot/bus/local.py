@@ -25,6 +25,17 @@ class LocalBus:
         if replica is not None:
             replica.deliver(frame, origin)
 
+    async def catch_up(self, room_id: str) -> None:
+        """A single replica is always up to date."""
+
+    def position(self, room_id: str) -> str | None:
+        """No history is kept."""
+        del room_id
+        return None
+
+    def persisted(self, room_id: str, position: str | None) -> None:
+        """Nothing to forget."""
+
     async def start(self) -> None:
         """Nothing to start."""
 

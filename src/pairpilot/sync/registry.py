@@ -109,6 +109,8 @@ class RoomRegistry:
         room.updated_at = stored.updated_at.timestamp() if stored.updated_at else None
         if stored.versioned_at is not None:
             room.versioned_at = stored.versioned_at.timestamp()
+        # Other processes' replicas may hold edits storage has not seen yet: take them first.
+        await self._bus.catch_up(room_id)
         self.rooms[room_id] = room
         log.info("room loaded", room_id=room_id, bytes=room.snapshot_bytes + room.log_bytes)
         return room

@@ -58,8 +58,10 @@ class Room:
         # in since (the flusher and the registry decide checkpoints from these).
         self.versioned_at = time.time()
         self.unversioned = False
-        # A batch of this room's updates is being written (taken from ``pending``).
+        # A batch of this room's updates is being written (taken from ``pending``), and where
+        # the bus was when it was taken.
         self.writing = False
+        self._taken_at: str | None = None
         self._bus = bus
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
@@ -170,6 +172,7 @@ class Room:
         """
         updates, self.pending = self.pending, []
         self.writing = True
+        self._taken_at = self._bus.position(self.id)
         waiting = [session for session in self.sessions.values() if session.unsaved]
         for session in waiting:
             session.unsaved = False
@@ -185,6 +188,7 @@ class Room:
     def mark_saved(self, state_vector: bytes, waiting: list[Session]) -> None:
         """The updates up to ``state_vector`` are stored: tell the sessions that sent them."""
         self.writing = False
+        self._bus.persisted(self.id, self._taken_at)
         if not self.pending:  # nothing came in since: everything this room has is stored
             for session in self.sessions.values():
                 if session.unsaved and session not in waiting:
@@ -198,16 +202,17 @@ class Room:
                 self._send(session, protocol.saved(clocks, session.awareness_ids))
 
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
+        if update == EMPTY_UPDATE:  # a sync's empty step 2: nothing to refuse, even a viewer's
+            session.unsaved = True
+            if not self.pending and not self.writing:  # what the peer has is stored already
+                self.mark_saved(self.doc.get_state(), [])
+            return
         if not session.can_write:
             self._send(
                 session, protocol.permission_denied("read-only: your role cannot edit this room")
             )
             return
         session.unsaved = True
-        if update == EMPTY_UPDATE:
-            if not self.pending and not self.writing:  # what the peer has is stored already
-                self.mark_saved(self.doc.get_state(), [])
-            return
         started = time.perf_counter()
         self._apply(update)
         self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)

@@ -8,7 +8,7 @@ import httpx
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
-from pairpilot.bus import LocalBus, RedisBus, RoomBus
+from pairpilot.bus import LocalBus, RedisStreamBus, RoomBus
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.ratelimit import RunLimiter, build_run_limiter
@@ -55,7 +55,7 @@ def build_services(settings: Settings) -> Services:
         version_min_s=settings.version_min_s,
         metrics=metrics,
     )
-    bus = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()
+    bus: RoomBus = RedisStreamBus(settings.redis_url) if settings.redis_url else LocalBus()
     registry = RoomRegistry(
         store,
         bus,

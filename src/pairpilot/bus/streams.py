@@ -1,0 +1,305 @@
+"""RoomBus across processes on Redis Streams: one stream per live room, read from where it left.
+
+Every process keeps a full replica of each room it serves. A frame published by a local session
+is delivered to local sockets at once and queued; a publisher task appends the queue to the
+rooms' streams (``XADD``, pipelined, trimmed to ``MAXLEN ~ max_entries``). One reader task reads
+every live room's stream with a blocking ``XREAD`` from the last id it has seen, so a reader
+that was slow or cut off catches up exactly from where it stopped: Redis does the delivery,
+the bus keeps nothing but the positions.
+
+- A room that opens here reads its whole stream first (``catch_up``, awaited by the registry
+  before the room answers its first client), so it starts with every other replica's edits,
+  the unflushed ones included: the stream keeps what is not yet stored.
+- Entries are trimmed only once stored (``persisted``: ``XTRIM MINID``) and at least
+  ``retain_ms`` old, so a replica that lags by less than that never misses an entry.
+- After an outage (Redis unreachable, or this process's reader stalled past the retention) a
+  replica cannot know what it missed: it falls back to a full state exchange, appending its
+  whole state and a sync request that every other replica answers with what it lacks.
+- Frames that cannot be appended during an outage are kept (up to ``max_outbox``) and sent
+  when Redis is back; past the bound they are dropped, and the full exchange covers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pairpilot.bus.base import Replica
+
+log = structlog.get_logger(__name__)
+
+FRAME = b"F"
+SYNC_REQUEST = b"S"
+PREFIX = "pairpilot:stream:"
+RETRY_MAX_S = 5.0
+CLOSE_TIMEOUT_S = 2.0
+START = "0-0"
+
+
+Entry = tuple[str, dict[bytes, bytes]]
+
+
+def _entries(raw: Any) -> list[Entry]:  # noqa: ANN401 - redis-py types stream replies loosely
+    """Stream entries as ``(id, fields)``."""
+    return [(entry_id.decode(), fields) for entry_id, fields in raw or []]
+
+
+def stream_key(room_id: str) -> str:
+    """The Redis key of a room's stream."""
+    return PREFIX + room_id
+
+
+class RedisStreamBus:
+    """RoomBus on Redis Streams."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 1.0,
+        block_ms: int = 100,
+        max_entries: int = 50_000,
+        retain_ms: int = 60_000,
+        max_outbox: int = 100_000,
+    ) -> None:
+        self._redis: Redis = Redis.from_url(
+            url, socket_connect_timeout=timeout_s, health_check_interval=30
+        )
+        self._me = os.urandom(8).hex().encode()
+        self._block_ms = block_ms
+        self._max_entries = max_entries
+        self._retain_ms = retain_ms
+        self._max_outbox = max_outbox
+        self._replicas: dict[str, Replica] = {}
+        # The last stream id read per room; None until the room's catch-up has run.
+        self._positions: dict[str, str | None] = {}
+        self._outbox: deque[tuple[str, bytes, bytes]] = deque()
+        self._trims: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._read_at = time.monotonic()
+        self.down = False
+        self._closed = False
+
+    # RoomBus
+
+    def subscribe(self, room_id: str, replica: Replica) -> None:
+        """Relay the room; its frames are read once ``catch_up`` has read the stream."""
+        self._replicas[room_id] = replica
+        self._positions[room_id] = None
+
+    def unsubscribe(self, room_id: str) -> None:
+        """Stop relaying the room."""
+        self._replicas.pop(room_id, None)
+        self._positions.pop(room_id, None)
+
+    def publish(self, room_id: str, frame: bytes, origin: int | None) -> None:
+        """Deliver locally now; queue the frame for the room's stream."""
+        replica = self._replicas.get(room_id)
+        if replica is not None:
+            replica.deliver(frame, origin)
+        self._queue(room_id, FRAME, frame)
+
+    async def catch_up(self, room_id: str) -> None:
+        """Apply everything the room's stream holds (other replicas' edits, stored or not).
+
+        If Redis does not answer, the room starts from storage alone and does a full state
+        exchange once Redis is back.
+        """
+        replica = self._replicas.get(room_id)
+        if replica is None:
+            return
+        position = START
+        try:
+            while True:
+                entries = _entries(
+                    await self._redis.xrange(
+                        stream_key(room_id),
+                        min=f"({position}" if position != START else "-",
+                        count=1000,
+                    )
+                )
+                for entry_id, fields in entries:
+                    position = entry_id
+                    if fields.get(b"k") == FRAME:
+                        replica.apply_remote(fields[b"f"])
+                if len(entries) < 1000:
+                    break
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+            return
+        if self._replicas.get(room_id) is replica:
+            self._positions[room_id] = position
+            self._wake.set()
+
+    def position(self, room_id: str) -> str | None:
+        """The last stream id applied to the room's replica (None before its catch-up)."""
+        return self._positions.get(room_id)
+
+    def persisted(self, room_id: str, position: str | None) -> None:
+        """Everything up to ``position`` is stored: those entries may be trimmed."""
+        if position is not None and position != START:
+            self._trims[room_id] = position
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Start the publisher and the reader tasks."""
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name="redis-streams-publish"),
+            asyncio.create_task(self._read_loop(), name="redis-streams-read"),
+        ]
+
+    async def close(self) -> None:
+        """Send what is queued (bounded), stop both tasks and close the connections."""
+        self._closed = True
+        self._wake.set()
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._append_outbox()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                log.warning("redis stream tasks did not stop in time", tasks=len(stuck))
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._redis.aclose()
+
+    # the publisher: appends, trims
+
+    def _queue(self, room_id: str, kind: bytes, frame: bytes) -> None:
+        if len(self._outbox) >= self._max_outbox:
+            self._outbox.popleft()  # the full exchange after the outage brings it back
+        self._outbox.append((room_id, kind, frame))
+        self._wake.set()
+
+    async def _publish_loop(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._append_outbox()
+                await self._apply_trims()
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+                self._wake.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            else:
+                delay = 0.05
+
+    async def _append_outbox(self) -> None:
+        while self._outbox:
+            batch = [self._outbox[index] for index in range(min(len(self._outbox), 512))]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room_id, kind, frame in batch:
+                    pipe.xadd(
+                        stream_key(room_id),
+                        {"p": self._me, "k": kind, "f": frame},
+                        maxlen=self._max_entries,
+                        approximate=True,
+                    )
+                await pipe.execute()
+            for _ in batch:  # only once Redis has them: a failed batch is sent again
+                self._outbox.popleft()
+
+    async def _apply_trims(self) -> None:
+        trims, self._trims = self._trims, {}
+        if not trims:
+            return
+        oldest_kept = int(time.time() * 1000) - self._retain_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room_id, position in trims.items():
+                stored_ms, sequence = (int(part) for part in position.split("-", 1))
+                # Entries below MINID go: the stored ones, but none younger than the retention.
+                minid = f"{stored_ms}-{sequence + 1}" if stored_ms <= oldest_kept else oldest_kept
+                pipe.xtrim(stream_key(room_id), minid=minid, approximate=False)
+            await pipe.execute()
+
+    # the reader
+
+    async def _read_loop(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            try:
+                if self.down:
+                    await self._recover()
+                await self._read_once()
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            else:
+                delay = 0.05
+
+    async def _read_once(self) -> None:
+        if (time.monotonic() - self._read_at) * 1000 > self._retain_ms:
+            # This process stalled past the retention: entries may have been trimmed unread.
+            self._outage(TimeoutError("the stream reader stalled"))
+            return
+        streams = {
+            stream_key(room_id): position
+            for room_id, position in self._positions.items()
+            if position is not None
+        }
+        if not streams:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._block_ms / 1000)
+            self._read_at = time.monotonic()
+            return
+        issued = time.monotonic()
+        answer: Any = await self._redis.xread(streams, count=1000, block=self._block_ms)  # type: ignore[arg-type]
+        self._read_at = time.monotonic()
+        if (self._read_at - issued) * 1000 > self._retain_ms:
+            # The answer came back after the retention (this process was stopped, say): what
+            # was appended meanwhile may be trimmed unread. Read this, then exchange in full.
+            self._outage(TimeoutError("the stream reader was held past the retention"))
+        for key, entries in answer or []:
+            room_id = key.decode()[len(PREFIX) :]
+            for entry_id, fields in _entries(entries):
+                self._receive(room_id, entry_id, fields)
+
+    def _receive(self, room_id: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        replica = self._replicas.get(room_id)
+        if replica is None or self._positions.get(room_id) is None:
+            return
+        self._positions[room_id] = entry_id
+        if fields.get(b"p") == self._me:
+            return
+        kind, body = fields.get(b"k"), fields.get(b"f", b"")
+        if kind == FRAME:
+            replica.apply_remote(body)
+        elif kind == SYNC_REQUEST:
+            for frame in replica.catch_up(body):
+                self._queue(room_id, FRAME, frame)
+
+    async def _recover(self) -> None:
+        """Back from an outage: every live room does a full state exchange, then reads on."""
+        await self._redis.ping()
+        self.down = False
+        self._read_at = time.monotonic()
+        log.info("redis streams reachable again; full state exchange for live rooms")
+        for room_id, replica in list(self._replicas.items()):
+            for frame in replica.catch_up(b"\x00"):  # everything this replica has
+                self._queue(room_id, FRAME, frame)
+            self._queue(room_id, SYNC_REQUEST, replica.state_vector())
+            if self._positions.get(room_id) is None:
+                await self.catch_up(room_id)
+
+    def _outage(self, error: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            log.warning(
+                "redis streams unreachable; rooms keep working within this process",
+                error=repr(error),
+            )
