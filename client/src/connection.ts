@@ -1,12 +1,13 @@
 /**
  * The live connection to /collab/{roomId}: a stock y-websocket WebsocketProvider plus what the
  * contract adds (DESIGN.md §5): the token as `?token=`, close codes 4401 / 4403 / 4400, the
- * "permission denied" auth message, and reconnection with capped exponential backoff and full
+ * auth messages "permission denied" (sub-type 0) and "saved" (sub-type 1), and reconnection with capped exponential backoff and full
  * jitter (y-websocket's own backoff has no jitter, so server-side closes are handled here).
  */
-import * as authProtocol from "y-protocols/auth";
+import * as decoding from "lib0/decoding";
+import { messagePermissionDenied } from "y-protocols/auth";
 import { messageAuth, WebsocketProvider } from "y-websocket";
-import type * as Y from "yjs";
+import * as Y from "yjs";
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "offline";
 
@@ -20,6 +21,12 @@ export const CLOSE_BAD_TOKEN = 4401;
 export const CLOSE_NOT_MEMBER = 4403;
 export const CLOSE_BAD_REQUEST = 4400;
 
+/**
+ * The server's "saved" auth sub-type: `[2, 1]` + a state vector (`Y.encodeStateVector`'s format)
+ * of what is durably stored. Stock clients ignore it (y-protocols reads sub-type 0 only).
+ */
+export const AUTH_SAVED = 1;
+
 export interface ConnectionOptions {
   roomId: string;
   doc: Y.Doc;
@@ -32,6 +39,8 @@ export interface ConnectionOptions {
   onState: (state: ConnectionState, detail: string) => void;
   /** The server dropped one of our edits (we are a viewer). */
   onPermissionDenied: (reason: string) => void;
+  /** The server stored the document up to this state vector (client id → clock). */
+  onSaved?: (stateVector: Map<number, number>) => void;
   /** The connection cannot be resumed (not a member, bad room id); reconnecting is stopped. */
   onFatal: (code: number, message: string) => void;
   backoff?: BackoffConfig;
@@ -75,8 +84,14 @@ export function openConnection(options: ConnectionOptions): Connection {
   let destroyed = false;
   let fatal = false;
 
-  provider.messageHandlers[messageAuth] = (_encoder, decoder, p) => {
-    authProtocol.readAuthMessage(decoder, p.doc, (_doc, reason) => options.onPermissionDenied(reason));
+  provider.messageHandlers[messageAuth] = (_encoder, decoder) => {
+    const subType = decoding.readVarUint(decoder);
+    if (subType === messagePermissionDenied) {
+      options.onPermissionDenied(decoding.readVarString(decoder));
+    } else if (subType === AUTH_SAVED) {
+      options.onSaved?.(Y.decodeStateVector(decoding.readVarUint8Array(decoder)));
+    }
+    // Other sub-types are a newer server's: ignored, as stock clients do.
   };
 
   const connect = async (): Promise<void> => {

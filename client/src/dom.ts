@@ -35,3 +35,18 @@ export function replaceChildren(parent: Element, ...children: Child[]): void {
   parent.replaceChildren();
   append(parent, ...children);
 }
+
+/** An info banner (`hidden` until shown) with a dismiss button `<testId>-dismiss`. */
+export function dismissibleBanner(testId: string, className = ""): { element: HTMLElement; show: (text: string) => void } {
+  const text = h("span", { "data-testid": `${testId}-text` });
+  const dismiss = h("button", { type: "button", class: "link", "data-testid": `${testId}-dismiss`, "aria-label": "Dismiss" }, "×");
+  const element = h("div", { class: `banner info dismissible ${className}`.trim(), "data-testid": testId, role: "status", hidden: true }, text, dismiss);
+  dismiss.addEventListener("click", () => { element.hidden = true; });
+  return {
+    element,
+    show(message) {
+      text.textContent = message;
+      element.hidden = false;
+    },
+  };
+}

@@ -1,25 +1,31 @@
 /**
  * The editor page (`/r/{roomId}`): wires the API, the Y.Doc and its connection, the file list,
- * the editor, presence and Run together. Mount order follows DESIGN.md §8: sign in, join,
- * apply the snapshot, then connect the live provider.
+ * the editor, presence and Run, the saved signal, history, zip/upload and the invite link
+ * together. Mount order follows DESIGN.md §8: sign in, join, apply the snapshot, then connect
+ * the live provider.
  */
 import { fromBase64 } from "lib0/buffer";
 import * as Y from "yjs";
 import { Api, ApiError, type MemberInfo, type Role } from "./api";
 import { openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
-import { h } from "./dom";
+import { dismissibleBanner, h } from "./dom";
 import { createEditor } from "./editor";
 import { mountFileList } from "./file-list";
 import { ensureStarterFile, filesMap } from "./files";
+import { mountHistoryPanel } from "./history-panel";
+import { mountInvite } from "./invite";
 import { initMonitoring, reportError, setMonitoringUser } from "./monitoring";
 import { randomGuestName } from "./names";
 import { mountOutputPanel } from "./output-panel";
 import {
   participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
 } from "./presence";
+import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
 import { createRunner } from "./run";
 import { readRun } from "./run-state";
+import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
 import { loadName, rememberRoom, saveName, saveResyncNote, takeResyncNote } from "./storage";
+import { describeUpload, mountTransfer } from "./transfer";
 
 /** Origin of the snapshot applied before connecting. */
 export const SNAPSHOT_ORIGIN = "snapshot";
@@ -59,6 +65,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
 
   // ---- layout ----
   const status = h("span", { class: "connection-status", "data-testid": "connection-status", "data-state": "connecting", role: "status" }, "Signing in…");
+  const saveStatusLabel = h("span", { class: "save-status", "data-testid": "save-status", "data-state": "saving", role: "status" }, "Saving…");
+  const restoreNote = dismissibleBanner("restore-note", "restore-note");
+  const uploadResult = dismissibleBanner("upload-result");
   const errorBanner = h("div", { class: "banner error", "data-testid": "error-message", role: "alert", hidden: true });
   const readOnlyNotice = h("div", { class: "banner info", "data-testid": "read-only-notice", hidden: true }, "Read-only: you are a viewer");
   const editorHost = h("div", { class: "editor", "data-testid": "editor" });
@@ -74,18 +83,38 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const runMeta = h("div", { class: "run-meta" });
   const output = h("pre", { class: "output", "data-testid": "output", "aria-live": "polite" });
 
+  const reportFailure = (what: string, err: unknown): void => showError(`${what}: ${describe(err)}`);
+  const history = mountHistoryPanel({ api, roomId, files, currentFile: () => currentFile, onError: reportFailure });
+  const transfer = mountTransfer({
+    api, roomId, onError: reportFailure,
+    onUploaded: (added) => {
+      showError(null);
+      uploadResult.show(describeUpload(added));
+      openWhenPresent = added[0]?.name ?? null;
+      if (openWhenPresent !== null && files.has(openWhenPresent)) {
+        openFile(openWhenPresent);
+        openWhenPresent = null;
+      }
+    },
+  });
+
   root.append(
     h("header", { class: "topbar" },
       h("a", { href: "/", class: "brand" }, "PairPilot"),
       h("span", { class: "room-id", "data-testid": "room-id" }, roomId),
       status,
+      saveStatusLabel,
       h("span", { class: "spacer" }),
+      mountInvite(roomId),
+      ...transfer.elements,
+      history.toggle,
       h("span", { class: "me", "data-testid": "my-name" }, name)),
-    h("div", { class: "notices" }, errorBanner, readOnlyNotice),
+    h("div", { class: "notices" }, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element),
     h("div", { class: "workspace" },
       filesPane,
       h("section", { class: "editor-pane" }, currentFileLabel, editorHost),
-      h("aside", { class: "people" }, h("h2", {}, "Participants"), peoplePane)),
+      h("aside", { class: "people" }, h("h2", {}, "Participants"), peoplePane),
+      history.element),
     h("section", { class: "output-pane" },
       h("div", { class: "run-bar" }, runButton, stopButton, runStatus, pyodideLoading, rateLimitMessage, runError),
       runMeta,
@@ -113,11 +142,22 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   let currentFile: string | null = null;
   let runBusy = false;
   let synced = false;
+  let connectionState: ConnectionState = "connecting";
+  /** A file an upload added: opened once it arrives through the doc. */
+  let openWhenPresent: string | null = null;
 
   const awarenessRef: { current: Connection["provider"]["awareness"] | null } = { current: null };
   const editor = { current: null as ReturnType<typeof createEditor> | null };
 
   const canEdit = (): boolean => role === "owner" || role === "editor";
+
+  // ---- saved signal: our own edits the server has stored ----
+  const saves = trackLocalEdits(doc, (origin) => origin === SNAPSHOT_ORIGIN || (connection !== null && origin === connection.provider));
+  const renderSave = (): void => {
+    renderSaveStatus(saveStatusLabel, saveStatus(saves.unsaved(), connectionState, saves.acknowledged(), canEdit()));
+  };
+  saves.onChange(renderSave);
+  const stopUnloadWarning = warnBeforeUnload(saves.unsaved);
 
   const refreshControls = (): void => {
     const readOnly = !canEdit();
@@ -128,6 +168,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     runButton.disabled = readOnly || runBusy || currentFile === null;
     runButton.title = role === "viewer" ? "Viewers cannot run code" : "";
     stopButton.disabled = readOnly || !(runBusy || shared?.status === "running");
+    history.setEditable(!readOnly);
+    transfer.setEditable(!readOnly);
+    renderSave();
   };
 
   const isOnline = (userId: string): boolean => {
@@ -216,6 +259,16 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       openFile(currentFile);
     }
     if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+    if (openWhenPresent !== null && files.has(openWhenPresent)) {
+      openFile(openWhenPresent);
+      openWhenPresent = null;
+    }
+  });
+
+  // ---- restore note ----
+  watchRestoreNotes(doc, () => synced, (note) => {
+    restoreNote.show(describeRestoreNote(note, self.id));
+    history.refresh();
   });
 
   // ---- run ----
@@ -262,6 +315,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     status.dataset.state = state;
     status.textContent = CONNECTION_LABELS[state];
     status.title = detail;
+    connectionState = state;
+    renderSave();
   };
 
   /** Runs one step of the mount sequence, naming the step in the error it may throw. */
@@ -323,17 +378,22 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
         if (state === "connected" && bannerSource === "connection") showError(null);
       },
       onPermissionDenied: () => {
+        // A viewer's reply to the server's sync step 1 is refused too, though it holds no edit:
+        // with every local edit acknowledged as stored, nothing of ours was dropped.
+        if (saves.unsaved() === 0) return;
         // The server dropped an edit this page already shows (the role changed before we knew):
         // the server's document is the truth, so load it again rather than show text nobody
         // else has. A viewer has no other edits to lose. Once per guard interval, never a loop.
         if (Date.now() - resyncedAt > RESYNC_GUARD_MS) {
           saveResyncNote({ roomId, message: DENIED_MESSAGE, at: Date.now() });
+          stopUnloadWarning(); // dropping the refused edits is the point of this reload
           window.location.reload();
           return;
         }
         void refreshMembers();
         showError(DENIED_MESSAGE);
       },
+      onSaved: (stateVector) => saves.saved(stateVector),
       onFatal: (_code, message) => showError(message, "connection"),
     });
     const awareness = connection.provider.awareness;
