@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from websockets.asyncio.client import connect
 from pairpilot.bus import RedisStreamBus
 from pairpilot.bus.streams import stream_key
 from pairpilot.sync import protocol
-from pairpilot.testing import live_server, quick_settings, synced_client, wait_until
+from pairpilot.testing import ServerProcess, live_server, quick_settings, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -227,7 +228,7 @@ class DocReplica:
     def deliver(self, frame: bytes, origin: int | None) -> None:
         pass
 
-    def apply_remote(self, frame: bytes) -> None:
+    def apply_remote(self, frame: bytes, process: bytes = b"") -> None:
         message = protocol.decode_message(frame)
         if isinstance(message, protocol.SyncUpdate | protocol.SyncStep2):
             self.doc.apply_update(message.update)
@@ -235,5 +236,57 @@ class DocReplica:
     def state_vector(self) -> bytes:
         return self.doc.get_state()
 
+    def drop_process(self, process: bytes) -> None:
+        pass
+
     def catch_up(self, state_vector: bytes) -> list[bytes]:
         return [protocol.sync_update(self.doc.get_update(state_vector))]
+
+
+def _names(server, room: str) -> set[str]:  # type: ignore[no-untyped-def]
+    live = server.services.registry.rooms.get(room)
+    states = live.awareness.states.values() if live is not None else []
+    return {state.get("user", {}).get("name") for state in states}
+
+
+async def _present(websocket, name: str) -> None:  # type: ignore[no-untyped-def]
+    awareness = Awareness(Doc())
+    awareness.set_local_state({"user": {"name": name}})
+    await websocket.send(
+        protocol.awareness(awareness.encode_awareness_update([awareness.client_id]))
+    )
+
+
+async def test_a_closed_sockets_presence_leaves_the_other_processes(tmp_path, redis_url, room):
+    settings = _pair_settings(tmp_path, redis_url)
+    async with live_server(settings) as a, live_server(settings) as b:
+        async with synced_client(await b.member_url(room)):
+            async with connect(await a.member_url(room), compression=None) as on_a:
+                await _present(on_a, "Ada")
+                await wait_until(lambda: "Ada" in _names(b, room), what="Ada on B")
+            await wait_until(lambda: "Ada" not in _names(b, room), timeout=5, what="Ada gone")
+
+
+async def test_a_dead_processs_presence_is_removed_within_seconds(tmp_path, redis_url, room):
+    settings = _pair_settings(tmp_path, redis_url)
+    async with live_server(settings) as b:
+        a = ServerProcess(
+            {
+                "PAIRPILOT_DATA_DIR": str(tmp_path),
+                "REDIS_URL": redis_url,
+                "PAIRPILOT_LOG_LEVEL": "WARNING",
+            }
+        )
+        a.start()
+        try:
+            async with synced_client(await b.member_url(room)):
+                on_a = await connect(await a.member_url(room), compression=None)
+                await _present(on_a, "Ada")
+                await wait_until(lambda: "Ada" in _names(b, room), what="Ada on B")
+                a.kill()
+                started = time.monotonic()
+                await wait_until(lambda: "Ada" not in _names(b, room), timeout=10, what="Ada gone")
+                # The stock client's own timeout would be 30 s.
+                assert time.monotonic() - started < 8
+        finally:
+            a.kill()

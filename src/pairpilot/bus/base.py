@@ -12,8 +12,12 @@ class Replica(Protocol):
         """Send a frame to the local sockets, skipping session ``origin`` (None: everyone)."""
         ...
 
-    def apply_remote(self, frame: bytes) -> None:
+    def apply_remote(self, frame: bytes, process: bytes = b"") -> None:
         """Apply a frame that another process's replica published, then deliver it."""
+        ...
+
+    def drop_process(self, process: bytes) -> None:
+        """``process`` died: forget the presence that came from it."""
         ...
 
     def state_vector(self) -> bytes:

@@ -39,6 +39,13 @@ log = structlog.get_logger(__name__)
 FRAME = b"F"
 SYNC_REQUEST = b"S"
 PREFIX = "pairpilot:stream:"
+ALIVE = "pairpilot:alive:"
+# Each process renews its key every HEARTBEAT_S; a peer whose key has been gone for
+# DEAD_AFTER_S is dead, and the presence of its sockets is removed (stock clients would wait
+# 30 s for their own timeout).
+HEARTBEAT_S = 1.0
+ALIVE_TTL_MS = 3000
+DEAD_AFTER_S = 2.0
 RETRY_MAX_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 START = "0-0"
@@ -86,6 +93,9 @@ class RedisStreamBus:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._read_at = time.monotonic()
+        # Other processes seen in the streams: None while alive, else when their key was
+        # first found missing.
+        self._peers: dict[bytes, float | None] = {}
         self.down = False
         self._closed = False
 
@@ -130,7 +140,7 @@ class RedisStreamBus:
                 for entry_id, fields in entries:
                     position = entry_id
                     if fields.get(b"k") == FRAME:
-                        replica.apply_remote(fields[b"f"])
+                        replica.apply_remote(fields[b"f"], fields.get(b"p", b""))
                 if len(entries) < 1000:
                     break
         except (RedisError, OSError) as exc:
@@ -155,6 +165,7 @@ class RedisStreamBus:
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="redis-streams-publish"),
             asyncio.create_task(self._read_loop(), name="redis-streams-read"),
+            asyncio.create_task(self._heartbeat_loop(), name="redis-streams-heartbeat"),
         ]
 
     async def close(self) -> None:
@@ -276,9 +287,11 @@ class RedisStreamBus:
         self._positions[room_id] = entry_id
         if fields.get(b"p") == self._me:
             return
+        sender = fields.get(b"p", b"")
+        self._peers.setdefault(sender, None)
         kind, body = fields.get(b"k"), fields.get(b"f", b"")
         if kind == FRAME:
-            replica.apply_remote(body)
+            replica.apply_remote(body, sender)
         elif kind == SYNC_REQUEST:
             for frame in replica.catch_up(body):
                 self._queue(room_id, FRAME, frame)
@@ -295,6 +308,40 @@ class RedisStreamBus:
             self._queue(room_id, SYNC_REQUEST, replica.state_vector())
             if self._positions.get(room_id) is None:
                 await self.catch_up(room_id)
+
+    # presence of processes that died
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._closed:
+            try:
+                await self._heartbeat()
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+                # Nobody's key can be read meanwhile: judge no one dead for it.
+                self._peers = dict.fromkeys(self._peers)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _heartbeat(self) -> None:
+        peers = [peer for peer in self._peers if peer and peer != self._me]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(ALIVE + self._me.decode(), b"1", px=ALIVE_TTL_MS)
+            for peer in peers:
+                pipe.exists(ALIVE + peer.decode())
+            answers = await pipe.execute()
+        now = time.monotonic()
+        for peer, alive in zip(peers, answers[1:], strict=True):
+            if alive:
+                self._peers[peer] = None
+                continue
+            missing_since = self._peers.get(peer) or now
+            self._peers[peer] = missing_since
+            if now - missing_since >= DEAD_AFTER_S:
+                log.info(
+                    "a server process died; removing its sockets' presence", peer=peer.decode()
+                )
+                del self._peers[peer]
+                for replica in list(self._replicas.values()):
+                    replica.drop_process(peer)
 
     def _outage(self, error: BaseException) -> None:
         if not self.down:

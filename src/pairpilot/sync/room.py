@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -27,6 +28,13 @@ from pairpilot.sync.session import Session, encode_frame
 log = structlog.get_logger(__name__)
 
 OnUpdate = Callable[["Room", bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteProcess:
+    """The origin of presence relayed from another process (its bus id)."""
+
+    id: bytes
 
 
 class Room:
@@ -67,6 +75,8 @@ class Room:
         self._max_awareness_bytes = max_awareness_bytes
         self._metrics = metrics
         self.awareness = Awareness(doc)
+        # Awareness client ids that came from each other process (its id), see drop_process.
+        self._remote_presence: dict[bytes, set[int]] = {}
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
         self.awareness.observe(self._track_awareness_owner)
@@ -120,14 +130,17 @@ class Room:
         if self._metrics is not None:
             self._metrics.traffic.count_out(frame)
 
-    def apply_remote(self, frame: bytes) -> None:
-        """Apply a frame from another process's replica and pass it to the local sockets."""
+    def apply_remote(self, frame: bytes, process: bytes = b"") -> None:
+        """Apply a frame from another process's replica and pass it to the local sockets.
+
+        Presence it brings is remembered as ``process``'s, to be dropped if that process dies.
+        """
         try:
             message = protocol.decode_message(frame)
             if isinstance(message, SyncUpdate | SyncStep2):
                 self._apply(message.update)
             elif isinstance(message, AwarenessUpdate):
-                if not self._apply_awareness(message.update, "remote"):
+                if not self._apply_awareness(message.update, RemoteProcess(process)):
                     return  # this replica had it already
             else:
                 return
@@ -262,10 +275,27 @@ class Room:
 
     def _track_awareness_owner(self, topic: str, event: tuple[dict[str, Any], Any]) -> None:
         changes, origin = event
-        if topic != "update" or not isinstance(origin, Session):
+        if topic != "update":
             return
-        origin.awareness_ids.update(changes["added"], changes["updated"])
-        origin.awareness_ids.difference_update(changes["removed"])
+        if isinstance(origin, Session):
+            owned = origin.awareness_ids
+        elif isinstance(origin, RemoteProcess) and origin.id:
+            owned = self._remote_presence.setdefault(origin.id, set())
+        else:
+            return
+        owned.update(changes["added"], changes["updated"])
+        owned.difference_update(changes["removed"])
+
+    def drop_process(self, process: bytes) -> None:
+        """Another process died: remove the presence its sockets had, for the local sockets.
+
+        Every surviving process does the same for its own sockets, so nothing is relayed.
+        """
+        owned = self._remote_presence.pop(process, set())
+        gone = [client for client in owned if client in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, origin=None)
+            self.deliver(self._encode_awareness(gone), None)
 
     def set_write_access(self, user_id: str, *, can_write: bool) -> None:
         """Apply a role change to the user's open sessions at once."""
