@@ -14,12 +14,13 @@ from pairpilot.storage.migrate import migrate
 from pairpilot.storage.sql import create_engine
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the server until interrupted."""
+def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Run the server until interrupted (on a SO_REUSEPORT socket when one of several)."""
     from pairpilot.web import create_app  # noqa: PLC0415 - keep `--help` fast
-    from pairpilot.web.server import make_server  # noqa: PLC0415
+    from pairpilot.web.server import make_server, reuse_port_socket  # noqa: PLC0415
 
-    make_server(create_app(settings), host, port).run()
+    server = make_server(create_app(settings), host, port)
+    server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -42,6 +43,13 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("serve", help="run the server (embedded SQLite when unconfigured)")
     run.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT); more than 1 needs REDIS_URL",
+    )
+    run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply the database migrations and exit")
     return root
 
@@ -55,7 +63,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"pairpilot: {exc}", file=sys.stderr)  # noqa: T201 - the one line an operator sees
         raise SystemExit(2) from exc
     configure_logging(settings.log_level)
+    if args.command == "serve" and args.workers > 1:
+        if not settings.redis_url:
+            print("pairpilot: --workers above 1 needs REDIS_URL", file=sys.stderr)  # noqa: T201
+            raise SystemExit(2)
+        from pairpilot.workers import supervise  # noqa: PLC0415
+
+        if settings.resolved_database_url.startswith("sqlite"):
+            asyncio.run(_migrate(settings))  # once, before the workers race for it
+        raise SystemExit(supervise(args.workers, args.host, args.port))
     if args.command == "serve":
-        serve(settings, args.host, args.port)
+        serve(settings, args.host, args.port, reuse_port=args.reuse_port)
     else:
         asyncio.run(_migrate(settings))
