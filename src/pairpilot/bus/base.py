@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """Whether this process writes a room's updates, and the fence its writes carry."""
+
+    here: bool
+    fence: int | None = None  # None: unfenced (one process, or Redis unreachable)
+
+
+PERSIST_HERE = Persistence(here=True)
+PERSIST_ELSEWHERE = Persistence(here=False)
 
 
 class Replica(Protocol):
@@ -18,6 +31,14 @@ class Replica(Protocol):
 
     def drop_process(self, process: bytes) -> None:
         """``process`` died: forget the presence that came from it."""
+        ...
+
+    def became_persister(self) -> None:
+        """The room is now written here: store everything the replica has."""
+        ...
+
+    def stored_elsewhere(self, state_vector: bytes) -> None:
+        """The room's persister stored the state up to ``state_vector``."""
         ...
 
     def state_vector(self) -> bytes:
@@ -54,6 +75,22 @@ class RoomBus(Protocol):
 
     def persisted(self, room_id: str, position: str | None) -> None:
         """What the replica had at ``position`` is stored; the bus may forget it."""
+        ...
+
+    def persistence(self, room_id: str) -> Persistence:
+        """Whether this process writes the room now."""
+        ...
+
+    async def claim(self, room_id: str) -> bool:
+        """Become the room's persister now if nobody is (a room about to unload); whether it is."""
+        ...
+
+    def stored(self, room_id: str, state_vector: bytes) -> None:
+        """The room is stored up to ``state_vector`` by this process: tell the other replicas."""
+        ...
+
+    def fenced(self, room_id: str) -> None:
+        """The store refused this process's fence: another process persists the room now."""
         ...
 
     async def start(self) -> None:

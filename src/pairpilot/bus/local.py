@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pairpilot.bus.base import Replica
+from pairpilot.bus.base import PERSIST_HERE, Persistence, Replica
 
 
 class LocalBus:
@@ -35,6 +35,22 @@ class LocalBus:
 
     def persisted(self, room_id: str, position: str | None) -> None:
         """Nothing to forget."""
+
+    def persistence(self, room_id: str) -> Persistence:
+        """The only process writes every room, unfenced."""
+        del room_id
+        return PERSIST_HERE
+
+    async def claim(self, room_id: str) -> bool:
+        """Always this process."""
+        del room_id
+        return True
+
+    def stored(self, room_id: str, state_vector: bytes) -> None:
+        """No other replica to tell."""
+
+    def fenced(self, room_id: str) -> None:
+        """Never happens without fences."""
 
     async def start(self) -> None:
         """Nothing to start."""

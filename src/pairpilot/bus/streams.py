@@ -32,12 +32,15 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pairpilot.bus.base import Replica
+from pairpilot.bus.base import PERSIST_ELSEWHERE, PERSIST_HERE, Persistence, Replica
+from pairpilot.bus.leases import Leases
 
 log = structlog.get_logger(__name__)
 
 FRAME = b"F"
 SYNC_REQUEST = b"S"
+STORED = b"P"  # the persister stored the room up to this state vector
+LEASE_RENEW_S = 1.0
 PREFIX = "pairpilot:stream:"
 ALIVE = "pairpilot:alive:"
 # Each process renews its key every HEARTBEAT_S; a peer whose key has been gone for
@@ -96,6 +99,8 @@ class RedisStreamBus:
         # Other processes seen in the streams: None while alive, else when their key was
         # first found missing.
         self._peers: dict[bytes, float | None] = {}
+        self._leases = Leases(self._redis, self._me)
+        self._releases: list[tuple[str, bytes]] = []
         self.down = False
         self._closed = False
 
@@ -107,9 +112,13 @@ class RedisStreamBus:
         self._positions[room_id] = None
 
     def unsubscribe(self, room_id: str) -> None:
-        """Stop relaying the room."""
+        """Stop relaying the room; give its lease up."""
         self._replicas.pop(room_id, None)
         self._positions.pop(room_id, None)
+        lease = self._leases.held.pop(room_id, None)
+        if lease is not None:
+            self._releases.append((room_id, lease.value))
+            self._wake.set()
 
     def publish(self, room_id: str, frame: bytes, origin: int | None) -> None:
         """Deliver locally now; queue the frame for the room's stream."""
@@ -160,21 +169,56 @@ class RedisStreamBus:
             self._trims[room_id] = position
             self._wake.set()
 
+    def persistence(self, room_id: str) -> Persistence:
+        """Here with the lease's fence; anywhere (unfenced) while Redis is unreachable."""
+        if self.down:
+            return PERSIST_HERE
+        lease = self._leases.held.get(room_id)
+        return Persistence(here=True, fence=lease.fence) if lease else PERSIST_ELSEWHERE
+
+    async def claim(self, room_id: str) -> bool:
+        """Hold the room's lease now if it is free (True too while Redis is unreachable)."""
+        if self.down or room_id in self._leases.held:
+            return True
+        replica = self._replicas.get(room_id)
+        try:
+            lease = await self._leases.acquire(room_id)
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+            return True
+        if lease is not None and replica is not None:
+            replica.became_persister()
+        return lease is not None
+
+    def stored(self, room_id: str, state_vector: bytes) -> None:
+        """Tell the other replicas (their sockets get "saved"; idle ones may unload)."""
+        self._queue(room_id, STORED, state_vector)
+
+    def fenced(self, room_id: str) -> None:
+        """Another process took the lease: stop writing the room."""
+        self._leases.forget(room_id)
+        log.warning("persister fence refused; another process writes the room", room_id=room_id)
+
     async def start(self) -> None:
         """Start the publisher and the reader tasks."""
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="redis-streams-publish"),
             asyncio.create_task(self._read_loop(), name="redis-streams-read"),
             asyncio.create_task(self._heartbeat_loop(), name="redis-streams-heartbeat"),
+            asyncio.create_task(self._lease_loop(), name="redis-streams-leases"),
         ]
 
     async def close(self) -> None:
         """Send what is queued (bounded), stop both tasks and close the connections."""
         self._closed = True
         self._wake.set()
+        for room_id, lease in list(self._leases.held.items()):  # others take over at once
+            self._releases.append((room_id, lease.value))
+        self._leases.held.clear()
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._append_outbox()
+                await self._apply_releases()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -201,6 +245,7 @@ class RedisStreamBus:
             try:
                 await self._append_outbox()
                 await self._apply_trims()
+                await self._apply_releases()
             except (RedisError, OSError) as exc:
                 self._outage(exc)
                 self._wake.set()
@@ -223,6 +268,12 @@ class RedisStreamBus:
                 await pipe.execute()
             for _ in batch:  # only once Redis has them: a failed batch is sent again
                 self._outbox.popleft()
+
+    async def _apply_releases(self) -> None:
+        while self._releases:
+            room_id, value = self._releases[0]
+            await self._leases.release(room_id, value)  # a lease taken again has another value
+            self._releases.pop(0)
 
     async def _apply_trims(self) -> None:
         trims, self._trims = self._trims, {}
@@ -292,6 +343,8 @@ class RedisStreamBus:
         kind, body = fields.get(b"k"), fields.get(b"f", b"")
         if kind == FRAME:
             replica.apply_remote(body, sender)
+        elif kind == STORED:
+            replica.stored_elsewhere(body)
         elif kind == SYNC_REQUEST:
             for frame in replica.catch_up(body):
                 self._queue(room_id, FRAME, frame)
@@ -308,6 +361,26 @@ class RedisStreamBus:
             self._queue(room_id, SYNC_REQUEST, replica.state_vector())
             if self._positions.get(room_id) is None:
                 await self.catch_up(room_id)
+
+    # leases: who persists each room
+
+    async def _lease_loop(self) -> None:
+        while not self._closed:
+            try:
+                await self._keep_leases()
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+            await asyncio.sleep(LEASE_RENEW_S)
+
+    async def _keep_leases(self) -> None:
+        for room_id, replica in list(self._replicas.items()):
+            if self._positions.get(room_id) is None:
+                continue  # not caught up with the stream: it must not write yet
+            if room_id in self._leases.held:
+                await self._leases.renew(room_id)
+            if room_id not in self._leases.held and await self._leases.acquire(room_id):
+                log.info("took the room's persister lease", room_id=room_id)
+                replica.became_persister()
 
     # presence of processes that died
 

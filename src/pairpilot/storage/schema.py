@@ -89,3 +89,11 @@ refresh_tokens = sa.Table(
 )
 
 sa.Index("ix_auth_refresh_tokens_family", refresh_tokens.c.family)
+
+# The newest persister fence that wrote each room (see pairpilot.bus.leases).
+room_fences = sa.Table(
+    "room_fences",
+    metadata,
+    sa.Column("room_id", sa.String(64), primary_key=True),
+    sa.Column("fence", sa.BigInteger, nullable=False),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from pairpilot.errors import StorageError
 from pairpilot.storage.retention import Retention
-from pairpilot.storage.schema import room_snapshots, room_updates
+from pairpilot.storage.schema import room_fences, room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
 from pairpilot.storage.versions import (
     VersionKind,
@@ -78,18 +78,32 @@ class SqlRoomStore:
         except SQLAlchemyError as exc:
             raise StorageError(f"loading room {room_id} failed") from exc
 
-    async def append(self, batch: Sequence[tuple[str, bytes]]) -> None:
-        """Append log rows in one transaction."""
+    async def append(
+        self, batch: Sequence[tuple[str, bytes]], fences: Mapping[str, int] | None = None
+    ) -> set[str]:
+        """Append log rows in one transaction; the rooms whose fence was refused.
+
+        A room in ``fences`` is written only if its fence is at least the newest one the
+        database has taken for it (a replaced persister's rows are left out).
+        """
         if not batch:
-            return
+            return set()
+        refused: set[str] = set()
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    room_updates.insert(),
-                    [{"room_id": room_id, "update": update} for room_id, update in batch],
-                )
+                for room_id, fence in (fences or {}).items():
+                    if not await _take_fence(conn, room_id, fence):
+                        refused.add(room_id)
+                rows = [
+                    {"room_id": room_id, "update": update}
+                    for room_id, update in batch
+                    if room_id not in refused
+                ]
+                if rows:
+                    await conn.execute(room_updates.insert(), rows)
         except SQLAlchemyError as exc:
             raise StorageError("appending updates failed") from exc
+        return refused
 
     async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
         """Fold the log into the snapshot row and delete the folded rows, atomically.
@@ -150,6 +164,20 @@ class SqlRoomStore:
                 set_={"snapshot_b64": statement.excluded.snapshot_b64, "updated_at": sa.func.now()},
             )
         )
+
+
+async def _take_fence(conn: AsyncConnection, room_id: str, fence: int) -> bool:
+    """Record ``fence`` as the room's newest unless a newer one wrote; whether it may write."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(room_fences).values(room_id=room_id, fence=fence)
+    result = await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[room_fences.c.room_id],
+            set_={"fence": statement.excluded.fence},
+            where=room_fences.c.fence <= statement.excluded.fence,
+        )
+    )
+    return bool(result.rowcount)
 
 
 def encode_document(update: bytes) -> bytes:

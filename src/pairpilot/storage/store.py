@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -45,8 +45,13 @@ class RoomStore(Protocol):
         """Read a room's snapshot and update log; an unknown room is empty."""
         ...
 
-    async def append(self, batch: Sequence[tuple[str, bytes]]) -> None:
-        """Append ``(room_id, update)`` rows to the log in one transaction."""
+    async def append(
+        self, batch: Sequence[tuple[str, bytes]], fences: Mapping[str, int] | None = None
+    ) -> set[str]:
+        """Append ``(room_id, update)`` rows in one transaction; rooms whose fence was refused.
+
+        Rooms in ``fences`` are written only while their fence is the newest the store took.
+        """
         ...
 
     async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:

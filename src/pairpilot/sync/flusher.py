@@ -16,6 +16,8 @@ from pairpilot.sync.room import Room
 from pairpilot.sync.session import Session
 
 log = structlog.get_logger(__name__)
+# A room's updates taken for a write: them, the state they bring it to, the sessions to tell.
+Taken = tuple[Room, list[bytes], bytes, list[Session]]
 
 
 class Flusher:
@@ -109,34 +111,61 @@ class Flusher:
 
     async def _write(self, rooms: list[Room]) -> None:
         async with self._write_lock:
-            taken: list[tuple[Room, list[bytes], bytes, list[Session]]] = []
-            batch: list[tuple[str, bytes]] = []
-            for room in rooms:
-                if room.pending:
-                    updates, state_vector, waiting = room.take_pending()
-                    taken.append((room, updates, state_vector, waiting))
-                    batch.append((room.id, _coalesce(updates)))
-                self._dirty.pop(room.id, None)
+            taken, batch, fences = self._take(rooms)
             started = time.perf_counter()
             try:
-                await self._store.append(batch)
+                refused = await (
+                    self._store.append(batch, fences) if fences else self._store.append(batch)
+                )
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
             except StorageError:
                 for room, updates, _, waiting in taken:
                     room.return_pending(updates, waiting)
                     self._dirty[room.id] = room
                 raise
+            written: list[Room] = []
             for (room, _, state_vector, waiting), (_, update) in zip(taken, batch, strict=True):
+                if room.id in (refused or ()):
+                    room.return_pending([], waiting)  # the new persister writes them
+                    room.fenced()
+                    continue
                 room.log_bytes += len(update)
                 room.log_count += 1
                 room.mark_saved(state_vector, waiting)
-        for room, *_ in taken:
+                written.append(room)
+        for room in written:
             if self._needs_compaction(room):
                 try:
                     await self.compact(room)
                 except StorageError as exc:
                     log.error("compaction failed", room_id=room.id, error=str(exc.__cause__))
                     report(exc, task="compaction", room_id=room.id)
+
+    def _take(
+        self, rooms: list[Room]
+    ) -> tuple[
+        list[Taken],
+        list[tuple[str, bytes]],
+        dict[str, int],
+    ]:
+        """The rooms' pending updates this process writes, as a batch, and their fences."""
+        taken: list[Taken] = []
+        batch: list[tuple[str, bytes]] = []
+        fences: dict[str, int] = {}
+        for room in rooms:
+            self._dirty.pop(room.id, None)
+            if not room.pending:
+                continue
+            persistence = room.persistence()
+            if not persistence.here:  # another process's lease: it writes these
+                room.drop_pending()
+                continue
+            if persistence.fence is not None:
+                fences[room.id] = persistence.fence
+            updates, state_vector, waiting = room.take_pending()
+            taken.append((room, updates, state_vector, waiting))
+            batch.append((room.id, _coalesce(updates)))
+        return taken, batch, fences
 
     def _needs_compaction(self, room: Room) -> bool:
         # Compacting once the log reaches half the snapshot keeps storage written per edit

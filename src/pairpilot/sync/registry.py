@@ -51,6 +51,7 @@ class RoomRegistry:
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._idle: dict[str, asyncio.TimerHandle] = {}
         self._unloads: set[asyncio.Task[None]] = set()
+        self._unloading: set[Room] = set()  # rooms with an unload in flight (one each at most)
 
     async def acquire(self, room_id: str) -> Room:
         """The live room, loading it from storage first if needed (StorageError if that fails)."""
@@ -117,26 +118,52 @@ class RoomRegistry:
 
     def _start_unload(self, room: Room) -> None:
         self._idle.pop(room.id, None)
+        # One unload per room at a time; it looks at the room again when it is done (below).
+        # Starting one per idle timer let a room that people kept leaving while its unload
+        # waited for storage pile up one waiting unload per visit, each compacting the room
+        # again (bench/soak.py found thousands in flight for a hundred rooms).
+        if room in self._unloading or self.rooms.get(room.id) is not room:
+            return
+        self._unloading.add(room)
         task = asyncio.create_task(self._unload(room), name=f"unload-{room.id}")
         self._unloads.add(task)
         task.add_done_callback(self._unloads.discard)
+        task.add_done_callback(lambda _: self._unloading.discard(room))
 
     async def _unload(self, room: Room) -> None:
+        if not await self._bus.claim(room.id):
+            # Another process persists the room: drop it once storage holds what it has.
+            room.drop_pending()
+            if not room.stored_covers_doc():
+                log.info("unload waits for the persister to store the room", room_id=room.id)
+                self.release(room)
+                return
+        else:
+            try:
+                await self._store_for_unload(room)
+            except StorageError:
+                self.release(room)
+                return
+        # Only now, with nothing awaited in between, is the room checked and dropped.
+        if room.sessions or self.rooms.get(room.id) is not room:
+            return
+        if room.pending:  # edits came in while it was being stored: an idle timer it skipped
+            self.release(room)  # (see _start_unload) would have retried, so retry now
+            return
+        del self.rooms[room.id]
+        room.close()
+        log.info("room unloaded", room_id=room.id)
+
+    async def _store_for_unload(self, room: Room) -> None:
+        """Flush and compact (a checkpoint); StorageError if the flush failed."""
         try:
             await self._flusher.flush_room(room)
         except StorageError as exc:
             log.error("unload flush failed; keeping the room", room_id=room.id, error=str(exc))
             report(exc, task="unload", room_id=room.id)
-            self.release(room)
-            return
+            raise
         if room.log_count or room.unversioned:
             try:
                 await self._flusher.compact(room, unloading=True)
             except StorageError as exc:
                 log.error("unload compaction failed", room_id=room.id, error=str(exc))
-        # Only now, with nothing awaited in between, is the room checked and dropped.
-        if room.sessions or room.pending or self.rooms.get(room.id) is not room:
-            return
-        del self.rooms[room.id]
-        room.close()
-        log.info("room unloaded", room_id=room.id)

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from pycrdt import Awareness, Doc
 
-from pairpilot.bus import RoomBus
+from pairpilot.bus import Persistence, RoomBus
 from pairpilot.errors import ProtocolError
 from pairpilot.observability.metrics import Metrics
 from pairpilot.sync import protocol
@@ -70,6 +70,8 @@ class Room:
         # the bus was when it was taken.
         self.writing = False
         self._taken_at: str | None = None
+        # The clocks storage is known to hold (this process's writes and the persister's).
+        self.stored_clocks: dict[int, int] = {}
         self._bus = bus
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
@@ -198,27 +200,78 @@ class Room:
         for session in waiting:
             session.unsaved = True
 
+    def persistence(self) -> Persistence:
+        """Whether this process writes the room's updates now (the bus's lease decides)."""
+        return self._bus.persistence(self.id)
+
+    def fenced(self) -> None:
+        """The store refused the fence: another process writes the room now."""
+        self._bus.fenced(self.id)
+
+    def drop_pending(self) -> None:
+        """Another process persists the room: forget the updates (they are in the stream)."""
+        self.pending = []
+
+    def became_persister(self) -> None:
+        """The room is now written here: store everything it has (a no-op merge if stored)."""
+        self._on_update(self, self.doc.get_update())
+
+    def stored_elsewhere(self, state_vector: bytes) -> None:
+        """The persister stored the room up to ``state_vector``: tell the sessions waiting."""
+        clocks = protocol.decode_state_vector(state_vector)
+        self._remember_stored(clocks)
+        for session in self.sessions.values():
+            if session.unsaved:
+                self._send(session, protocol.saved(clocks, session.awareness_ids))
+                session.unsaved = not self._covered(clocks, session.awareness_ids)
+
+    def stored_covers_doc(self) -> bool:
+        """Whether storage holds everything this replica has (by insertions)."""
+        clocks = protocol.decode_state_vector(self.doc.get_state())
+        return all(self.stored_clocks.get(client, 0) >= clock for client, clock in clocks.items())
+
+    def _ack_if_stored(self, session: Session) -> None:
+        """Tell a peer that brought nothing new that all is saved, if the room is stored."""
+        here = self._bus.persistence(self.id).here
+        if here and not self.pending and not self.writing:
+            clocks = protocol.decode_state_vector(self.doc.get_state())
+        elif not here and self.stored_covers_doc():
+            clocks = self.stored_clocks
+        else:
+            session.unsaved = True  # the next write (or the persister's) tells it
+            return
+        session.unsaved = False
+        self._send(session, protocol.saved(clocks, session.awareness_ids))
+
+    def _remember_stored(self, clocks: dict[int, int]) -> None:
+        for client, clock in clocks.items():
+            if clock > self.stored_clocks.get(client, 0):
+                self.stored_clocks[client] = clock
+
+    def _covered(self, clocks: dict[int, int], clients: set[int]) -> bool:
+        mine = protocol.decode_state_vector(self.doc.get_state())
+        wanted = clients or set(mine)
+        return all(clocks.get(client, 0) >= mine.get(client, 0) for client in wanted)
+
     def mark_saved(self, state_vector: bytes, waiting: list[Session]) -> None:
         """The updates up to ``state_vector`` are stored: tell the sessions that sent them."""
         self.writing = False
         self._bus.persisted(self.id, self._taken_at)
+        self._bus.stored(self.id, state_vector)
+        clocks = protocol.decode_state_vector(state_vector)
+        self._remember_stored(clocks)
         if not self.pending:  # nothing came in since: everything this room has is stored
             for session in self.sessions.values():
                 if session.unsaved and session not in waiting:
                     session.unsaved = False
                     waiting.append(session)
-        if not waiting:
-            return
-        clocks = protocol.decode_state_vector(state_vector)
         for session in waiting:
             if session.id in self.sessions:
                 self._send(session, protocol.saved(clocks, session.awareness_ids))
 
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
         if update == EMPTY_UPDATE:  # a sync's empty step 2: nothing to refuse, even a viewer's
-            session.unsaved = True
-            if not self.pending and not self.writing:  # what the peer has is stored already
-                self.mark_saved(self.doc.get_state(), [])
+            self._ack_if_stored(session)
             return
         if not session.can_write:
             self._send(

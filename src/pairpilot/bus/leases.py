@@ -1,0 +1,72 @@
+"""Who persists a room: a lease in Redis, one holder at a time, fenced in the database.
+
+``SET pairpilot:lease:{room} <value> NX PX ttl`` takes the lease; the holder renews it every
+second (only while the value is still its own) and releases it when the room unloads. A holder
+that dies stops renewing, and another process with the room live takes the lease within
+``ttl`` plus a second. The fence written with every batch is the holder's acquisition time in
+milliseconds: a later holder always has a larger one (as long as the processes' clocks agree
+to within the lease's ttl), and the database refuses a batch whose fence is smaller than the
+last one it took for the room, so a holder that lost its lease without knowing cannot write.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+LEASE = "pairpilot:lease:"
+TTL_MS = 5000
+# Renew the lease if it is still ours; release it likewise. One round trip each.
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"  # noqa: E501
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"  # noqa: E501
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held lease: its value in Redis and the fence its writes carry."""
+
+    value: bytes
+    fence: int
+
+
+class Leases:
+    """The leases a process holds on its live rooms."""
+
+    def __init__(self, redis: Redis, process: bytes, ttl_ms: int = TTL_MS) -> None:
+        self._redis = redis
+        self._process = process
+        self._ttl_ms = ttl_ms
+        self.held: dict[str, Lease] = {}
+
+    async def acquire(self, room_id: str) -> Lease | None:
+        """Take the room's lease if nobody holds it; the new lease, or None."""
+        fence = int(time.time() * 1000)
+        value = self._process + b":" + os.urandom(6).hex().encode()
+        if await self._redis.set(LEASE + room_id, value, nx=True, px=self._ttl_ms):
+            lease = self.held[room_id] = Lease(value, fence)
+            return lease
+        return None
+
+    async def renew(self, room_id: str) -> bool:
+        """Extend a held lease; False (and forgotten) when it is no longer ours."""
+        lease = self.held.get(room_id)
+        if lease is None:
+            return False
+        renewed = await self._redis.eval(_RENEW, 1, LEASE + room_id, lease.value, self._ttl_ms)
+        if not renewed:
+            del self.held[room_id]
+        return bool(renewed)
+
+    async def release(self, room_id: str, value: bytes) -> None:
+        """Give up the lease that had ``value`` (if it is still that one)."""
+        held = self.held.get(room_id)
+        if held is not None and held.value == value:
+            del self.held[room_id]
+        await self._redis.eval(_RELEASE, 1, LEASE + room_id, value)
+
+    def forget(self, room_id: str) -> None:
+        """The database refused this lease's fence: another process holds the room now."""
+        self.held.pop(room_id, None)
