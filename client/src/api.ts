@@ -63,8 +63,17 @@ function uploaded(body: { files?: unknown } | null): UploadedFile[] {
   return body.files as UploadedFile[];
 }
 
-/** Seconds of validity a token must still have to be reused. */
+/**
+ * Seconds of validity a token must still have to be used. The server asks an open socket for a
+ * new token 60 s before its expiry, so a token with less would be asked to renew at once.
+ */
 const TOKEN_MARGIN_S = 60;
+/** The proactive refresh comes this long before expiry (when the token lives that long). */
+const REFRESH_AHEAD_S = 90;
+/** The proactive refresh never comes sooner than this after a new token (very short TTLs). */
+const MIN_REFRESH_DELAY_MS = 5_000;
+/** A proactive refresh that failed (server unreachable) is tried again after this. */
+const REFRESH_RETRY_MS = 30_000;
 
 /** A request body: JSON (serialised here) or raw bytes with their content type. */
 type Body = { json: unknown } | { raw: Blob | ArrayBuffer; contentType: string };
@@ -121,75 +130,162 @@ async function readJson<T>(response: Response, method: string, path: string): Pr
   return parsed as T;
 }
 
-/** Signs in anonymously (a new user id) and stores the token. */
-export async function signInAnonymously(name: string): Promise<Session> {
-  const result = await request<{ access_token: string; expires_in: number; user: { id: string; name: string } }>(
-    "POST", "/api/auth/anonymous", { name },
-  );
-  if (!result || typeof result.access_token !== "string" || !result.user) {
-    throw new ApiError(200, "bad_response", "sign-in answered without a token");
+/** The answer of `/api/auth/anonymous` and `/api/auth/token` (Supabase's shape). */
+interface TokenAnswer {
+  access_token?: unknown;
+  expires_in?: unknown;
+  refresh_token?: unknown;
+  user?: { id?: unknown; name?: unknown } | null;
+}
+
+/** The session in a sign-in or refresh answer, stored for every tab of this browser. */
+function storeAnswer(answer: TokenAnswer | null, what: string): Session {
+  const user = answer?.user;
+  if (typeof answer?.access_token !== "string" || typeof answer.expires_in !== "number" || typeof user?.id !== "string") {
+    throw new ApiError(200, "bad_response", `${what} answered without a token`);
   }
   const session: Session = {
-    token: result.access_token,
-    expiresAt: Date.now() + result.expires_in * 1000,
-    user: { id: result.user.id, name: result.user.name },
+    token: answer.access_token,
+    // Our clock, not the server's `expires_at`: a skewed clock must not make a token look stale.
+    expiresAt: Date.now() + answer.expires_in * 1000,
+    user: { id: user.id, name: typeof user.name === "string" ? user.name : "" },
   };
+  if (typeof answer.refresh_token === "string") session.refreshToken = answer.refresh_token;
   saveSession(session);
   return session;
 }
 
-/** The stored session when still valid for a while, else a fresh anonymous one. */
-export async function ensureSession(name: string): Promise<Session> {
-  const stored = loadSession();
-  if (stored && stored.expiresAt - TOKEN_MARGIN_S * 1000 > Date.now()) return stored;
-  return signInAnonymously(name);
+/** Signs in anonymously (a new user id) and stores the session. */
+export async function signInAnonymously(name: string): Promise<Session> {
+  return storeAnswer(await request<TokenAnswer>("POST", "/api/auth/anonymous", { name }), "sign-in");
+}
+
+/** Exchanges a refresh token (used up by this) for the same user's next session, and stores it. */
+export async function refreshSession(refreshToken: string): Promise<Session> {
+  const answer = await request<TokenAnswer>(
+    "POST", "/api/auth/token?grant_type=refresh_token", { refresh_token: refreshToken },
+  );
+  return storeAnswer(answer, "refresh");
+}
+
+function isFresh(session: Session, now = Date.now()): boolean {
+  return session.expiresAt - TOKEN_MARGIN_S * 1000 > now;
+}
+
+/** Milliseconds until a session's proactive refresh. */
+function refreshDelayMs(session: Session, now = Date.now()): number {
+  const ahead = session.expiresAt - REFRESH_AHEAD_S * 1000 - now;
+  // A token shorter-lived than REFRESH_AHEAD_S is refreshed when it stops being fresh.
+  const stale = session.expiresAt - TOKEN_MARGIN_S * 1000 - now;
+  return Math.max(MIN_REFRESH_DELAY_MS, ahead > 0 ? ahead : stale);
 }
 
 /**
- * An authenticated caller bound to a display name: sends the bearer token, and on a 401 signs in
- * again once and retries.
+ * An authenticated caller bound to a display name: sends the bearer token, refreshes it ahead of
+ * its expiry (the same user), and on a 401 refreshes once and retries. A new anonymous user is
+ * made only when there is no session or its refresh token is refused.
  */
 export class Api {
   private session: Session | null = null;
+  /** The one refresh under way: a refresh token is used once, so concurrent callers share it. */
+  private refreshing: Promise<Session> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly sessionListeners = new Set<(session: Session) => void>();
 
   constructor(private readonly name: () => string) {}
 
-  /** Calls `listener` whenever a new sign-in replaces the session (a new anonymous user id). */
+  /**
+   * Calls `listener` whenever another session replaces this page's: a refresh (same user id) or
+   * a new sign-in (a new anonymous user id); compare `session.user.id` to tell them apart.
+   */
   onSessionChange(listener: (session: Session) => void): () => void {
     this.sessionListeners.add(listener);
     return () => this.sessionListeners.delete(listener);
   }
 
-  private replaceSession(session: Session): Session {
-    const changed = this.session !== null && this.session.user.id !== session.user.id;
+  /** A session with more than TOKEN_MARGIN_S left: the stored one, else a refreshed one. */
+  async currentSession(): Promise<Session> {
+    const session = this.latest();
+    if (session !== null && isFresh(session)) return this.adopt(session);
+    return this.refresh(session?.token ?? null);
+  }
+
+  /**
+   * A session whose token is not `stale` (refused with 401 / 4401, or expiring on a socket): the
+   * newer one another call or tab already got, else a refresh.
+   */
+  async renewSession(stale: string): Promise<Session> {
+    const session = this.latest();
+    if (session !== null && session.token !== stale && isFresh(session)) return this.adopt(session);
+    return this.refresh(stale);
+  }
+
+  /** This page's session, or a newer one of the same user that another tab stored. */
+  private latest(): Session | null {
+    const stored = loadSession();
+    const mine = this.session;
+    if (mine === null) return stored;
+    return stored !== null && stored.user.id === mine.user.id && stored.expiresAt > mine.expiresAt ? stored : mine;
+  }
+
+  private refresh(stale: string | null): Promise<Session> {
+    this.refreshing ??= this.exchange(stale).finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async exchange(stale: string | null): Promise<Session> {
+    // Tabs of this browser share localStorage: another one may have refreshed already, and its
+    // answer holds the only refresh token that is not used up.
+    const stored = loadSession();
+    const mine = this.session;
+    const ours = stored !== null && (mine === null || stored.user.id === mine.user.id) ? stored : null;
+    if (ours !== null && ours.token !== stale && isFresh(ours)) return this.adopt(ours);
+    const refreshToken = ours?.refreshToken ?? mine?.refreshToken;
+    if (refreshToken !== undefined) {
+      try {
+        return this.adopt(await refreshSession(refreshToken));
+      } catch (err) {
+        // Unknown, expired or revoked: only then is a new anonymous user the way back in.
+        if (!(err instanceof ApiError) || (err.status !== 401 && err.status !== 400)) throw err;
+      }
+    }
+    return this.adopt(await signInAnonymously(this.name()));
+  }
+
+  private adopt(session: Session): Session {
+    const previous = this.session;
     this.session = session;
-    if (changed) for (const listener of this.sessionListeners) listener(session);
+    if (previous?.token !== session.token) {
+      this.scheduleRefresh(refreshDelayMs(session));
+      if (previous !== null) for (const listener of this.sessionListeners) listener(session);
+    }
     return session;
   }
 
-  /** The current session, signing in when needed. */
-  async currentSession(): Promise<Session> {
-    this.session ??= await ensureSession(this.name());
-    if (this.session.expiresAt - TOKEN_MARGIN_S * 1000 <= Date.now()) {
-      return this.replaceSession(await signInAnonymously(this.name()));
-    }
-    return this.session;
+  /** Refreshes ahead of expiry, so no call and no socket waits on an expired token. */
+  private scheduleRefresh(delayMs: number): void {
+    if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      const current = this.session;
+      if (current === null) return;
+      this.renewSession(current.token).catch((err: unknown) => {
+        console.warn("PairPilot: could not refresh the token; trying again", err);
+        if (this.refreshTimer === null) this.scheduleRefresh(REFRESH_RETRY_MS);
+      });
+    }, delayMs);
   }
 
-  /** Drops the token (after the server rejected it) and signs in again. */
-  async renewSession(): Promise<Session> {
-    return this.replaceSession(await signInAnonymously(this.name()));
-  }
-
-  /** Runs `attempt` with the token; on a 401 signs in again once and retries. */
+  /** Runs `attempt` with the token; on a 401 refreshes once (the same user) and retries. */
   private async authorised<R>(attempt: (token: string) => Promise<R>): Promise<R> {
     const session = await this.currentSession();
     try {
       return await attempt(session.token);
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 401) throw err;
-      const renewed = await this.renewSession();
+      const renewed = await this.renewSession(session.token);
       return attempt(renewed.token);
     }
   }

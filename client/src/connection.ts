@@ -1,10 +1,13 @@
 /**
  * The live connection to /collab/{roomId}: a stock y-websocket WebsocketProvider plus what the
  * contract adds (DESIGN.md §5): the token as `?token=`, close codes 4401 / 4403 / 4400, the
- * auth messages "permission denied" (sub-type 0) and "saved" (sub-type 1), and reconnection with capped exponential backoff and full
- * jitter (y-websocket's own backoff has no jitter, so server-side closes are handled here).
+ * auth messages "permission denied" (sub-type 0), "saved" (sub-type 1) and "token expiring"
+ * (sub-type 2, answered in place with sub-type 3, a new token), and reconnection with capped
+ * exponential backoff and full jitter (y-websocket's own backoff has no jitter, so server-side
+ * closes are handled here).
  */
 import * as decoding from "lib0/decoding";
+import * as encoding from "lib0/encoding";
 import { messagePermissionDenied } from "y-protocols/auth";
 import { messageAuth, WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
@@ -26,6 +29,20 @@ export const CLOSE_BAD_REQUEST = 4400;
  * of what is durably stored. Stock clients ignore it (y-protocols reads sub-type 0 only).
  */
 export const AUTH_SAVED = 1;
+/** The server's "token expiring" auth sub-type: `[2, 2]` + a reason; the token ends in 60 s. */
+export const AUTH_TOKEN_EXPIRING = 2;
+/** Our answer to it: `[2, 3]` + the same user's new access token; the socket goes on. */
+export const AUTH_TOKEN = 3;
+
+/** The auth message that renews an open socket's token. */
+export function encodeTokenRenewal(token: string): Uint8Array<ArrayBuffer> {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, messageAuth);
+  encoding.writeVarUint(encoder, AUTH_TOKEN);
+  encoding.writeVarString(encoder, token);
+  // lib0 copies into a new (never shared) ArrayBuffer; its types just do not say so.
+  return encoding.toUint8Array(encoder) as Uint8Array<ArrayBuffer>;
+}
 
 export interface ConnectionOptions {
   roomId: string;
@@ -34,8 +51,16 @@ export interface ConnectionOptions {
   wsBase: string;
   /** The token to connect with (read before every attempt). */
   token: () => Promise<string>;
-  /** Called on close 4401: sign in again (and re-join); resolves to the new token. */
-  renewToken: () => Promise<string>;
+  /**
+   * Called on close 4401 with the token the server refused: a refreshed token (and a re-join);
+   * resolves to the token to reconnect with.
+   */
+  renewToken: (refused: string) => Promise<string>;
+  /**
+   * Called when the server says the socket's token `expiring` ends soon: a newer token of the
+   * same user, sent on the open socket. When it fails the server closes with 4401 (see above).
+   */
+  nextToken: (expiring: string) => Promise<string>;
   onState: (state: ConnectionState, detail: string) => void;
   /** The server dropped one of our edits (we are a viewer). */
   onPermissionDenied: (reason: string) => void;
@@ -65,6 +90,11 @@ export function backoffDelay(attempt: number, config: BackoffConfig, random: () 
 
 /** Consecutive 4401 closes after which we give up instead of signing in forever. */
 const MAX_AUTH_RETRIES = 3;
+/**
+ * At most one renewal on a socket per this interval: with a token lifetime under the server's
+ * 60 s warning, each renewal is warned about at once, and answering at once would spin.
+ */
+const MIN_RENEWAL_INTERVAL_MS = 5_000;
 
 /** Opens the room's provider and keeps it connected until destroyed. */
 export function openConnection(options: ConnectionOptions): Connection {
@@ -83,6 +113,32 @@ export function openConnection(options: ConnectionOptions): Connection {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let destroyed = false;
   let fatal = false;
+  /** The token the open (or last) socket was given: at connect, or by a renewal. */
+  let presented = "";
+  let renewing = false;
+  let lastRenewalAt = -Infinity;
+
+  /** Answers "token expiring" on the socket that asked; a failure leaves it to the 4401 path. */
+  const renewOnSocket = (): void => {
+    const ws = provider.ws;
+    if (ws === null || renewing) return;
+    renewing = true;
+    const expiring = presented;
+    const send = (): void => {
+      options.nextToken(expiring).then(
+        (token) => {
+          if (destroyed || provider.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+          ws.send(encodeTokenRenewal(token));
+          presented = token;
+          lastRenewalAt = Date.now();
+        },
+        (err: unknown) => console.warn("PairPilot: could not renew the socket's token", err),
+      ).finally(() => {
+        renewing = false;
+      });
+    };
+    setTimeout(send, Math.max(0, lastRenewalAt + MIN_RENEWAL_INTERVAL_MS - Date.now()));
+  };
 
   provider.messageHandlers[messageAuth] = (_encoder, decoder) => {
     const subType = decoding.readVarUint(decoder);
@@ -90,6 +146,8 @@ export function openConnection(options: ConnectionOptions): Connection {
       options.onPermissionDenied(decoding.readVarString(decoder));
     } else if (subType === AUTH_SAVED) {
       options.onSaved?.(Y.decodeStateVector(decoding.readVarUint8Array(decoder)));
+    } else if (subType === AUTH_TOKEN_EXPIRING) {
+      renewOnSocket();
     }
     // Other sub-types are a newer server's: ignored, as stock clients do.
   };
@@ -98,7 +156,8 @@ export function openConnection(options: ConnectionOptions): Connection {
     timer = null;
     if (destroyed || fatal) return;
     try {
-      provider.params = { token: await options.token() };
+      presented = await options.token();
+      provider.params = { token: presented };
     } catch (err) {
       options.onState("offline", `cannot get a token: ${String(err)}`);
       scheduleReconnect();
@@ -130,8 +189,8 @@ export function openConnection(options: ConnectionOptions): Connection {
     if (destroyed) return;
     if (code === CLOSE_BAD_TOKEN && authRetries < MAX_AUTH_RETRIES) {
       authRetries += 1;
-      options.onState("reconnecting", "signing in again…");
-      options.renewToken().then(
+      options.onState("reconnecting", "renewing the sign-in…");
+      options.renewToken(presented).then(
         () => void connect(),
         (err: unknown) => {
           options.onState("offline", `sign-in failed: ${String(err)}`);

@@ -350,29 +350,45 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       showError(`${describe(err)} — continuing with the live connection.`);
     }
 
-    // A later sign-in (expired or rejected token) is a new anonymous user: join again as them.
+    // A refresh keeps the user. Only a new sign-in (the refresh token was refused) is another
+    // anonymous user, who must join before a socket of theirs is let in.
+    let rejoining: Promise<void> | null = null;
+    const rejoin = (): Promise<void> => {
+      rejoining ??= api.joinRoom(roomId).then((rejoined) => {
+        const changed = rejoined.member.user_id !== self.id;
+        self = { id: rejoined.member.user_id, name };
+        defaultRole = rejoined.room.default_role;
+        role = rejoined.member.role;
+        if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name, role });
+        refreshControls();
+        if (changed) {
+          setMonitoringUser(self);
+          void refreshMembers();
+        }
+      }).finally(() => {
+        rejoining = null;
+      });
+      return rejoining;
+    };
     api.onSessionChange((renewed) => {
-      self = { id: renewed.user.id, name };
-      setMonitoringUser(self);
-      if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name, role });
-      api.joinRoom(roomId).then(
-        (rejoined) => { defaultRole = rejoined.room.default_role; applyRole(rejoined.member.role); void refreshMembers(); },
-        (err: unknown) => showError(`Could not re-join the room: ${describe(err)}`),
-      );
+      if (renewed.user.id === self.id) return;
+      rejoin().catch((err: unknown) => showError(`Could not re-join the room: ${describe(err)}`));
     });
 
     connection = openConnection({
       roomId, doc,
       wsBase: pageWsBase(),
-      token: async () => (await api.currentSession()).token,
-      renewToken: async () => {
-        // A new anonymous identity must join again before the socket lets it in.
-        const renewed = await api.renewSession();
-        const rejoined = await api.joinRoom(roomId);
-        defaultRole = rejoined.room.default_role;
-        applyRole(rejoined.member.role);
+      token: async () => {
+        const session = await api.currentSession();
+        if (session.user.id !== self.id) await rejoin();
+        return session.token;
+      },
+      renewToken: async (refused) => {
+        const renewed = await api.renewSession(refused);
+        await rejoin(); // idempotent for the same user; a new one becomes a member here
         return renewed.token;
       },
+      nextToken: async (expiring) => (await api.renewSession(expiring)).token,
       onState: (state, detail) => {
         setStatus(state, detail);
         if (state === "connected" && bannerSource === "connection") showError(null);

@@ -1,9 +1,13 @@
 /** What the client keeps in localStorage: the session, the display name, recent rooms. */
 
+/** A signed-in user: the access token, when it expires, and the refresh token that renews it. */
 export interface Session {
   token: string;
-  /** Epoch milliseconds. */
+  /** Epoch milliseconds, by this browser's clock (received + `expires_in`). */
   expiresAt: number;
+  /** Used once (`POST /api/auth/token`): each refresh answers with the next one. Absent in
+   * sessions stored before refresh tokens existed. */
+  refreshToken?: string;
   user: { id: string; name: string };
 }
 
@@ -26,9 +30,11 @@ function readJson<T>(key: string): T | null {
   }
 }
 
+/** The stored session (shared by every tab of this browser), or null. */
 export function loadSession(): Session | null {
   const s = readJson<Session>(KEYS.session);
-  return s && typeof s.token === "string" && typeof s.expiresAt === "number" && s.user ? s : null;
+  if (!s || typeof s.token !== "string" || typeof s.expiresAt !== "number" || typeof s.user?.id !== "string") return null;
+  return typeof s.refreshToken === "string" ? s : { token: s.token, expiresAt: s.expiresAt, user: s.user };
 }
 
 export function saveSession(session: Session): void {
