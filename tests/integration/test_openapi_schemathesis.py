@@ -1,6 +1,7 @@
 """schemathesis against the live OpenAPI schema: no 500, no response outside the schema."""
 
 import asyncio
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -33,8 +34,11 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(api_se
         "1",
         "--generation-database",
         "none",
+        # stateful: call sequences along the links schemathesis infers from the schema (a room
+        # made by join, then its members, snapshot, versions, files...), bounded by the same
+        # --max-examples per scenario.
         "--phases",
-        "examples,coverage,fuzzing",
+        "examples,coverage,fuzzing,stateful",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -42,3 +46,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(api_se
     text = output.decode(errors="replace")
     assert process.returncode == 0, text[-6000:]
     assert "passed" in text.lower()
+    # The stateful phase ran and followed links (it is skipped silently when none are found).
+    links = re.search(r"API Links:\s+(\d+) covered", text)
+    assert links is not None, text[-6000:]
+    assert int(links.group(1)) > 0, text[-6000:]

@@ -78,7 +78,7 @@ class RoomDirectory:
                         {"claims": claims},
                     )
                 yield conn
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # asyncpg's refused connection is an OSError
             raise StorageError("room directory query failed") from exc
 
     async def join(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:

@@ -75,7 +75,7 @@ class SqlRoomStore:
                 stored = await read_stored_room(conn, room_id)
                 versioned_at = await latest_checkpoint_at(conn, room_id)
                 return dataclasses.replace(stored, versioned_at=versioned_at)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"loading room {room_id} failed") from exc
 
     async def append(
@@ -101,7 +101,7 @@ class SqlRoomStore:
                 ]
                 if rows:
                     await conn.execute(room_updates.insert(), rows)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError("appending updates failed") from exc
         return refused
 
@@ -135,7 +135,7 @@ class SqlRoomStore:
                     )
                 )
                 return len(merged)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"compacting room {room_id} failed") from exc
 
     async def ping(self) -> None:

@@ -54,7 +54,7 @@ class RefreshTokens:
         try:
             async with self._engine.begin() as conn:
                 return await self._insert(conn, holder, str(uuid.uuid4()))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise StorageError("storing a refresh token failed") from exc
 
     async def rotate(self, token: str) -> tuple[Holder, str]:
@@ -83,7 +83,7 @@ class RefreshTokens:
                         .values(used_at=row.used_at or now)
                     )
                     following = await self._insert(conn, holder, row.family)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise StorageError("rotating a refresh token failed") from exc
         if revoked:  # after the commit: the family stays revoked
             raise UnauthenticatedError("refresh token reused: every token of its family is revoked")

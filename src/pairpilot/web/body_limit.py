@@ -37,10 +37,13 @@ class BodyTooLarge(HTTPException):
 class _Body:
     """The request's body as the app reads it: counted against the limit, drained if unread."""
 
-    def __init__(self, receive: Receive, max_bytes: int, declared: int | None) -> None:
+    def __init__(self, receive: Receive, max_bytes: int, scope: Scope) -> None:
         self._receive = receive
         self._max_bytes = max_bytes
-        self._declared = declared
+        headers = dict(scope["headers"])
+        self.declared = _length(headers)
+        # A client that waits for "100 Continue" has sent nothing; reading would invite it.
+        self._waiting = headers.get(b"expect", b"").lower() == b"100-continue"
         self.seen = 0
         self.done = False  # the last body message (or a disconnect) has been received
 
@@ -52,15 +55,19 @@ class _Body:
 
     async def drain(self) -> None:
         """Read and drop the rest of the body, as far as the bounds allow."""
-        if self._declared is not None and self._declared - self.seen > DRAIN_MAX_BYTES:
+        if self._waiting:
+            return
+        if self.declared is not None and self.declared - self.seen > DRAIN_MAX_BYTES:
             return  # too much to read: the client is cut when the response ends
+        bound = self.seen + DRAIN_MAX_BYTES
         with suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                while not self.done and self.seen <= DRAIN_MAX_BYTES + self._max_bytes:
+                while not self.done and self.seen <= bound:
                     await self._take()
 
     async def _take(self) -> Message:
         message = await self._receive()
+        self._waiting = False
         if message["type"] == "http.request":
             self.seen += len(message.get("body", b""))
             self.done = not message.get("more_body", False)
@@ -69,13 +76,14 @@ class _Body:
         return message
 
 
-def _declared_length(scope: Scope) -> tuple[bool, int | None]:
-    """Whether the request has a body, and its Content-Length when it gives one."""
+def _length(headers: dict[bytes, bytes]) -> int | None:
+    declared = headers.get(b"content-length", b"")
+    return int(declared) if declared.isdigit() else None
+
+
+def _has_body(scope: Scope) -> bool:
     headers = dict(scope["headers"])
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit():
-        return int(declared) > 0, int(declared)
-    return b"transfer-encoding" in headers, None
+    return (_length(headers) or 0) > 0 or b"transfer-encoding" in headers
 
 
 class BodyLimitMiddleware:
@@ -87,11 +95,10 @@ class BodyLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, or answer 413 once its body passes the limit."""
-        has_body, declared = _declared_length(scope) if scope["type"] == "http" else (False, None)
-        if not has_body:
+        if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
-        body = _Body(receive, self.max_bytes, declared)
+        body = _Body(receive, self.max_bytes, scope)
         started = False
 
         async def finishing_send(message: Message) -> None:
@@ -106,7 +113,7 @@ class BodyLimitMiddleware:
             await body.drain()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        if declared is not None and declared > self.max_bytes:
+        if body.declared is not None and body.declared > self.max_bytes:
             await self._refuse(finishing_send)
             return
         try:

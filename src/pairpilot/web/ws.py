@@ -161,7 +161,7 @@ class CollabConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Bytes from the peer: the upgrade request first, then frames."""
         if self._linger_left is not None:
-            self._drop(len(data))
+            self._discard(len(data))
             return
         if self._pending is not None:  # still joining: keep the bytes, stop reading more
             self._pending.append(data)
@@ -181,7 +181,7 @@ class CollabConnection(asyncio.Protocol):
     def _parse(self, data: bytes) -> None:
         """Let websockets read ``data`` (the handshake, and every frame the reader passes on)."""
         if self._linger_left is not None:  # a frame after the one that ended the connection
-            self._drop(len(data))
+            self._discard(len(data))
             return
         self._wire.receive_data(data)
         # uvicorn hands over the upgrade request alone (it keeps nothing that followed it), so
@@ -372,8 +372,11 @@ class CollabConnection(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         left = expires_at - time.time()
+        # Half the token's remaining life at most: a short-lived token is not asked to renew
+        # the moment it arrives (the client would renew in a loop).
+        ahead = min(TOKEN_WARNING_S, left / 2)
         self._expiry = [
-            loop.call_later(max(0.0, left - TOKEN_WARNING_S), self._warn_expiry),
+            loop.call_later(max(0.0, left - ahead), self._warn_expiry),
             loop.call_later(max(0.0, left), self._expire),
         ]
 
@@ -464,7 +467,7 @@ class CollabConnection(asyncio.Protocol):
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
 
-    def _drop(self, size: int) -> None:
+    def _discard(self, size: int) -> None:
         assert self._linger_left is not None  # noqa: S101 - only called while lingering
         self._linger_left -= size
         if self._linger_left < 0:  # a peer that never stops sending is cut
