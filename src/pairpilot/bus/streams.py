@@ -100,6 +100,7 @@ class RedisStreamBus:
         # first found missing.
         self._peers: dict[bytes, float | None] = {}
         self._leases = Leases(self._redis, self._me)
+        self._stopping = asyncio.Event()
         self._releases: list[tuple[str, bytes]] = []
         self.down = False
         self._closed = False
@@ -209,22 +210,27 @@ class RedisStreamBus:
         ]
 
     async def close(self) -> None:
-        """Send what is queued (bounded), stop both tasks and close the connections."""
+        """Stop the loops, send what is queued and give leases up (bounded), disconnect."""
         self._closed = True
+        self._stopping.set()
         self._wake.set()
         for room_id, lease in list(self._leases.held.items()):  # others take over at once
             self._releases.append((room_id, lease.value))
         self._leases.held.clear()
+        # The loops see _closed and end (the reader within one block): a task cancelled inside
+        # a redis-py command can leave that command's connection unclosed.
+        if self._tasks:
+            _, running = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
+            for task in running:
+                task.cancel()
+            if running:
+                _, stuck = await asyncio.wait(running, timeout=CLOSE_TIMEOUT_S)
+                if stuck:
+                    log.warning("redis stream tasks did not stop in time", tasks=len(stuck))
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._append_outbox()
                 await self._apply_releases()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
-            if stuck:
-                log.warning("redis stream tasks did not stop in time", tasks=len(stuck))
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._redis.aclose()
@@ -362,6 +368,11 @@ class RedisStreamBus:
             if self._positions.get(room_id) is None:
                 await self.catch_up(room_id)
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake as soon as the bus closes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     # leases: who persists each room
 
     async def _lease_loop(self) -> None:
@@ -370,7 +381,7 @@ class RedisStreamBus:
                 await self._keep_leases()
             except (RedisError, OSError) as exc:
                 self._outage(exc)
-            await asyncio.sleep(LEASE_RENEW_S)
+            await self._pause(LEASE_RENEW_S)
 
     async def _keep_leases(self) -> None:
         for room_id, replica in list(self._replicas.items()):
@@ -392,7 +403,7 @@ class RedisStreamBus:
                 self._outage(exc)
                 # Nobody's key can be read meanwhile: judge no one dead for it.
                 self._peers = dict.fromkeys(self._peers)
-            await asyncio.sleep(HEARTBEAT_S)
+            await self._pause(HEARTBEAT_S)
 
     async def _heartbeat(self) -> None:
         peers = [peer for peer in self._peers if peer and peer != self._me]
