@@ -136,13 +136,14 @@ async def _open(server: LiveServer, room: str, token: str) -> Socket:
 
 
 async def test_a_socket_is_asked_for_a_new_token_and_stays_open_with_it(tmp_path: Path, room: str):
-    async with live_server(quick_settings(tmp_path, token_ttl_s=4)) as server:
+    # Asked for a new token at half its life (3 s): renewed well before it expires.
+    async with live_server(quick_settings(tmp_path, token_ttl_s=6)) as server:
         signed = await _sign_in(server.http_url)
         first_expiry = server.services.identities.verify(signed["access_token"]).claims["exp"]
         await User(server.http_url, signed["access_token"], "", "Ada").join(room)
         socket = await _open(server, room, signed["access_token"])
         await wait_until(lambda: socket.expiring >= 1, what="the expiry warning")
-        await asyncio.sleep(2)  # so that the new token's whole-second expiry is a later one
+        await asyncio.sleep(1.1)  # so that the new token's whole-second expiry is a later one
         renewed = (await _refresh(server.http_url, signed["refresh_token"])).json()
         await socket.websocket.send(protocol.token_renewal(renewed["access_token"]))
         await asyncio.sleep(max(0.0, first_expiry + 0.3 - time.time()))

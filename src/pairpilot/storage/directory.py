@@ -138,16 +138,8 @@ class RoomDirectory:
         otherwise both pass the check and leave the room with no owner.
         """
         async with self.as_user(identity) as conn:
-            await lock_room(conn, room_id, ROLES_LOCK)
-            everyone = await self._members(conn, room_id)
-            me = next((m for m in everyone if m.user_id == identity.user_id), None)
-            if me is None:
-                raise NotFoundError(f"room {room_id} not found")
+            me, found, owners = await self._locked_pair(conn, room_id, identity, target)
             require_owner(me.role)
-            found = next((m for m in everyone if m.user_id == target), None)
-            if found is None:
-                raise NotFoundError(f"user {target} is not a member of {room_id}")
-            owners = sum(member.role is Role.OWNER for member in everyone)
             check_role_change(identity.user_id, target, role, owners, found.role)
             result = await conn.execute(
                 room_members.update()
@@ -164,15 +156,7 @@ class RoomDirectory:
         Serialised with role changes (the same lock): the owner count is read under it.
         """
         async with self.as_user(identity) as conn:
-            await lock_room(conn, room_id, ROLES_LOCK)
-            everyone = await self._members(conn, room_id)
-            me = next((m for m in everyone if m.user_id == identity.user_id), None)
-            if me is None:
-                raise NotFoundError(f"room {room_id} not found")
-            found = next((m for m in everyone if m.user_id == target), None)
-            if found is None:
-                raise NotFoundError(f"user {target} is not a member of {room_id}")
-            owners = sum(member.role is Role.OWNER for member in everyone)
+            me, found, owners = await self._locked_pair(conn, room_id, identity, target)
             check_removal(me.role, identity.user_id, target, found.role, owners)
             result = await conn.execute(
                 room_members.delete().where(
@@ -240,6 +224,23 @@ class RoomDirectory:
             # The joiner cannot see the room yet; a SECURITY DEFINER helper reads its default.
             return sa.func.pairpilot_room_default_role(room_id, type_=sa.String)
         return sa.select(rooms.c.default_role).where(rooms.c.id == room_id).scalar_subquery()
+
+    async def _locked_pair(
+        self, conn: AsyncConnection, room_id: str, identity: Identity, target: str
+    ) -> tuple[Member, Member, int]:
+        """Under the room's roles lock: the caller, the target and the owner count.
+
+        NotFoundError when either is not a member.
+        """
+        await lock_room(conn, room_id, ROLES_LOCK)
+        everyone = await self._members(conn, room_id)
+        me = next((m for m in everyone if m.user_id == identity.user_id), None)
+        if me is None:
+            raise NotFoundError(f"room {room_id} not found")
+        found = next((m for m in everyone if m.user_id == target), None)
+        if found is None:
+            raise NotFoundError(f"user {target} is not a member of {room_id}")
+        return me, found, sum(member.role is Role.OWNER for member in everyone)
 
     async def _members(self, conn: AsyncConnection, room_id: str) -> list[Member]:
         rows = await conn.execute(

@@ -7,8 +7,16 @@ from typing import Any
 
 from pycrdt import Doc
 
+from pairpilot.access.authorizer import check_room_id
 from pairpilot.access.identity import Identity
+from pairpilot.access.policy import require_editor
 from pairpilot.web.services import Services
+
+
+async def require_room_editor(services: Services, room_id: str, identity: Identity) -> None:
+    """NotFoundError for a non-member, ForbiddenError for a viewer (the room's writes)."""
+    _, me = await services.directory.membership(check_room_id(room_id), identity)
+    require_editor(me.role)
 
 
 async def current_state(services: Services, room_id: str, identity: Identity) -> bytes | None:

@@ -13,14 +13,13 @@ from pycrdt import Doc
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
 from pairpilot.access.policy import (
     can_edit,
-    require_editor,
     require_owner,
 )
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
 from pairpilot.storage.directory import Member, RoomInfo
 from pairpilot.storage.store import utc
 from pairpilot.web.deps import Caller, ServicesDep, tag_room
-from pairpilot.web.documents import change_room
+from pairpilot.web.documents import change_room, require_room_editor
 from pairpilot.web.schemas import (
     DefaultRoleIn,
     ErrorOut,
@@ -132,8 +131,7 @@ async def merge_snapshot(
     room_id: RoomId, body: SnapshotIn, identity: Caller, services: ServicesDep
 ) -> MergedOut:
     """CRDT-merge a Yjs update into the room and broadcast it; never last-write-wins."""
-    _, me = await services.directory.membership(check_room_id(room_id), identity)
-    require_editor(me.role)
+    await require_room_editor(services, room_id, identity)
     update = _decode_update(body.snapshot_b64, services.settings.max_message_bytes)
     was_live = await change_room(services, room_id, lambda _: update)
     return MergedOut(room_id=room_id, merged_bytes=len(update), live=was_live)

@@ -22,12 +22,11 @@ from fastapi.responses import Response
 from pycrdt import Doc
 
 from pairpilot.access.authorizer import check_room_id
-from pairpilot.access.policy import require_editor
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
 from pairpilot.settings import Settings
 from pairpilot.sync.files import add_files_update, doc_of, read_files
 from pairpilot.web.deps import Caller, ServicesDep, tag_room
-from pairpilot.web.documents import change_room, current_state
+from pairpilot.web.documents import change_room, current_state, require_room_editor
 from pairpilot.web.rooms import ERRORS, RoomId
 from pairpilot.web.schemas import FileAddedOut, FilesIn, FilesOut
 
@@ -161,8 +160,7 @@ async def upload_files(
     room_id: RoomId, body: FilesIn, identity: Caller, services: ServicesDep
 ) -> FilesOut:
     """Add text files to the room (editors and owners); taken names get a number."""
-    _, me = await services.directory.membership(check_room_id(room_id), identity)
-    require_editor(me.role)
+    await require_room_editor(services, room_id, identity)
     budget = _Budget(services.settings)
     files = []
     for file in body.files:
@@ -176,8 +174,7 @@ async def upload_zip(
     room_id: RoomId, request: Request, identity: Caller, services: ServicesDep
 ) -> FilesOut:
     """Add every text file of a zip to the room (editors and owners)."""
-    _, me = await services.directory.membership(check_room_id(room_id), identity)
-    require_editor(me.role)
+    await require_room_editor(services, room_id, identity)
     budget = _Budget(services.settings)
     data = bytearray()
     async for chunk in request.stream():

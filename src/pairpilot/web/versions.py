@@ -11,12 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from pairpilot.access.authorizer import check_room_id
-from pairpilot.access.identity import Identity
-from pairpilot.access.policy import require_editor
 from pairpilot.storage.versions import Version, VersionKind
 from pairpilot.sync.files import doc_of, read_files, restore_update
 from pairpilot.web.deps import Caller, ServicesDep, tag_room
-from pairpilot.web.documents import current_state
+from pairpilot.web.documents import current_state, require_room_editor
 from pairpilot.web.rooms import ERRORS, RoomId
 from pairpilot.web.schemas import (
     RestoreOut,
@@ -25,7 +23,6 @@ from pairpilot.web.schemas import (
     VersionOut,
     VersionPageOut,
 )
-from pairpilot.web.services import Services
 
 router = APIRouter(prefix="/api/rooms", tags=["versions"], dependencies=[Depends(tag_room)])
 VersionId = Annotated[int, Path(ge=1, le=2**62, description="The version id")]
@@ -51,11 +48,6 @@ def _label(version: Version) -> str:
     if version.name:
         return f"“{version.name}”"
     return f"the version of {version.created_at:%Y-%m-%d %H:%M} UTC"
-
-
-async def _editor(services: Services, room_id: str, identity: Identity) -> None:
-    _, me = await services.directory.membership(check_room_id(room_id), identity)
-    require_editor(me.role)
 
 
 @router.get("/{room_id}/versions", responses=ERRORS)
@@ -95,7 +87,7 @@ async def name_version(
     room_id: RoomId, body: VersionNameIn, identity: Caller, services: ServicesDep
 ) -> VersionOut:
     """Keep the room's current state as a named version (editors and owners)."""
-    await _editor(services, room_id, identity)
+    await require_room_editor(services, room_id, identity)
     state = await current_state(services, room_id, identity) or doc_of(None).get_update()
     version = await services.directory.add_version(
         room_id, identity, VersionKind.NAMED, state, body.name.strip() or body.name
@@ -111,7 +103,7 @@ async def restore_version(
 
     The state it replaces is kept first as a restore point, so a restore can be undone.
     """
-    await _editor(services, room_id, identity)
+    await require_room_editor(services, room_id, identity)
     target, state = await services.directory.version(room_id, identity, version_id)
     room = await services.registry.acquire(room_id)
     try:
