@@ -10,8 +10,6 @@ from pairpilot import __version__
 from pairpilot.errors import ConfigurationError
 from pairpilot.observability.logging import configure_logging
 from pairpilot.settings import Settings, load_settings
-from pairpilot.storage.migrate import migrate
-from pairpilot.storage.sql import create_engine
 
 
 def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> None:
@@ -24,6 +22,10 @@ def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False)
 
 
 async def _migrate(settings: Settings) -> None:
+    # Alembic costs seconds to import: a restarted server should not pay for it.
+    from pairpilot.storage.migrate import migrate  # noqa: PLC0415
+    from pairpilot.storage.sql import create_engine  # noqa: PLC0415
+
     engine = create_engine(settings.resolved_database_url)
     try:
         await migrate(engine)

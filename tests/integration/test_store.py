@@ -147,3 +147,92 @@ async def test_a_compaction_waits_for_another_process_compacting_the_same_room(
         await other.close()
     assert stored.updates == []
     assert _replay(stored.snapshot, []) == str(doc.get("code", type=Text))
+
+
+class _PausingConnection:
+    """A connection that holds after its first statement until ``resume`` is set."""
+
+    def __init__(self, conn: AsyncConnection, paused: asyncio.Event, resume: asyncio.Event):
+        self._conn, self._paused, self._resume, self._calls = conn, paused, resume, 0
+
+    async def execute(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = await self._conn.execute(*args, **kwargs)
+        self._calls += 1
+        if self._calls == 1:
+            self._paused.set()
+            await self._resume.wait()
+        return result
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._conn, name)
+
+
+async def test_a_load_racing_a_compaction_still_sees_every_update(
+    store: SqlRoomStore, monkeypatch: pytest.MonkeyPatch
+):
+    other = SqlRoomStore(create_engine(store.engine.url.render_as_string(hide_password=False)))
+    room = _room()
+    doc, updates = _edits(10)
+    await store.append([(room, u) for u in updates])
+    paused, resume = asyncio.Event(), asyncio.Event()
+    read = sql.read_stored_room
+
+    async def read_with_a_pause(conn: AsyncConnection, room_id: str) -> StoredRoom:
+        return await read(_PausingConnection(conn, paused, resume), room_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sql, "read_stored_room", read_with_a_pause)
+    try:
+        loading = asyncio.create_task(store.load(room))
+        await paused.wait()
+        monkeypatch.setattr(sql, "read_stored_room", read)
+        await other.compact(room)  # moves every row into the snapshot between the two reads
+        resume.set()
+        stored = await loading
+    finally:
+        await other.close()
+    assert _replay(stored.snapshot, stored.updates) == str(doc.get("code", type=Text))
+
+
+@pytest.fixture
+async def postgres_store(postgres_database: str) -> AsyncIterator[SqlRoomStore]:
+    engine = create_engine(postgres_database.replace("postgresql://", "postgresql+asyncpg://"))
+    await migrate(engine)
+    store = SqlRoomStore(engine)
+    yield store
+    await store.close()
+
+
+async def test_a_compaction_never_deletes_a_row_committed_after_its_read(
+    postgres_store: SqlRoomStore, monkeypatch: pytest.MonkeyPatch
+):
+    """PostgreSQL hands ids out before commit (SQLite serialises its writers: no such race)."""
+    store = postgres_store
+    other = SqlRoomStore(create_engine(store.engine.url.render_as_string(hide_password=False)))
+    room = _room()
+    doc, updates = _edits(2)
+    slow = await other.engine.connect()
+    try:
+        await slow.begin()
+        await slow.execute(sql.room_updates.insert().values(room_id=room, update=updates[0]))
+        await store.append([(room, updates[1])])  # a higher id, committed first
+        has_read, resume = asyncio.Event(), asyncio.Event()
+        read = sql.read_stored_room
+
+        async def read_then_hold(conn: AsyncConnection, room_id: str) -> StoredRoom:
+            stored = await read(conn, room_id)
+            has_read.set()
+            await resume.wait()
+            return stored
+
+        monkeypatch.setattr(sql, "read_stored_room", read_then_hold)
+        compaction = asyncio.create_task(store.compact(room))
+        await has_read.wait()
+        await slow.commit()  # the lower id lands after the compaction read the log
+        resume.set()
+        await compaction
+        monkeypatch.setattr(sql, "read_stored_room", read)
+        stored = await store.load(room)
+    finally:
+        await slow.close()
+        await other.close()
+    assert _replay(stored.snapshot, stored.updates) == str(doc.get("code", type=Text))

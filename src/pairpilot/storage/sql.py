@@ -128,11 +128,10 @@ class SqlRoomStore:
                 if not stored.updates or merged is None:
                     return len(stored.snapshot or b"")
                 await self._upsert_snapshot(conn, room_id, merged)
+                # Exactly the rows folded in: ids are handed out before commit, so a row with
+                # a lower id than the last one read may have been committed since.
                 await conn.execute(
-                    room_updates.delete().where(
-                        room_updates.c.room_id == room_id,
-                        room_updates.c.id <= stored.last_update_id,
-                    )
+                    room_updates.delete().where(room_updates.c.id.in_(stored.update_ids))
                 )
                 return len(merged)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
@@ -213,14 +212,12 @@ async def lock_room(conn: AsyncConnection, room_id: str, kind: int) -> None:
 
 
 async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
-    """A room's snapshot and log as ``conn`` may see them (RLS applies on a user's connection)."""
-    snapshot_row = (
-        await conn.execute(
-            sa.select(room_snapshots.c.snapshot_b64, room_snapshots.c.updated_at).where(
-                room_snapshots.c.room_id == room_id
-            )
-        )
-    ).first()
+    """A room's snapshot and log as ``conn`` may see them (RLS applies on a user's connection).
+
+    The log is read before the snapshot: each statement sees the latest commits (READ
+    COMMITTED), so a compaction committing in between moves rows from the log into a snapshot
+    this read still gets (merging a row twice changes nothing). The other order could miss them.
+    """
     rows = (
         await conn.execute(
             sa.select(room_updates.c.id, room_updates.c.update, room_updates.c.created_at)
@@ -228,11 +225,18 @@ async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
             .order_by(room_updates.c.id)
         )
     ).all()
+    snapshot_row = (
+        await conn.execute(
+            sa.select(room_snapshots.c.snapshot_b64, room_snapshots.c.updated_at).where(
+                room_snapshots.c.room_id == room_id
+            )
+        )
+    ).first()
     snapshot = base64.b64decode(snapshot_row.snapshot_b64) if snapshot_row else None
     stamps = [row.created_at for row in rows] + ([snapshot_row.updated_at] if snapshot_row else [])
     return StoredRoom(
         snapshot or None,
         [row.update for row in rows],
         max(stamps, default=None),
-        rows[-1].id if rows else None,
+        update_ids=tuple(row.id for row in rows),
     )

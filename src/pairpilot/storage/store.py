@@ -22,8 +22,8 @@ class StoredRoom:
     snapshot: bytes | None
     updates: list[bytes]
     updated_at: datetime | None = None
-    last_update_id: int | None = None
     versioned_at: datetime | None = None
+    update_ids: tuple[int, ...] = ()
 
     @property
     def log_bytes(self) -> int:

@@ -13,7 +13,6 @@ from pairpilot import __version__
 from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
 from pairpilot.settings import Settings
-from pairpilot.storage.migrate import migrate
 from pairpilot.web import auth, client, health, monitoring, rooms, runs, transfer, versions
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
@@ -38,6 +37,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if services.store.engine.dialect.name == "sqlite":
+            # Imported here: Alembic costs seconds, and PostgreSQL is never migrated implicitly.
+            from pairpilot.storage.migrate import migrate  # noqa: PLC0415
+
             await migrate(services.store.engine)
         await services.bus.start()
         flusher = asyncio.create_task(services.flusher.run(), name="flusher")
