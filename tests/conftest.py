@@ -114,6 +114,18 @@ def room() -> str:
     return f"room-{uuid.uuid4().hex[:12]}"
 
 
+INTEROP = Path(__file__).parent / "interop"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """Node.js with the interop peer's npm packages (yjs, y-websocket, ws) installed."""
+    executable = shutil.which("node")
+    if executable is None or not (INTEROP / "node_modules" / "y-websocket").is_dir():
+        unavailable("node and tests/interop/node_modules (run scripts/setup.sh)")
+    return str(executable)
+
+
 REDIS_URL = os.environ.get("PAIRPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -18,7 +18,6 @@ import json
 import random
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
@@ -35,7 +34,6 @@ import pytest
 from pycrdt import Doc, Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.conftest import RedisProcess
-from tests.support import unavailable
 
 from pairpilot.storage.sql import create_engine, read_stored_room
 from pairpilot.testing import ServerProcess, join, sign_in, synced_client, wait_until
@@ -54,14 +52,6 @@ SETTLE_MS = 30_000
 START_TIMEOUT_S = 60.0  # a start costs seconds of CPU; two at once on a busy machine, more
 OVERALL_S = 180.0  # about 95 s on a quiet machine; restarts slow down most on a busy one
 DURABILITY_EVERY_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    executable = shutil.which("node")
-    if executable is None or not (INTEROP / "node_modules" / "y-websocket").is_dir():
-        unavailable("node and tests/interop/node_modules (run scripts/setup.sh)")
-    return str(executable)
 
 
 class LoggedServer(ServerProcess):

@@ -7,14 +7,13 @@ before they read (Node's `ws`, urllib, Node's fetch) against a real uvicorn serv
 
 import asyncio
 import json
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from tests.support import User, new_user, unavailable
+from tests.support import User, new_user
 
 from pairpilot.testing import LiveServer, live_server, quick_settings
 
@@ -34,14 +33,6 @@ OVERSIZED = {
     "import.zip": ("/api/rooms/big/import.zip", "application/zip", {"upload_max_bytes": MIB}),
     "snapshot": ("/api/rooms/big/snapshot", "application/json", {"max_message_bytes": MIB}),
 }
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    executable = shutil.which("node")
-    if executable is None or not (INTEROP / "node_modules" / "ws").is_dir():
-        unavailable("node and tests/interop/node_modules (run scripts/setup.sh)")
-    return str(executable)
 
 
 @pytest.fixture(params=list(OVERSIZED))

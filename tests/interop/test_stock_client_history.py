@@ -3,26 +3,17 @@
 import asyncio
 import base64
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Map, Text
-from tests.support import User, new_user, unavailable
+from tests.support import User, new_user
 
 from pairpilot.testing import LiveServer, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    executable = shutil.which("node")
-    if executable is None or not (HERE / "node_modules" / "y-websocket").is_dir():
-        unavailable("node and tests/interop/node_modules (run scripts/setup.sh)")
-    return str(executable)
 
 
 class Peer:

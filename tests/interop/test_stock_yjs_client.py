@@ -2,26 +2,16 @@
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from pycrdt import Text
-from tests.support import unavailable
 
 from pairpilot.testing import LiveServer, join, sign_in, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    executable = shutil.which("node")
-    if executable is None or not (HERE / "node_modules" / "y-websocket").is_dir():
-        unavailable("node and tests/interop/node_modules (run scripts/setup.sh)")
-    return str(executable)
 
 
 async def _peer(node: str, server: LiveServer, room: str, script: str, *, member: bool = True):
