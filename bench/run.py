@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from procstat import Mark
-from servers import BENCH, CLIENT_CPU, DEFAULT_SERVERS, SERVERS, Server, versions
+from servers import BENCH, CLIENT_CPU, DEFAULT_SERVERS, SERVERS, Server, observation, versions
 
 RESULTS = BENCH / "results"
 SEED = 20260101
@@ -159,6 +159,8 @@ class Bench:
         self.servers = servers
         self.run_id = out.stem
         self.failures = 0
+        # Sample every process of a server and Redis's CPU (bench/scale_out.py sets it).
+        self.observe = False
         # PairPilot on SQLite and on PostgreSQL: durability is PairPilot's own cost.
         self.durability_servers = [s for s in servers if s.startswith("pairpilot")]
 
@@ -175,7 +177,7 @@ class Bench:
     def with_server(
         self, name: str, body: Callable[[Server], dict[str, Any]], env: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        server = Server(SERVERS[name], env)
+        server = Server(SERVERS[name], env, observe=self.observe)
         try:
             server.start()
             row = body(server)
@@ -224,6 +226,9 @@ class Bench:
                     server, marks["measure_start"], marks["send_end"]
                 )
                 row["server_usage"]["peak_rss_kb"] = server.sampler_().peak_kb()
+            if server.observe:  # workers summed, Redis's CPU, sockets per worker
+                count = (result.get("latency_ms") or {}).get("count")
+                row["scale_out"] = observation(server, marks, count)
             return row
 
         row = self.with_server(name, body)
@@ -240,11 +245,17 @@ class Bench:
             "peak_rss_mb": _mb(usage.get("peak_rss_kb")),
             "driver_cpu_pct": _r((res.get("driver") or {}).get("cpu_pct")),
         }
+        scale_out = row.get("scale_out") or {}
+        if scale_out:
+            row["summary"]["cpu_us_per_delivery"] = scale_out.get("cpu_us_per_delivery")
+            row["summary"]["redis_cpu_pct"] = scale_out.get("redis_cpu_pct")
         # CPU that neither the server nor the driver used: someone else's work on the machine.
         busy, server_cpu = usage.get("machine_busy_pct"), usage.get("cpu_pct")
         driver_cpu = row["summary"]["driver_cpu_pct"]
         if busy is not None and server_cpu is not None and driver_cpu is not None:
             others = round(max(0.0, busy - server_cpu - driver_cpu), 1)
+            if SERVERS[name].redis_db is not None:  # Redis works for this server: not others'
+                others = round(max(0.0, others - (scale_out.get("redis_cpu_pct") or 0.0)), 1)
             row["summary"]["others_cpu_pct"] = others
             row["disturbed"] = others > DISTURBED_PCT
         return row
