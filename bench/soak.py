@@ -6,7 +6,7 @@ minimum y-websocket handshake, many at once, in a second process (``soak.py driv
 ``room_cycles`` room loads (each followed by its unload) and ``connects`` connect/disconnect
 cycles. Mixed in: bad tokens (4401), non-members (4403), peers that disconnect while their join
 or their room's load is in progress, and storage that fails (load, append, compact) for one
-room in ten, one second in three. Afterwards nothing may be left: no live room, no socket (the
+room in five, one second in three. Afterwards nothing may be left: no live room, no socket (the
 registry, ``/metrics`` and the kernel's socket table), no load, unload or idle timer, no dirty
 room, no bus subscription, no task beyond the server's own, no Room, Session or connection
 object, and the server process's RSS within ``rss_bound_mb`` of what it was after a warm-up.
@@ -68,7 +68,7 @@ class Plan:
 
     room_cycles: int = 10_000  # room loads (each followed by its unload)
     connects: int = 50_000  # connect/disconnect cycles, every kind below
-    cold_rooms: int = 1_000  # rooms the room cycles go round (one in ten fails while failing)
+    cold_rooms: int = 1_000  # rooms the room cycles go round (one in five fails while failing)
     hot_rooms: int = 20  # rooms kept open by an anchor socket; most connects go there
     slow_rooms: int = 50  # rooms whose load takes 20 ms: peers leave while it runs
     concurrency: int = 64  # connect workers in the driver
@@ -150,7 +150,12 @@ class Faults:
     def __init__(
         self, services: Services, failing: set[str], slow: set[str], cold: set[str]
     ) -> None:
-        self.failing, self.slow, self.cold = failing, slow, cold
+        # Half the failing rooms fail their loads and appends, the other half their compactions
+        # (an append failure stops an unload before its compaction, so those need rooms of
+        # their own).
+        ordered = sorted(failing)
+        self.failing, self.failing_compactions = set(ordered[::2]), set(ordered[1::2])
+        self.slow, self.cold = slow, cold
         self.active = False  # while True, storage fails for the failing rooms
         self.injected: Counter[str] = Counter()
         self.loads = self.cold_loads = self.unloads = 0
@@ -187,7 +192,7 @@ class Faults:
 
     async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
         """The store's compaction: failing for the failing rooms."""
-        if self.active and room_id in self.failing:
+        if self.active and room_id in self.failing_compactions:
             self._fail("compact")
         return await self._compact(room_id, checkpoint=checkpoint)
 
@@ -344,7 +349,7 @@ async def soak(plan: Plan, data_dir: Path) -> Report:
             owner = await _sign_in(http, "soak owner")
             stranger = await _sign_in(http, "soak stranger")
             await _join_all(http, owner, cold + hot + slow)
-        faults = Faults(server.services, set(cold[::10]), set(slow), set(cold))
+        faults = Faults(server.services, set(cold[::5]), set(slow), set(cold))
         config = {
             "url": f"ws://127.0.0.1:{server.port}/collab",
             "owner": owner,
