@@ -69,5 +69,11 @@ def test_the_server_rss_comes_back_within_its_bound(soak: dict[str, Any]):
     assert soak["rss_growth_mb"] <= QUICK.rss_bound_mb, soak
 
 
+def test_a_second_round_of_the_same_cycles_adds_almost_nothing(soak: dict[str, Any]):
+    # The first round raises the allocator's high-water mark (a live room keeps a presence
+    # clock for every client it has seen until it unloads); a leak would grow again.
+    assert soak["rss_last_round_mb"] <= QUICK.round_bound_mb, soak
+
+
 def test_no_room_session_or_connection_object_outlives_the_soak(soak: dict[str, Any]):
     assert {name: n for name, n in soak["leftovers"].items() if name in OBJECTS} == {}
