@@ -243,6 +243,9 @@ def medians(rows: list[Row]) -> dict[str, dict[str, Any]]:
             "us": _med([s.get("cpu_us_per_delivery") for s in so]),
             "redis": _med([s.get("redis_cpu_pct") for s in so]),
             "redis_us": _med([s.get("redis_us_per_delivery") for s in so]),
+            "xread": _med([_per_s(r, "calls_xread") for r in mine]),
+            "xadd": _med([_per_s(r, "calls_xadd") for r in mine]),
+            "redis_in": _med([_per_s(r, "total_net_input_bytes", 1 / 1024) for r in mine]),
             "driver": _med([r["summary"]["driver_cpu_pct"] for r in mine]),
             "others": _med([r["summary"].get("others_cpu_pct") for r in mine]),
             "busy": _med([r["server_usage"].get("machine_busy_pct") for r in mine]),
@@ -258,6 +261,15 @@ def medians(rows: list[Row]) -> dict[str, dict[str, Any]]:
             "attempts": sum(r.get("attempt", 1) - 1 for r in every),
         }
     return out
+
+
+def _per_s(row: Row, counter: str, scale: float = 1.0) -> float | None:
+    """A Redis counter's rate over the measured window (commands are Redis-wide)."""
+    counters = (row.get("scale_out") or {}).get("redis_counters")
+    wall = (row.get("server_usage") or {}).get("wall_s")
+    if not counters or not wall:
+        return None
+    return scale * counters.get(counter, 0) / wall
 
 
 def _split(row: Row) -> str:
@@ -290,6 +302,7 @@ def render(rows: list[Row], source: Path, plot: Path | None) -> str:
         "p50 / p99 / CPU per delivery vs 1 process",
         "Redis CPU %",
         "Redis µs / delivery",
+        "Redis XADD / XREAD per s, KB/s in",
         "client CPU %",
         "machine busy % (of 200)",
         "other work %",
@@ -313,6 +326,7 @@ def render(rows: list[Row], source: Path, plot: Path | None) -> str:
                 vs,
                 fmt(x["redis"], 1),
                 fmt(x["redis_us"], 1),
+                f"{fmt(x['xadd'], 0)} / {fmt(x['xread'], 0)}, {fmt(x['redis_in'], 0)}",
                 fmt(x["driver"], 1),
                 fmt(x["busy"], 1),
                 fmt(x["others"], 1),
