@@ -130,3 +130,19 @@ async def test_the_store_refuses_a_batch_fenced_by_an_older_lease(backend, tmp_p
         assert await _stored_text(server, room) == "new holder"
         assert await store.append([(room, stale)], {room: 2000}) == set()
         assert await _stored_text(server, room) == "old holder new holder"
+
+
+async def test_one_batch_refuses_exactly_the_rooms_whose_fence_is_older(backend, tmp_path: Path):
+    rooms = [f"fenced-{n}" for n in range(3)]
+    async with live_server(backend_settings(backend, tmp_path)) as server:
+        store = server.services.store
+        doc: Doc = Doc()
+        doc.get("code", type=Text).insert(0, "x")
+        update = doc.get_update()
+        assert await store.append([(r, update) for r in rooms], dict.fromkeys(rooms, 2000)) == set()
+        # Older, the same, newer: only the older fence is refused, in one batch.
+        fences = {rooms[0]: 1000, rooms[1]: 2000, rooms[2]: 3000}
+        assert await store.append([(r, update) for r in rooms], fences) == {rooms[0]}
+        # A room fenced for the first time is taken; an unfenced room in the batch is written.
+        assert await store.append([("fresh", update), ("free", update)], {"fresh": 5}) == set()
+        assert await store.append([(rooms[2], update)], {rooms[2]: 2500}) == {rooms[2]}

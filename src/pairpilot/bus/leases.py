@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -50,15 +51,32 @@ class Leases:
             return lease
         return None
 
-    async def renew(self, room_id: str) -> bool:
-        """Extend a held lease; False (and forgotten) when it is no longer ours."""
-        lease = self.held.get(room_id)
-        if lease is None:
-            return False
-        renewed = await self._redis.eval(_RENEW, 1, LEASE + room_id, lease.value, self._ttl_ms)
-        if not renewed:
-            del self.held[room_id]
-        return bool(renewed)
+    async def keep(self, room_ids: Iterable[str]) -> list[str]:
+        """Renew the held leases of ``room_ids`` and try to take the others, in one round trip.
+
+        The rooms whose lease was taken now; a held lease that is no longer ours is forgotten.
+        """
+        rooms = list(room_ids)
+        fence = int(time.time() * 1000)
+        values: dict[str, bytes] = {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room_id in rooms:
+                lease = self.held.get(room_id)
+                if lease is not None:
+                    pipe.eval(_RENEW, 1, LEASE + room_id, lease.value, self._ttl_ms)
+                else:
+                    values[room_id] = self._process + b":" + os.urandom(6).hex().encode()
+                    pipe.set(LEASE + room_id, values[room_id], nx=True, px=self._ttl_ms)
+            answers = await pipe.execute() if rooms else []
+        taken: list[str] = []
+        for room_id, answer in zip(rooms, answers, strict=True):
+            if room_id not in values:
+                if not answer:
+                    self.held.pop(room_id, None)
+            elif answer:
+                self.held[room_id] = Lease(values[room_id], fence)
+                taken.append(room_id)
+        return taken
 
     async def release(self, room_id: str, value: bytes) -> None:
         """Give up the lease that had ``value`` (if it is still that one)."""

@@ -384,14 +384,17 @@ class RedisStreamBus:
             await self._pause(LEASE_RENEW_S)
 
     async def _keep_leases(self) -> None:
-        for room_id, replica in list(self._replicas.items()):
-            if self._positions.get(room_id) is None:
-                continue  # not caught up with the stream: it must not write yet
-            if room_id in self._leases.held:
-                await self._leases.renew(room_id)
-            if room_id not in self._leases.held and await self._leases.acquire(room_id):
-                log.info("took the room's persister lease", room_id=room_id)
-                replica.became_persister()
+        # Rooms not caught up with their stream must not write yet.
+        live = [room for room, position in self._positions.items() if position is not None]
+        for room_id in await self._leases.keep(live):
+            replica = self._replicas.get(room_id)
+            if replica is None:  # unloaded while the leases were out: give this one up
+                lease = self._leases.held.pop(room_id)
+                self._releases.append((room_id, lease.value))
+                self._wake.set()
+                continue
+            log.info("took the room's persister lease", room_id=room_id)
+            replica.became_persister()
 
     # presence of processes that died
 
