@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from pairpilot.sync.session import Session, encode_frame
 log = structlog.get_logger(__name__)
 
 OnUpdate = Callable[["Room", bytes], None]
+# A "saved" message waits at most this long for a frame to ride with (Session.hold).
+SAVED_HOLD_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class Room:
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
         self._metrics = metrics
+        self._release_timer: asyncio.TimerHandle | None = None
         self.awareness = Awareness(doc)
         # Awareness client ids that came from each other process (its id), see drop_process.
         self._remote_presence: dict[bytes, set[int]] = {}
@@ -222,7 +226,7 @@ class Room:
         self._remember_stored(clocks)
         for session in self.sessions.values():
             if session.unsaved:
-                self._send(session, protocol.saved(clocks, session.awareness_ids))
+                self._hold_saved(session, clocks)
                 session.unsaved = not self._covered(clocks, session.awareness_ids)
 
     def stored_covers_doc(self) -> bool:
@@ -267,7 +271,21 @@ class Room:
                     waiting.append(session)
         for session in waiting:
             if session.id in self.sessions:
-                self._send(session, protocol.saved(clocks, session.awareness_ids))
+                self._hold_saved(session, clocks)
+
+    def _hold_saved(self, session: Session, clocks: dict[int, int]) -> None:
+        message = protocol.saved(clocks, session.awareness_ids)
+        session.hold(message)
+        if self._metrics is not None:
+            self._metrics.traffic.count_out(message)
+        if self._release_timer is None:
+            loop = asyncio.get_running_loop()
+            self._release_timer = loop.call_later(SAVED_HOLD_S, self._release_saved)
+
+    def _release_saved(self) -> None:
+        self._release_timer = None
+        for session in self.sessions.values():
+            session.release()
 
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
         if update == EMPTY_UPDATE:  # a sync's empty step 2: nothing to refuse, even a viewer's
@@ -365,4 +383,7 @@ class Room:
 
     def close(self) -> None:
         """Detach from the bus; the room is being unloaded."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         self._bus.unsubscribe(self.id)

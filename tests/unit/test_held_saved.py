@@ -1,0 +1,93 @@
+"""A "saved" message rides with the next frame a socket is sent, or goes alone shortly after."""
+
+import asyncio
+
+import pytest
+from pycrdt import Doc, Text
+
+from pairpilot.access import Grant
+from pairpilot.bus import LocalBus
+from pairpilot.sync import protocol
+from pairpilot.sync.protocol import decode_message
+from pairpilot.sync.room import SAVED_HOLD_S, Room
+from pairpilot.sync.session import Session, TokenBucket, encode_frame
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingSocket:
+    """Every write a session makes, as the bytes handed to the transport."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def send_frame(self, wire: bytes) -> None:
+        self.writes.append(wire)
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+def _session(socket: RecordingSocket, room_id: str = "r") -> Session:
+    grant = Grant(user_id="u", can_write=True)
+    return Session(socket, room_id=room_id, grant=grant, rate=TokenBucket(1e9, 1e9))
+
+
+def test_a_held_message_goes_out_in_the_same_write_as_the_next_frame():
+    socket = RecordingSocket()
+    session = _session(socket)
+    saved = protocol.saved({1: 3}, set())
+    session.hold(saved)
+    assert socket.writes == []
+    update = protocol.sync_update(b"\x00\x00")
+    session.send_encoded(encode_frame(update))
+    assert socket.writes == [encode_frame(saved) + encode_frame(update)]
+    session.release()  # nothing is left to send
+    assert len(socket.writes) == 1
+
+
+def test_a_newer_held_message_replaces_the_older_one():
+    socket = RecordingSocket()
+    session = _session(socket)
+    session.hold(protocol.saved({1: 3}, set()))
+    session.hold(protocol.saved({1: 5}, set()))
+    session.release()
+    assert socket.writes == [encode_frame(protocol.saved({1: 5}, set()))]
+
+
+async def test_a_saved_message_with_nothing_to_ride_with_is_sent_after_the_hold():
+    writer, reader = RecordingSocket(), RecordingSocket()
+    room = Room("r", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
+    alice, bob = _session(writer), _session(reader)
+    room.join(alice)
+    room.join(bob)
+    doc: Doc = Doc()
+    doc.get("code", type=Text).insert(0, "hi")
+    room.receive(alice, decode_message(protocol.sync_update(doc.get_update())))
+    before = len(writer.writes)
+    room.mark_saved(doc.get_state(), [alice])  # what the flusher does after the write
+    assert len(writer.writes) == before  # held, not sent yet
+    await asyncio.sleep(SAVED_HOLD_S * 2)
+    assert len(writer.writes) == before + 1
+    assert protocol.decode_saved(writer.writes[-1][2:]) is not None
+    room.close()
+
+
+async def test_a_saved_message_rides_with_an_update_relayed_to_its_socket():
+    writer, other = RecordingSocket(), RecordingSocket()
+    room = Room("r", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
+    alice, bob = _session(writer), _session(other)
+    room.join(alice)
+    room.join(bob)
+    room.mark_saved(Doc().get_state(), [alice])
+    before = len(writer.writes)
+    doc: Doc = Doc()
+    doc.get("code", type=Text).insert(0, "from bob")
+    update = protocol.sync_update(doc.get_update())
+    room.receive(bob, decode_message(update))
+    assert len(writer.writes) == before + 1  # one write: the saved message, then the update
+    assert writer.writes[-1].endswith(encode_frame(update))
+    assert protocol.decode_saved(writer.writes[-1][2 : -len(encode_frame(update))]) is not None
+    await asyncio.sleep(SAVED_HOLD_S * 2)
+    assert len(writer.writes) == before + 1  # nothing more: it went with the update
+    room.close()
