@@ -91,9 +91,8 @@ class SqlRoomStore:
         refused: set[str] = set()
         try:
             async with self.engine.begin() as conn:
-                for room_id, fence in (fences or {}).items():
-                    if not await _take_fence(conn, room_id, fence):
-                        refused.add(room_id)
+                if fences:
+                    refused = await _take_fences(conn, fences)
                 rows = [
                     {"room_id": room_id, "update": update}
                     for room_id, update in batch
@@ -165,18 +164,33 @@ class SqlRoomStore:
         )
 
 
-async def _take_fence(conn: AsyncConnection, room_id: str, fence: int) -> bool:
-    """Record ``fence`` as the room's newest unless a newer one wrote; whether it may write."""
+async def _take_fences(conn: AsyncConnection, fences: Mapping[str, int]) -> set[str]:
+    """Record each room's fence as its newest unless a newer one wrote; the rooms refused.
+
+    One statement for the whole batch (``RETURNING`` names the rooms whose fence was taken):
+    a statement per room made the fences most of a flush's cost with 100 live rooms.
+    """
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(room_fences).values(room_id=room_id, fence=fence)
-    result = await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[room_fences.c.room_id],
-            set_={"fence": statement.excluded.fence},
-            where=room_fences.c.fence <= statement.excluded.fence,
+    taken: set[str] = set()
+    items = list(fences.items())
+    for first in range(0, len(items), FENCES_PER_STATEMENT):
+        chunk = items[first : first + FENCES_PER_STATEMENT]
+        statement = insert(room_fences).values(
+            [{"room_id": room_id, "fence": fence} for room_id, fence in chunk]
         )
-    )
-    return bool(result.rowcount)
+        result = await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[room_fences.c.room_id],
+                set_={"fence": statement.excluded.fence},
+                where=room_fences.c.fence <= statement.excluded.fence,
+            ).returning(room_fences.c.room_id)
+        )
+        taken.update(result.scalars())
+    return set(fences) - taken
+
+
+# Rooms per fence statement (two bound parameters each: far below SQLite's 32,766).
+FENCES_PER_STATEMENT = 500
 
 
 def encode_document(update: bytes) -> bytes:

@@ -73,6 +73,11 @@ class Room:
         # the bus was when it was taken.
         self.writing = False
         self._taken_at: str | None = None
+        # Updates applied here were dropped (another process was to write them): the next write
+        # from here is the whole document. Writing only what came in since, with this replica's
+        # state vector as "saved", told clients edits were stored that no process had written
+        # (a Redis outage makes every process write; tests/integration/test_chaos.py).
+        self._partial = False
         # The clocks storage is known to hold (this process's writes and the persister's).
         self.stored_clocks: dict[int, int] = {}
         self._bus = bus
@@ -190,6 +195,8 @@ class Room:
         they are stored.
         """
         updates, self.pending = self.pending, []
+        if self._partial:  # the returned state vector must not claim what nobody wrote
+            updates, self._partial = [self.doc.get_update()], False
         self.writing = True
         self._taken_at = self._bus.position(self.id)
         waiting = [session for session in self.sessions.values() if session.unsaved]
@@ -210,15 +217,18 @@ class Room:
 
     def fenced(self) -> None:
         """The store refused the fence: another process writes the room now."""
+        self._partial = True  # the refused batch's updates were dropped
         self._bus.fenced(self.id)
 
     def drop_pending(self) -> None:
         """Another process persists the room: forget the updates (they are in the stream)."""
         self.pending = []
+        self._partial = True
 
     def became_persister(self) -> None:
         """The room is now written here: store everything it has (a no-op merge if stored)."""
         self._on_update(self, self.doc.get_update())
+        self._partial = False
 
     def stored_elsewhere(self, state_vector: bytes) -> None:
         """The persister stored the room up to ``state_vector``: tell the sessions waiting."""
