@@ -52,6 +52,13 @@ DEAD_AFTER_S = 2.0
 RETRY_MAX_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 START = "0-0"
+# Rooms no other process wrote to within SHARED_FOR_S are read every UNSHARED_POLL_S (not on
+# every XREAD); a read that brought fewer than GATHER_BELOW entries waits GATHER_S before the
+# next one (bench/README.md, "Several processes").
+SHARED_FOR_S = 60.0
+UNSHARED_POLL_S = 0.05
+GATHER_BELOW = 32
+GATHER_S = 0.002
 
 
 Entry = tuple[str, dict[bytes, bytes]]
@@ -96,6 +103,10 @@ class RedisStreamBus:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._read_at = time.monotonic()
+        # Until when each room counts as shared with another process (see _read_once), and
+        # when the reader next reads every live room.
+        self._shared: dict[str, float] = {}
+        self._read_all_at = 0.0
         # Other processes seen in the streams: None while alive, else when their key was
         # first found missing.
         self._peers: dict[bytes, float | None] = {}
@@ -116,6 +127,7 @@ class RedisStreamBus:
         """Stop relaying the room; give its lease up."""
         self._replicas.pop(room_id, None)
         self._positions.pop(room_id, None)
+        self._shared.pop(room_id, None)
         lease = self._leases.held.pop(room_id, None)
         if lease is not None:
             self._releases.append((room_id, lease.value))
@@ -149,6 +161,8 @@ class RedisStreamBus:
                 )
                 for entry_id, fields in entries:
                     position = entry_id
+                    if fields.get(b"p") != self._me and self._replicas.get(room_id) is replica:
+                        self._shared[room_id] = time.monotonic() + SHARED_FOR_S
                     if fields.get(b"k") == FRAME:
                         replica.apply_remote(fields[b"f"], fields.get(b"p", b""))
                 if len(entries) < 1000:
@@ -315,27 +329,42 @@ class RedisStreamBus:
             # This process stalled past the retention: entries may have been trimmed unread.
             self._outage(TimeoutError("the stream reader stalled"))
             return
+        now = time.monotonic()
+        everyone = now >= self._read_all_at
+        if everyone:
+            self._read_all_at = now + UNSHARED_POLL_S
+        # Rooms another process wrote to lately are read on every call; the others (only this
+        # process's sockets, as far as it knows) every UNSHARED_POLL_S, which is how a room
+        # becomes shared. Naming every live room's stream in every XREAD cost more than
+        # everything else the bus does once hundreds of XREADs a second went out.
         streams = {
             stream_key(room_id): position
             for room_id, position in self._positions.items()
-            if position is not None
+            if position is not None and (everyone or self._shared.get(room_id, 0.0) > now)
         }
+        block_ms = self._block_ms if everyone else min(self._block_ms, int(UNSHARED_POLL_S * 1000))
         if not streams:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._block_ms / 1000)
+                await asyncio.wait_for(self._wake.wait(), block_ms / 1000)
             self._read_at = time.monotonic()
             return
         issued = time.monotonic()
-        answer: Any = await self._redis.xread(streams, count=1000, block=self._block_ms)  # type: ignore[arg-type]
+        answer: Any = await self._redis.xread(streams, count=1000, block=block_ms)  # type: ignore[arg-type]
         self._read_at = time.monotonic()
         if (self._read_at - issued) * 1000 > self._retain_ms:
             # The answer came back after the retention (this process was stopped, say): what
             # was appended meanwhile may be trimmed unread. Read this, then exchange in full.
             self._outage(TimeoutError("the stream reader was held past the retention"))
-        for key, entries in answer or []:
+        entries = 0
+        for key, raw in answer or []:
             room_id = key.decode()[len(PREFIX) :]
-            for entry_id, fields in _entries(entries):
+            for entry_id, fields in _entries(raw):
                 self._receive(room_id, entry_id, fields)
+                entries += 1
+        if 0 < entries < GATHER_BELOW:
+            # Let a few more entries arrive before the next call: one XREAD per entry or two
+            # made the reads most of the bus's cost, for a delay of a few ms across processes.
+            await asyncio.sleep(GATHER_S)
 
     def _receive(self, room_id: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         replica = self._replicas.get(room_id)
@@ -344,6 +373,7 @@ class RedisStreamBus:
         self._positions[room_id] = entry_id
         if fields.get(b"p") == self._me:
             return
+        self._shared[room_id] = time.monotonic() + SHARED_FOR_S
         sender = fields.get(b"p", b"")
         self._peers.setdefault(sender, None)
         kind, body = fields.get(b"k"), fields.get(b"f", b"")
