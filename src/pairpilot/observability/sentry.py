@@ -1,28 +1,37 @@
-"""Sentry on the server: off without SENTRY_DSN; never tokens, never document content."""
+"""Sentry on the server: off without SENTRY_DSN; never tokens, never document content.
+
+``sentry_sdk`` is imported only when a DSN is configured (by ``init_sentry``): with its
+integrations and urllib3 it is 3 MB of every server's memory (bench/README.md, "Where memory
+goes"). An SDK that was never imported cannot be on, so the other functions here do nothing
+until it is.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import sentry_sdk
-from sentry_sdk.integrations.fastapi import FastApiIntegration
-from sentry_sdk.integrations.logging import LoggingIntegration
-from sentry_sdk.integrations.starlette import StarletteIntegration
-from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event
 
 from pairpilot import __version__
 from pairpilot.observability.logging import redact
 from pairpilot.settings import Settings
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event
 
 SECRET_PARAMS = {"token", "access_token"}
 SECRET_HEADERS = {"authorization", "cookie", "x-sentry-auth"}
 
 
 def init_sentry(settings: Settings) -> bool:
-    """Start the SDK when a DSN is configured; True when it is on."""
+    """Start the SDK when a DSN is configured (importing it then); True when it is on."""
     if not settings.sentry_dsn:
         return False
+    import sentry_sdk  # noqa: PLC0415
+    from sentry_sdk.integrations.fastapi import FastApiIntegration  # noqa: PLC0415
+    from sentry_sdk.integrations.logging import LoggingIntegration  # noqa: PLC0415
+    from sentry_sdk.integrations.starlette import StarletteIntegration  # noqa: PLC0415
+
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         environment=settings.environment,
@@ -43,11 +52,21 @@ def init_sentry(settings: Settings) -> bool:
     return True
 
 
+def is_on() -> bool:
+    """True when the SDK is imported and its client started (by ``init_sentry`` or a test)."""
+    if "sentry_sdk" not in sys.modules:
+        return False
+    import sentry_sdk  # noqa: PLC0415 - already imported: a dictionary lookup
+
+    return sentry_sdk.get_client().is_active()
+
+
 def close_sentry() -> None:
     """Flush and stop the SDK (app shutdown)."""
-    client = sentry_sdk.get_client()
-    if client.is_active():
-        client.close(timeout=2.0)
+    if is_on():
+        import sentry_sdk  # noqa: PLC0415 - imported by init_sentry
+
+        sentry_sdk.get_client().close(timeout=2.0)
 
 
 def report(error: BaseException, **tags: str) -> None:
@@ -56,12 +75,22 @@ def report(error: BaseException, **tags: str) -> None:
     Off, building the event anyway read every traceback frame's locals, which on Python 3.11
     kept the flusher's failed batch alive until the next report (tests/integration/test_soak.py).
     """
-    if not sentry_sdk.get_client().is_active():
+    if not is_on():
         return
+    import sentry_sdk  # noqa: PLC0415 - imported by init_sentry
+
     with sentry_sdk.new_scope() as scope:
         for key, value in tags.items():
             scope.set_tag(key, value)
         sentry_sdk.capture_exception(error)
+
+
+def set_tag(key: str, value: str) -> None:
+    """Tag the current request's error reports (nothing when Sentry is off)."""
+    if is_on():
+        import sentry_sdk  # noqa: PLC0415 - imported by init_sentry
+
+        sentry_sdk.set_tag(key, value)
 
 
 def scrub(event: Event, _hint: dict[str, Any]) -> Event:

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from limits import RateLimitItemPerSecond
@@ -20,10 +21,14 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.errors import StorageError as LimitsStorageError
-from redis.asyncio import ConnectionPool
-from redis.exceptions import RedisError
 
 from pairpilot.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
+
+# What a failing storage raises; redis-py's own errors are added when Redis is the storage.
+_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, OSError, LimitsStorageError)
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +61,11 @@ class RunLimiter:
     ) -> None:
         self._storage = storage
         self._pool = pool
+        self._failures = _FAILURES
+        if pool is not None:
+            from redis.exceptions import RedisError  # noqa: PLC0415 - redis only with REDIS_URL
+
+            self._failures = (*_FAILURES, RedisError)
         self._strategy = MovingWindowRateLimiter(storage)
         self._item = RateLimitItemPerSecond(limit, window_s)
         self._limit = limit
@@ -70,7 +80,7 @@ class RunLimiter:
             async with asyncio.timeout(self._timeout_s):
                 allowed = await self._strategy.hit(self._item, "run", room_id, user_id)
                 stats = await self._strategy.get_window_stats(self._item, "run", room_id, user_id)
-        except (TimeoutError, OSError, RedisError, LimitsStorageError) as exc:
+        except self._failures as exc:
             return self._fail_open(exc)
         if self.in_outage:
             self.in_outage = False
@@ -85,7 +95,7 @@ class RunLimiter:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return bool(await self._storage.check())
-        except (TimeoutError, OSError, RedisError, LimitsStorageError):
+        except self._failures:
             return False
 
     async def close(self) -> None:
@@ -117,6 +127,8 @@ def build_run_limiter(
     storage: Storage = MemoryStorage()
     pool = None
     if redis_url:
+        from redis.asyncio import ConnectionPool  # noqa: PLC0415 - redis only with REDIS_URL
+
         # Short socket timeouts: a dead Redis must cost one timeout, not a TCP retry storm.
         pool = ConnectionPool.from_url(
             redis_url, socket_timeout=timeout_ms / 1000, socket_connect_timeout=timeout_ms / 1000

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from pairpilot import __version__
 from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
+from pairpilot.observability.memory import release_free_memory
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
 from pairpilot.settings import Settings
 from pairpilot.web import auth, client, health, monitoring, rooms, runs, transfer, versions
@@ -44,6 +45,8 @@ def create_app(settings: Settings) -> FastAPI:
         await services.bus.start()
         flusher = asyncio.create_task(services.flusher.run(), name="flusher")
         flusher.add_done_callback(_report_crash)
+        # What the imports and the migration left free goes back to the OS, once.
+        release_free_memory()
         try:
             yield
         finally:
@@ -56,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await services.bus.close()
                 await services.store.close()
                 await services.limiter.close()
-                await services.http.aclose()
+                await services.close_http()
                 close_sentry()
 
     app = FastAPI(title="PairPilot", version=__version__, lifespan=lifespan)

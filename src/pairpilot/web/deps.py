@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import sentry_sdk
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pairpilot.access.identity import Identity
+from pairpilot.observability.sentry import set_tag
 
 if TYPE_CHECKING:
     from pairpilot.web.app import Services
@@ -29,13 +29,13 @@ def caller(
     """The verified identity behind ``Authorization: Bearer``; 401 otherwise."""
     token = credentials.credentials if credentials else None
     identity = services(request).identities.verify(token)
-    sentry_sdk.set_tag("user_id", identity.user_id)
+    set_tag("user_id", identity.user_id)
     return identity
 
 
 def tag_room(room_id: str) -> None:
     """Tag this request's error reports with its room (a router dependency)."""
-    sentry_sdk.set_tag("room_id", room_id)
+    set_tag("room_id", room_id)
 
 
 Caller = Annotated[Identity, Depends(caller)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from urllib.parse import SplitResult, urlsplit
 
-import httpx
 import structlog
 from fastapi import APIRouter, Request, Response
 
@@ -80,6 +79,8 @@ async def tunnel(request: Request, services: ServicesDep) -> Response:
         raise BadRequestError("the envelope's DSN is not a URL") from exc
     if not same_project:
         raise BadRequestError("the envelope's DSN is not this server's browser DSN")
+    import httpx  # noqa: PLC0415 - only with a browser DSN: 2 MB a server without one never needs
+
     try:
         answer = await services.http.post(
             ingest_url(configured),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
-from pairpilot.bus import LocalBus, RedisStreamBus, RoomBus
+from pairpilot.bus.base import RoomBus
+from pairpilot.bus.local import LocalBus
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.ratelimit import RunLimiter, build_run_limiter
@@ -18,6 +18,9 @@ from pairpilot.storage.sql import SqlRoomStore, create_engine
 from pairpilot.storage.tokens import RefreshTokens
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.registry import RoomRegistry
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(slots=True)
@@ -34,8 +37,26 @@ class Services:
     bus: RoomBus
     limiter: RunLimiter
     metrics: Metrics
-    http: httpx.AsyncClient
     refresh_tokens: RefreshTokens
+    _http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The outgoing HTTP client (the ``/monitoring`` tunnel's), made on first use.
+
+        httpx and its transport stack are 2 MB that a server without a browser DSN never needs.
+        """
+        if self._http is None:
+            import httpx  # noqa: PLC0415 - only for a configured tunnel (see above)
+
+            self._http = httpx.AsyncClient(timeout=5.0)
+        return self._http
+
+    async def close_http(self) -> None:
+        """Close the outgoing HTTP client, if one was made."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 def build_services(settings: Settings) -> Services:
@@ -55,7 +76,7 @@ def build_services(settings: Settings) -> Services:
         version_min_s=settings.version_min_s,
         metrics=metrics,
     )
-    bus: RoomBus = RedisStreamBus(settings.redis_url) if settings.redis_url else LocalBus()
+    bus = _bus(settings.redis_url)
     registry = RoomRegistry(
         store,
         bus,
@@ -83,6 +104,14 @@ def build_services(settings: Settings) -> Services:
         bus,
         limiter,
         metrics,
-        httpx.AsyncClient(timeout=5.0),
         RefreshTokens(engine, settings.refresh_ttl_s),
     )
+
+
+def _bus(redis_url: str | None) -> RoomBus:
+    """The in-process bus, or the Redis one when REDIS_URL is set (redis is imported only then)."""
+    if not redis_url:
+        return LocalBus()
+    from pairpilot.bus.streams import RedisStreamBus  # noqa: PLC0415 - see the docstring
+
+    return RedisStreamBus(redis_url)
