@@ -88,3 +88,25 @@ def test_a_dsn_imports_and_starts_sentry(tmp_path: Path):
 def test_the_unconfigured_app_imports_no_sentry_redis_or_httpx(tmp_path: Path):
     loaded = _loaded(BUILD_APP, _unconfigured_env(tmp_path), *OPTIONAL)
     assert loaded == dict.fromkeys(OPTIONAL, False)
+
+
+# The app's start-up (its lifespan: the embedded database migrated if it needs it), twice.
+START_APP = """
+import asyncio, json, sys
+from pairpilot.settings import load_settings
+from pairpilot.web import create_app
+
+async def start() -> None:
+    app = create_app(load_settings())
+    async with app.router.lifespan_context(app):
+        pass
+
+asyncio.run(start())
+print(json.dumps({name: name in sys.modules for name in sys.argv[1:]}))
+"""
+
+
+def test_alembic_is_imported_only_when_the_embedded_database_needs_migrating(tmp_path: Path):
+    env = _unconfigured_env(tmp_path)
+    assert _loaded(START_APP, env, "alembic") == {"alembic": True}  # a new database
+    assert _loaded(START_APP, env, "alembic") == {"alembic": False}  # already at head

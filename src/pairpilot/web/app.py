@@ -14,6 +14,7 @@ from pairpilot.observability.logging import RequestIdMiddleware, configure_loggi
 from pairpilot.observability.memory import release_free_memory
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
 from pairpilot.settings import Settings
+from pairpilot.storage.schema_version import at_head
 from pairpilot.web import auth, client, health, monitoring, rooms, runs, transfer, versions
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
@@ -37,11 +38,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if services.store.engine.dialect.name == "sqlite":
+        engine = services.store.engine
+        if engine.dialect.name == "sqlite" and not await at_head(engine):
             # Imported here: Alembic costs seconds, and PostgreSQL is never migrated implicitly.
             from pairpilot.storage.migrate import migrate  # noqa: PLC0415
 
-            await migrate(services.store.engine)
+            await migrate(engine)
         await services.bus.start()
         flusher = asyncio.create_task(services.flusher.run(), name="flusher")
         flusher.add_done_callback(_report_crash)
