@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
+import * as decoding from 'lib0/decoding'
 import { apiRetries, connect, signIn } from './clients.mjs'
 
 const cfg = JSON.parse(process.argv[2])
@@ -335,6 +336,9 @@ async function durability () {
   const base = cfg.inserts * cfg.insertLen
   const room = `${cfg.roomPrefix}-0`
   await upload(room, update, base)
+  // The upload is one 1.4 MB log row, which the server compacts at once (PairPilot merges it in
+  // a worker process that it starts first): let that end before the first step is measured.
+  await sleep(cfg.settleMs ?? 3000)
   let expected = base
   const steps = []
   for (const [i, rate] of cfg.rates.entries()) {
@@ -346,8 +350,26 @@ async function durability () {
     const begin = performance.now() + 100
     const end = begin + cfg.stepS * 1000
     let sent = 0
+    let maxLagMs = 0
+    // How long each edit took to be stored: PairPilot's "saved" message (auth sub-type 1, the
+    // stored state vector) after the flush that wrote it. Each writer's edits wait in order.
+    const stored = []
+    const unsaved = writers.map(() => [])
+    if (cfg.auth) {
+      writers.forEach((cl, w) => cl.provider.ws?.addEventListener('message', (event) => {
+        const data = new Uint8Array(event.data)
+        if (data[0] !== 2 || data[1] !== 1) return
+        const clock = Y.decodeStateVector(decoding.readVarUint8Array(decoding.createDecoder(data.subarray(2)))).get(cl.doc.clientID) ?? 0
+        const now = performance.now()
+        const queue = unsaved[w]
+        let n = 0
+        while (n < queue.length && queue[n][0] <= clock) stored.push(now - queue[n++][1])
+        queue.splice(0, n)
+      }))
+    }
     emit({ event: `step_start_${i}` })
-    await Promise.all(writers.map(async (cl) => {
+    const cpu0 = process.cpuUsage()
+    await Promise.all(writers.map(async (cl, w) => {
       const text = cl.doc.getText('code')
       const offset = prng.real53(gen) * periodMs
       for (let k = 0; ; k++) {
@@ -355,13 +377,21 @@ async function durability () {
         if (due >= end) break
         const wait = due - performance.now()
         if (wait > 0) await sleep(wait)
+        const now = performance.now()
+        maxLagMs = Math.max(maxLagMs, now - due)
         text.insert(prng.uint32(gen, 0, text.length), ALPHABET[prng.uint32(gen, 0, ALPHABET.length - 1)])
+        unsaved[w].push([Y.getState(cl.doc.store, cl.doc.clientID), now])
         sent++
       }
     }))
+    // The driver's own load: a driver short of CPU sends late and in bursts, not at `rate`.
+    const cpu = process.cpuUsage(cpu0)
+    const sendS = (performance.now() - begin) / 1000
+    const driver = { cpu_pct: (cpu.user + cpu.system) / 1e4 / sendS, max_send_lag_ms: maxLagMs }
     emit({ event: `step_end_${i}` })
     expected += sent
     await sleep(2 * cfg.flushMs)
+    const saved = { ...summary(stored), unsaved_at_kill: unsaved.reduce((a, q) => a + q.length, 0) }
     emit({ event: `kill_${i}` }) // the orchestrator SIGKILLs and restarts the server, then "go"
     const command = await nextCommand()
     for (const cl of writers) cl.destroy()
@@ -372,7 +402,7 @@ async function durability () {
     const length = check.doc.getText('code').length
     check.destroy()
     const lost = expected - length
-    steps.push({ rate, sent, lost, expected, length })
+    steps.push({ rate, sent, lost, expected, length, driver, saved_ms: saved })
     emit({ event: `checked_${i}`, sent, lost })
     if (lost !== 0) break
     // Later steps start from what survived.

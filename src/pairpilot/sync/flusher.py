@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 
 import structlog
 from pycrdt import merge_updates
@@ -25,7 +26,8 @@ class Flusher:
 
     A failed write keeps the updates in memory and is retried with capped exponential
     backoff; edits keep flowing meanwhile. Writes are serialised, so a room that is being
-    unloaded never races a batch that is still in flight.
+    unloaded never races a batch that is still in flight. Compactions run beside the writes
+    (one at a time per room) and never hold them up.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class Flusher:
         self.failures = 0
         self._metrics = metrics
         self._failing = False
+        self._compacting: dict[str, asyncio.Task[None]] = {}  # one compaction per room
 
     def record(self, room: Room, update: bytes) -> None:
         """Queue an applied update for storage (Room's on_update hook)."""
@@ -86,28 +89,73 @@ class Flusher:
         await self._write([room])
 
     async def flush_all(self) -> None:
-        """Write every pending update now; StorageError if that fails."""
-        await self._write(list(self._dirty.values()))
+        """Write every pending update now and let compactions in flight end (shutdown).
+
+        StorageError if the write fails.
+        """
+        try:
+            await self._write(list(self._dirty.values()))
+        finally:
+            await asyncio.gather(*self._compacting.values(), return_exceptions=True)
 
     async def compact(self, room: Room, *, unloading: bool = False) -> None:
         """Fold the room's log into its snapshot; StorageError if that fails.
 
         The result is also an automatic version when the room changed since its last one and
-        it is unloading or its last version is ``version_min_s`` old.
+        it is unloading or its last version is ``version_min_s`` old. A compaction of the room
+        already running is waited for first (one at a time per room).
         """
+        while (running := self._compacting.get(room.id)) is not None and not running.done():
+            await asyncio.wait({running})
         checkpoint = room.unversioned and (unloading or self._version_due(room))
+        await self._start_compaction(room, self._compact(room, checkpoint=checkpoint))
+        # Flushes go on during a compaction: let a batch that took this room's updates end, so
+        # the caller (an unload) sees them either stored or back in ``pending``.
         async with self._write_lock:
-            try:
-                room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
-            except StorageError:
-                self._metrics.compactions.labels("failed").inc()
-                raise
-            room.log_bytes = 0
-            room.log_count = 0
+            pass
+
+    def _start_background(self, room: Room) -> None:
+        checkpoint = room.unversioned and self._version_due(room)
+        self._start_compaction(room, self._compact_in_background(room, checkpoint=checkpoint))
+
+    def _start_compaction(
+        self, room: Room, compaction: Coroutine[None, None, None]
+    ) -> asyncio.Task[None]:
+        task = asyncio.create_task(compaction, name=f"compact-{room.id}")
+        self._compacting[room.id] = task
+        task.add_done_callback(lambda done: self._compaction_ended(room.id, done))
+        return task
+
+    def _compaction_ended(self, room_id: str, task: asyncio.Task[None]) -> None:
+        if self._compacting.get(room_id) is task:
+            del self._compacting[room_id]
+
+    async def _compact(self, room: Room, *, checkpoint: bool) -> None:
+        # Flushes go on meanwhile, so only the log as it was at the start is surely folded in;
+        # rows written since stay counted (a later compaction folds them).
+        log_bytes, log_count = room.log_bytes, room.log_count
+        if checkpoint:  # updates not yet in the log when it reads it are not in the version
+            room.unversioned = bool(room.pending) or room.writing
+        try:
+            room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
+        except StorageError:
+            self._metrics.compactions.labels("failed").inc()
             if checkpoint:
-                room.versioned_at = time.time()
-                room.unversioned = bool(room.pending)
-            self._metrics.compactions.labels("done").inc()
+                room.unversioned = True
+            raise
+        room.log_bytes = max(0, room.log_bytes - log_bytes)
+        room.log_count = max(0, room.log_count - log_count)
+        if checkpoint:
+            room.versioned_at = time.time()
+        self._metrics.compactions.labels("done").inc()
+
+    async def _compact_in_background(self, room: Room, *, checkpoint: bool) -> None:
+        """A compaction the flusher decided on; a failure is logged, and retried after a flush."""
+        try:
+            await self._compact(room, checkpoint=checkpoint)
+        except StorageError as exc:
+            log.error("compaction failed", room_id=room.id, error=str(exc.__cause__ or exc))
+            report(exc, task="compaction", room_id=room.id)
 
     async def _write(self, rooms: list[Room]) -> None:
         async with self._write_lock:
@@ -133,13 +181,11 @@ class Flusher:
                 room.log_count += 1
                 room.mark_saved(state_vector, waiting)
                 written.append(room)
+        # Compactions run beside the flushes (their merge in a worker process when it is
+        # big): a flush never waits for one, so the log keeps up with the edits.
         for room in written:
-            if self._needs_compaction(room):
-                try:
-                    await self.compact(room)
-                except StorageError as exc:
-                    log.error("compaction failed", room_id=room.id, error=str(exc.__cause__))
-                    report(exc, task="compaction", room_id=room.id)
+            if room.id not in self._compacting and self._needs_compaction(room):
+                self._start_background(room)
 
     def _take(
         self, rooms: list[Room]

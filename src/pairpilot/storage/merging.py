@@ -1,0 +1,162 @@
+"""CRDT merges for compaction, the big ones in a worker process so the event loop keeps serving.
+
+pycrdt 0.14 holds the GIL inside ``merge_updates``, ``Doc.apply_update`` and ``get_update``
+(measured: a thread merging a 1.4 MB snapshot with its log stopped the main thread for the whole
+merge, 90-200 ms), so a thread would not help: a merge at least ``offload_min_bytes`` big runs
+in one worker process, started at the first such merge and kept for the next. Small documents
+(the common case, and every room of a fan-out) never start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc, merge_updates
+
+from pairpilot.errors import StorageError
+
+# Below this many bytes of input a merge takes a few milliseconds: sending it to the worker
+# would cost about as much as doing it here (bench/README.md, "Durability at 3,200 edits/s").
+OFFLOAD_MIN_BYTES = 256 * 1024
+# The worker runs at a lower priority than the server: on a shared core, the event loop comes
+# first and the compaction takes what is left.
+WORKER_NICE = 5
+# A worker with no merge for this long is stopped: it holds about 50 MB (bench/README.md), and a
+# room big enough to need it compacts every few seconds while people type into it.
+IDLE_STOP_S = 60.0
+# How often the worker checks that the server that started it is still its parent.
+PARENT_POLL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A compaction's result: the folded update and, for a checkpoint, the document's encoding."""
+
+    update: bytes
+    document: bytes | None = None
+
+
+def merge(parts: Sequence[bytes], *, encode: bool = False) -> Merged:
+    """Fold ``parts`` (a snapshot and the log after it) into one update, here and now.
+
+    With ``encode`` the result is also re-encoded as a document writes it: a merge keeps every
+    keystroke its own item, a document squashes a client's consecutive ones, which made
+    measured checkpoints 1.5 times smaller (bench/versions.py).
+    """
+    update = parts[0] if len(parts) == 1 else merge_updates(*parts)
+    return Merged(update, encode_document(update) if encode else None)
+
+
+def encode_document(update: bytes) -> bytes:
+    """``update`` re-encoded as a document would write it."""
+    doc: Doc[Any] = Doc()
+    doc.apply_update(update)
+    encoded: bytes = doc.get_update()
+    return encoded
+
+
+def _start_worker(parent: int) -> None:
+    """In the worker: a lower priority, and an exit as soon as the server is gone.
+
+    A server killed with SIGKILL cannot stop its worker, and an idle worker waits for work
+    forever: without the watch every ``kill -9`` left a 50 MB process behind.
+    """
+    os.nice(WORKER_NICE)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
+
+
+class Merger:
+    """Runs compaction merges: small ones inline, big ones in a lazily started worker process.
+
+    A worker that dies (killed, out of memory) or fails surfaces as StorageError, like a
+    database failure: the compaction is retried later and nothing is lost, since the rows it
+    would have folded are still in the log. The next big merge starts a new worker.
+    """
+
+    def __init__(
+        self, *, offload_min_bytes: int = OFFLOAD_MIN_BYTES, idle_stop_s: float = IDLE_STOP_S
+    ) -> None:
+        self.offload_min_bytes = offload_min_bytes
+        self.idle_stop_s = idle_stop_s
+        self._pool: ProcessPoolExecutor | None = None
+        self._in_flight = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.offloaded = 0  # merges sent to the worker (for tests and the bench)
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker process pool exists."""
+        return self._pool is not None
+
+    async def merge(self, parts: Sequence[bytes], *, encode: bool = False) -> Merged:
+        """``merge(parts, encode=...)``, off the event loop when the input is big."""
+        if sum(len(part) for part in parts) < self.offload_min_bytes:
+            return merge(parts, encode=encode)
+        pool = self._started_pool()
+        self.offloaded += 1
+        self._in_flight += 1
+        try:
+            return await asyncio.wrap_future(pool.submit(merge, list(parts), encode=encode))
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            raise StorageError("the merge worker died") from exc
+        except Exception as exc:  # whatever the worker raised: the compaction is retried
+            raise StorageError("the merge worker failed") from exc
+        finally:
+            self._in_flight -= 1
+            self._stop_when_idle()
+
+    async def close(self) -> None:
+        """Stop the worker (waiting for a merge in flight, off the loop); idempotent."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def _stop_when_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.idle_stop_s, self._stop_idle)
+
+    def _stop_idle(self) -> None:
+        self._idle_timer = None
+        if self._in_flight:  # a merge started since: it schedules the next check
+            return
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)  # its own thread joins the worker
+
+    def _started_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the server has threads (the database drivers'), and a fresh
+            # interpreter holds only what a merge needs.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is pool:
+            self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)

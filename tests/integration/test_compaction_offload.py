@@ -1,0 +1,137 @@
+"""Compaction with its merge in the worker process, on SQLite and a real PostgreSQL alike."""
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pycrdt import Doc, Text
+from tests.conftest import backend_settings
+
+from pairpilot.errors import StorageError
+from pairpilot.storage.merging import Merger
+from pairpilot.storage.migrate import migrate
+from pairpilot.storage.schema import room_snapshots, room_versions
+from pairpilot.storage.sql import SqlRoomStore, create_engine
+from pairpilot.testing import live_server, synced_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def stores(
+    backend: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[SqlRoomStore, SqlRoomStore]]:
+    """Two stores on one database: merging in the worker, and merging in the event loop."""
+    url = backend_settings(backend, tmp_path).resolved_database_url
+    offloading = SqlRoomStore(create_engine(url), merger=Merger(offload_min_bytes=0))
+    inline = SqlRoomStore(create_engine(url), merger=Merger(offload_min_bytes=1 << 40))
+    await migrate(offloading.engine)
+    yield offloading, inline
+    await offloading.close()
+    await inline.close()
+
+
+def _edits(count: int) -> tuple[str, list[bytes]]:
+    doc: Doc = Doc()
+    text = doc.get("code", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text.insert(0, "a document of some size " * 200)
+    for i in range(count):
+        text.insert((i * 7919) % len(text), str(i % 10))
+    return str(text), updates
+
+
+def _text(update: bytes | None) -> str:
+    doc: Doc = Doc()
+    if update:
+        doc.apply_update(update)
+    return str(doc.get("code", type=Text))
+
+
+async def _stored(store: SqlRoomStore, room_id: str) -> tuple[str, bytes, int]:
+    """The room's snapshot row, its newest automatic version's state, and its log rows."""
+    async with store.engine.connect() as conn:
+        snapshot = await conn.scalar(
+            sa.select(room_snapshots.c.snapshot_b64).where(room_snapshots.c.room_id == room_id)
+        )
+        version = await conn.scalar(
+            sa.select(room_versions.c.state)
+            .where(room_versions.c.room_id == room_id)
+            .order_by(room_versions.c.id.desc())
+            .limit(1)
+        )
+    return snapshot, version, len((await store.load(room_id)).updates)
+
+
+async def test_the_worker_stores_what_the_event_loop_would_have_stored(
+    stores: tuple[SqlRoomStore, SqlRoomStore], room: str
+):
+    offloading, inline = stores
+    expected, updates = _edits(200)
+    for store, room_id in ((offloading, f"{room}-w"), (inline, f"{room}-i")):
+        await store.append([(room_id, u) for u in updates[:100]])
+        await store.compact(room_id)
+        await store.append([(room_id, u) for u in updates[100:]])
+        await store.compact(room_id, checkpoint=True)
+    assert offloading.merger.offloaded == 2
+    assert inline.merger.offloaded == 0
+    assert await _stored(offloading, f"{room}-w") == await _stored(inline, f"{room}-i")
+    stored = await offloading.load(f"{room}-w")
+    assert stored.updates == []
+    assert _text(stored.snapshot) == expected
+
+
+async def test_a_killed_worker_fails_the_compaction_and_leaves_the_log_whole(
+    stores: tuple[SqlRoomStore, SqlRoomStore], room: str
+):
+    store, _ = stores
+    expected, updates = _edits(50)
+    await store.append([(room, u) for u in updates])
+    await store.merger.merge([updates[0]])  # starts the worker
+    assert store.merger._pool is not None
+    for pid in list(store.merger._pool._processes or {}):
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(StorageError):
+        await store.compact(room)
+    stored = await store.load(room)
+    assert stored.snapshot is None
+    assert stored.updates == updates
+    assert await store.compact(room) > 0  # a new worker
+    stored = await store.load(room)
+    assert stored.updates == []
+    assert _text(stored.snapshot) == expected
+
+
+async def test_the_flusher_retries_a_compaction_whose_worker_was_killed(
+    backend: pytest.FixtureRequest, tmp_path: Path, room: str
+):
+    settings = backend_settings(backend, tmp_path, compact_min_bytes=2048, idle_unload_ms=60_000)
+    async with live_server(settings) as server:
+        merger = server.services.store.merger
+        merger.offload_min_bytes = 0
+        await merger.merge([b"\x00\x00"])  # start the worker, then kill it: the next fails
+        assert merger._pool is not None
+        for pid in list(merger._pool._processes or {}):
+            os.kill(pid, signal.SIGKILL)
+        compactions = server.services.metrics.compactions
+        async with synced_client(await server.member_url(room)) as doc:
+            text = doc.get("code", type=Text)
+            for i in range(60):
+                text.insert(len(text), f"{i:03d}" + "y" * 197)
+                await asyncio.sleep(0.02)
+            typed = str(text)
+            await wait_until(lambda: compactions.labels("done")._value.get() >= 1)
+            await wait_until(lambda: not server.services.registry.rooms[room].pending)
+            assert compactions.labels("failed")._value.get() >= 1
+            stored = await server.services.store.load(room)
+            parts = ([stored.snapshot] if stored.snapshot else []) + stored.updates
+            restored: Doc = Doc()
+            for part in parts:
+                restored.apply_update(part)
+            assert str(restored.get("code", type=Text)) == typed
+    assert not merger.started  # shutdown stopped the worker
