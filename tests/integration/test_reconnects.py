@@ -312,8 +312,9 @@ async def test_a_client_frozen_past_its_timeout_resumes_and_converges(node, serv
     SIGSTOP freezes the stock client with its socket open; the server keeps that socket (it has
     no timeout of its own: nothing but TCP would notice, and TCP has nothing to send but the
     other client's small edits, which the kernel's buffers hold) while another client edits. On
-    SIGCONT the client's timers run before its socket is read, so its watchdog sees more than
-    30 s of silence, closes the old socket and reconnects. A freeze of minutes goes exactly the
+    SIGCONT, if the client's timers run before its socket is read, its watchdog sees more than
+    30 s of silence, closes the old socket and reconnects; if the socket is read first, the
+    edits the kernel kept arrive and the connection goes on. A freeze of minutes goes the
     same way, as long as the edits made meanwhile fit the server's send queue (past it the
     server drops the socket with 1013 and the client finds it closed on waking, which the
     reconnect storms below cover): 36 s is the shortest freeze with the behaviour of a long one.
@@ -341,8 +342,11 @@ async def test_a_client_frozen_past_its_timeout_resumes_and_converges(node, serv
             assert len(room.sessions) == 2, "the sleeping client's socket is still open"
         stock.signal(signal.SIGCONT)
         state = await stock.do("settle", ms=20_000)
-        assert state["closes"] == [[None]], "the stock client's own watchdog closed the socket"
-        assert state["connects"] == [2]
+        # Where SIGSTOP caught the client decides what it does first on waking: inside its
+        # timers, the watchdog sees 36 s of silence, closes the socket and reconnects; inside
+        # its wait for I/O, it reads the edits the kernel kept and the socket simply goes on.
+        # Either way it must come back whole.
+        assert (state["closes"], state["connects"]) in (([[None]], [2]), ([[]], [1])), state
         text = state["texts"][0]
         exactly_once(text, {0: state["typed"][0], PYTHON: typed})
         await wait_until(lambda: _text(bob) == text, what="Bob's replica")
