@@ -1,4 +1,5 @@
-"""Test-suite helpers beyond pairpilot.testing: CI's rule for missing services, an API user."""
+"""Test-suite helpers beyond pairpilot.testing: CI's rule for missing services, an API user,
+a room with sessions on recording sockets (no server)."""
 
 import os
 from dataclasses import dataclass
@@ -6,6 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pycrdt import Doc
+
+from pairpilot.access import Grant
+from pairpilot.bus import LocalBus
+from pairpilot.sync.room import OnUpdate, Room
+from pairpilot.sync.session import Session, TokenBucket
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -44,3 +51,27 @@ async def new_user(base: str, name: str = "tester") -> User:
         response.raise_for_status()
         body = response.json()
     return User(base, body["access_token"], body["user"]["id"], body["user"]["name"])
+
+
+class RecordingSocket:
+    """What a session writes, as the bytes handed to the transport (a Socket without one)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def send_frame(self, wire: bytes) -> None:
+        self.writes.append(wire)
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+def local_room(room_id: str = "r", on_update: OnUpdate = lambda *_: None) -> Room:
+    """A room on the in-process bus, its updates handed to ``on_update``."""
+    return Room(room_id, Doc(), bus=LocalBus(), on_update=on_update, max_awareness_bytes=1024)
+
+
+def editor(socket: RecordingSocket, room_id: str = "r") -> Session:
+    """A session that may write, with no message-rate limit to speak of."""
+    grant = Grant(user_id="u", can_write=True)
+    return Session(socket, room_id=room_id, grant=grant, rate=TokenBucket(1e9, 1e9))

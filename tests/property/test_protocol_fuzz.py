@@ -3,22 +3,10 @@ import contextlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc
+from tests.support import RecordingSocket, editor, local_room
 
-from pairpilot.access import Grant
-from pairpilot.bus import LocalBus
 from pairpilot.errors import ProtocolError
 from pairpilot.sync.protocol import decode_message
-from pairpilot.sync.room import Room
-from pairpilot.sync.session import Session, TokenBucket
-
-
-class NullSocket:
-    def send_frame(self, wire: bytes) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        pass
 
 
 def _frames():
@@ -43,13 +31,8 @@ def test_a_room_survives_any_frame_sequence(frames: list[bytes]):
 
 
 async def _feed(frames: list[bytes]) -> None:
-    room = Room("fuzz", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
-    session = Session(
-        NullSocket(),
-        room_id="fuzz",
-        grant=Grant(user_id="u", can_write=True),
-        rate=TokenBucket(1e9, 1e9),
-    )
+    room = local_room("fuzz")
+    session = editor(RecordingSocket(), "fuzz")
     room.join(session)
     for frame in frames:
         with contextlib.suppress(ProtocolError):

@@ -4,38 +4,19 @@ import asyncio
 
 import pytest
 from pycrdt import Doc, Text
+from tests.support import RecordingSocket, editor, local_room
 
-from pairpilot.access import Grant
-from pairpilot.bus import LocalBus
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import decode_message
-from pairpilot.sync.room import SAVED_HOLD_S, Room
-from pairpilot.sync.session import Session, TokenBucket, encode_frame
+from pairpilot.sync.room import SAVED_HOLD_S
+from pairpilot.sync.session import encode_frame
 
 pytestmark = pytest.mark.anyio
 
 
-class RecordingSocket:
-    """Every write a session makes, as the bytes handed to the transport."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def send_frame(self, wire: bytes) -> None:
-        self.writes.append(wire)
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-
-def _session(socket: RecordingSocket, room_id: str = "r") -> Session:
-    grant = Grant(user_id="u", can_write=True)
-    return Session(socket, room_id=room_id, grant=grant, rate=TokenBucket(1e9, 1e9))
-
-
 def test_a_held_message_goes_out_in_the_same_write_as_the_next_frame():
     socket = RecordingSocket()
-    session = _session(socket)
+    session = editor(socket)
     saved = protocol.saved({1: 3}, set())
     session.hold(saved)
     assert socket.writes == []
@@ -48,7 +29,7 @@ def test_a_held_message_goes_out_in_the_same_write_as_the_next_frame():
 
 def test_a_newer_held_message_replaces_the_older_one():
     socket = RecordingSocket()
-    session = _session(socket)
+    session = editor(socket)
     session.hold(protocol.saved({1: 3}, set()))
     session.hold(protocol.saved({1: 5}, set()))
     session.release()
@@ -57,8 +38,8 @@ def test_a_newer_held_message_replaces_the_older_one():
 
 async def test_a_saved_message_with_nothing_to_ride_with_is_sent_after_the_hold():
     writer, reader = RecordingSocket(), RecordingSocket()
-    room = Room("r", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
-    alice, bob = _session(writer), _session(reader)
+    room = local_room()
+    alice, bob = editor(writer), editor(reader)
     room.join(alice)
     room.join(bob)
     doc: Doc = Doc()
@@ -75,8 +56,8 @@ async def test_a_saved_message_with_nothing_to_ride_with_is_sent_after_the_hold(
 
 async def test_a_saved_message_rides_with_an_update_relayed_to_its_socket():
     writer, other = RecordingSocket(), RecordingSocket()
-    room = Room("r", Doc(), bus=LocalBus(), on_update=lambda *_: None, max_awareness_bytes=1024)
-    alice, bob = _session(writer), _session(other)
+    room = local_room()
+    alice, bob = editor(writer), editor(other)
     room.join(alice)
     room.join(bob)
     room.mark_saved(Doc().get_state(), [alice])

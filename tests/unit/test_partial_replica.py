@@ -1,21 +1,12 @@
 """A replica that dropped updates another process was to write writes the whole document next."""
 
 from pycrdt import Doc, Text
+from tests.support import RecordingSocket, editor, local_room
 
-from pairpilot.access import Grant
-from pairpilot.bus import LocalBus
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import decode_message
 from pairpilot.sync.room import Room
-from pairpilot.sync.session import Session, TokenBucket
-
-
-class NullSocket:
-    def send_frame(self, wire: bytes) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        pass
+from pairpilot.sync.session import Session
 
 
 def _typed(room: Room, session: Session, doc: Doc, text: str) -> None:
@@ -31,19 +22,8 @@ def _text(update: bytes) -> str:
 
 
 def test_after_dropping_updates_the_next_write_is_the_whole_document():
-    room = Room(
-        "r",
-        Doc(),
-        bus=LocalBus(),
-        on_update=lambda room, update: room.pending.append(update),
-        max_awareness_bytes=1024,
-    )
-    session = Session(
-        NullSocket(),
-        room_id="r",
-        grant=Grant(user_id="u", can_write=True),
-        rate=TokenBucket(1e9, 1e9),
-    )
+    room = local_room(on_update=lambda room, update: room.pending.append(update))
+    session = editor(RecordingSocket())
     room.join(session)
     client: Doc = Doc()
     _typed(room, session, client, "dropped ")  # another process's lease: not written here

@@ -20,9 +20,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc
 
 from pairpilot.errors import StorageError
+from pairpilot.storage.store import fold
 
 # Below this many bytes of input a merge takes a few milliseconds: sending it to the worker
 # would cost about as much as doing it here (bench/README.md, "Durability at 3,200 edits/s").
@@ -52,7 +53,7 @@ def merge(parts: Sequence[bytes], *, encode: bool = False) -> Merged:
     keystroke its own item, a document squashes a client's consecutive ones, which made
     measured checkpoints 1.5 times smaller (bench/versions.py).
     """
-    update = parts[0] if len(parts) == 1 else merge_updates(*parts)
+    update = fold(parts)
     return Merged(update, encode_document(update) if encode else None)
 
 

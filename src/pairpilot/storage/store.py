@@ -33,9 +33,12 @@ class StoredRoom:
     def merged(self) -> bytes | None:
         """The whole document as one update, or None when the room has no content."""
         parts = ([self.snapshot] if self.snapshot else []) + self.updates
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else merge_updates(*parts)
+        return fold(parts) if parts else None
+
+
+def fold(updates: Sequence[bytes]) -> bytes:
+    """One update holding all of ``updates`` (at least one): itself when there is just one."""
+    return updates[0] if len(updates) == 1 else merge_updates(*updates)
 
 
 class RoomStore(Protocol):

@@ -7,12 +7,12 @@ import time
 from collections.abc import Coroutine
 
 import structlog
-from pycrdt import merge_updates
 
 from pairpilot.errors import StorageError
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
+from pairpilot.storage.store import fold
 from pairpilot.sync.room import Room
 from pairpilot.sync.session import Session
 
@@ -210,7 +210,7 @@ class Flusher:
                 fences[room.id] = persistence.fence
             updates, state_vector, waiting = room.take_pending()
             taken.append((room, updates, state_vector, waiting))
-            batch.append((room.id, _coalesce(updates)))
+            batch.append((room.id, fold(updates)))
         return taken, batch, fences
 
     def _needs_compaction(self, room: Room) -> bool:
@@ -225,7 +225,3 @@ class Flusher:
 
     def _version_due(self, room: Room) -> bool:
         return time.time() - room.versioned_at >= self._version_min_s
-
-
-def _coalesce(updates: list[bytes]) -> bytes:
-    return updates[0] if len(updates) == 1 else merge_updates(*updates)
