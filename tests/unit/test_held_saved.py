@@ -8,8 +8,7 @@ from tests.support import RecordingSocket, editor, local_room
 
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import decode_message
-from pairpilot.sync.room import SAVED_HOLD_S
-from pairpilot.sync.session import encode_frame
+from pairpilot.sync.session import SAVED_HOLD_S, SavedHolds, encode_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +71,36 @@ async def test_a_saved_message_rides_with_an_update_relayed_to_its_socket():
     await asyncio.sleep(SAVED_HOLD_S * 2)
     assert len(writer.writes) == before + 1  # nothing more: it went with the update
     room.close()
+
+
+async def test_each_held_message_waits_its_own_hold_not_the_rooms_first():
+    # Timers fire in deadline order, so the checks below hold however late the loop runs.
+    alice_socket, bob_socket = RecordingSocket(), RecordingSocket()
+    room = local_room()
+    alice, bob = editor(alice_socket), editor(bob_socket)
+    room.join(alice)
+    room.join(bob)
+    alice_before, bob_before = len(alice_socket.writes), len(bob_socket.writes)
+    room.mark_saved(Doc().get_state(), [alice])
+    await asyncio.sleep(SAVED_HOLD_S * 0.6)
+    room.mark_saved(Doc().get_state(), [bob])  # held 0.6 holds after alice's
+    await asyncio.sleep(SAVED_HOLD_S * 0.6)
+    assert len(alice_socket.writes) == alice_before + 1  # alice's hold is over
+    assert len(bob_socket.writes) == bob_before  # bob's is not: not sent early
+    await asyncio.sleep(SAVED_HOLD_S * 0.8)
+    assert len(bob_socket.writes) == bob_before + 1
+    assert protocol.decode_saved(bob_socket.writes[-1][2:]) is not None
+    room.close()
+
+
+async def test_closing_the_holds_sends_what_they_held():
+    socket = RecordingSocket()
+    session = editor(socket)
+    holds = SavedHolds()
+    saved = protocol.saved({1: 3}, set())
+    holds.hold(session, saved)
+    assert socket.writes == []
+    holds.close()
+    assert socket.writes == [encode_frame(saved)]
+    await asyncio.sleep(SAVED_HOLD_S * 2)  # and the timer is gone: nothing twice
+    assert socket.writes == [encode_frame(saved)]

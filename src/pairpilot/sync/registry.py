@@ -16,6 +16,7 @@ from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.room import Room
+from pairpilot.sync.session import SavedHolds
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,7 @@ class RoomRegistry:
         self._idle_s = idle_unload_ms / 1000
         self._max_awareness_bytes = max_awareness_bytes
         self._metrics = metrics
+        self._holds = SavedHolds()  # every room's held "saved" messages, one timer
         metrics.watch_rooms(
             lambda: len(self.rooms), lambda: sum(len(r.sessions) for r in self.rooms.values())
         )
@@ -89,6 +91,7 @@ class RoomRegistry:
         self._idle.clear()
         await asyncio.gather(*self._loading.values(), *self._unloads, return_exceptions=True)
         await self._flusher.flush_all()
+        self._holds.close()
 
     async def _load(self, room_id: str) -> Room:
         stored = await self._store.load(room_id)
@@ -103,6 +106,7 @@ class RoomRegistry:
             on_update=self._flusher.record,
             max_awareness_bytes=self._max_awareness_bytes,
             metrics=self._metrics,
+            holds=self._holds,
         )
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,13 +23,11 @@ from pairpilot.sync.protocol import (
     SyncStep2,
     SyncUpdate,
 )
-from pairpilot.sync.session import Session, encode_frame
+from pairpilot.sync.session import SavedHolds, Session, encode_frame
 
 log = structlog.get_logger(__name__)
 
 OnUpdate = Callable[["Room", bytes], None]
-# A "saved" message waits at most this long for a frame to ride with (Session.hold).
-SAVED_HOLD_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +53,7 @@ class Room:
         on_update: OnUpdate,
         max_awareness_bytes: int,
         metrics: Metrics | None = None,
+        holds: SavedHolds | None = None,
     ) -> None:
         self.id = room_id
         self.doc = doc
@@ -84,7 +82,7 @@ class Room:
         self._on_update = on_update
         self._max_awareness_bytes = max_awareness_bytes
         self._metrics = metrics
-        self._release_timer: asyncio.TimerHandle | None = None
+        self._holds = holds if holds is not None else SavedHolds()
         self.awareness = Awareness(doc)
         # Awareness client ids that came from each other process (its id), see drop_process.
         self._remote_presence: dict[bytes, set[int]] = {}
@@ -285,17 +283,9 @@ class Room:
 
     def _hold_saved(self, session: Session, clocks: dict[int, int]) -> None:
         message = protocol.saved(clocks, session.awareness_ids)
-        session.hold(message)
+        self._holds.hold(session, message)
         if self._metrics is not None:
             self._metrics.traffic.count_out(message)
-        if self._release_timer is None:
-            loop = asyncio.get_running_loop()
-            self._release_timer = loop.call_later(SAVED_HOLD_S, self._release_saved)
-
-    def _release_saved(self) -> None:
-        self._release_timer = None
-        for session in self.sessions.values():
-            session.release()
 
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
         if update == EMPTY_UPDATE:  # a sync's empty step 2: nothing to refuse, even a viewer's
@@ -393,7 +383,4 @@ class Room:
 
     def close(self) -> None:
         """Detach from the bus; the room is being unloaded."""
-        if self._release_timer is not None:
-            self._release_timer.cancel()
-            self._release_timer = None
         self._bus.unsubscribe(self.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,10 @@ from pairpilot.errors import RateLimitedError
 from pairpilot.typing import Socket
 
 _ids = itertools.count(1)
+# A held "saved" message waits at most this long for a frame to ride with (Session.hold),
+# give or take the timer's slack (uvloop's clock counts whole milliseconds).
+SAVED_HOLD_S = 0.25
+HOLD_SLACK_S = 0.005
 
 
 def encode_frame(message: bytes) -> bytes:
@@ -71,6 +76,7 @@ class Session:
 
     __slots__ = (
         "_held",
+        "_held_at",
         "_rate",
         "_socket",
         "awareness_ids",
@@ -99,8 +105,10 @@ class Session:
         self.unsaved = False
         self._socket = socket
         self._rate = rate
-        # An encoded "saved" message that rides with the next frame sent (see ``hold``).
+        # An encoded "saved" message that rides with the next frame sent (see ``hold``), and
+        # when the first message still waiting was held (the event loop's clock).
         self._held: bytes | None = None
+        self._held_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.user_id}>"
@@ -115,19 +123,29 @@ class Session:
             wire, self._held = self._held + wire, None
         self._socket.send_frame(wire)
 
-    def hold(self, message: bytes) -> None:
+    def hold(self, message: bytes, now: float = 0.0) -> None:
         """Send ``message`` with the next frame, or at ``release``; a newer one replaces it.
 
         For "saved" messages: in a busy room nearly every one rides in the same write as a
-        relayed update instead of costing a write (a system call) of its own.
+        relayed update instead of costing a write (a system call) of its own. ``now`` (the
+        event loop's clock) starts the wait; a replacement does not restart it.
         """
+        if self._held is None:
+            self._held_at = now
         self._held = encode_frame(message)
 
-    def release(self) -> None:
-        """Send the held message now, if it is still waiting."""
-        if self._held is not None:
-            wire, self._held = self._held, None
-            self._socket.send_frame(wire)
+    def release(self, held_before: float = float("inf")) -> float | None:
+        """Send the held message now if it was held before ``held_before`` (default: any).
+
+        Returns when the message still held was held, or None when nothing is left.
+        """
+        if self._held is None:
+            return None
+        if self._held_at >= held_before:
+            return self._held_at
+        wire, self._held = self._held, None
+        self._socket.send_frame(wire)
+        return None
 
     def close(self, code: int, reason: str) -> None:
         """Close this peer's connection with ``code``."""
@@ -137,3 +155,52 @@ class Session:
         """Raise RateLimitedError when the peer exceeds its message budget."""
         if not self._rate.take():
             raise RateLimitedError("too many messages per second")
+
+
+class SavedHolds:
+    """The sessions holding a "saved" message, and one timer that sends what waited too long.
+
+    One per process (the registry's), shared by its rooms: a flush holds a message for the
+    writers of every room it wrote, and a timer per room cost a timer and a wake-up of the
+    event loop per room and flush. Each message waits ``SAVED_HOLD_S`` from its own hold.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[Session, None] = {}  # insertion-ordered: the oldest holds first
+        self._timer: asyncio.TimerHandle | None = None
+        # The event loop, looked up once: asyncio.get_running_loop() makes a getpid() system
+        # call, and a flush holds a message for every room it wrote.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def hold(self, session: Session, message: bytes) -> None:
+        """Hold ``message`` for ``session`` (see ``Session.hold``); call it on the event loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        session.hold(message, loop.time())
+        self._sessions[session] = None
+        if self._timer is None:
+            self._timer = loop.call_later(SAVED_HOLD_S, self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        due = loop.time() - SAVED_HOLD_S + HOLD_SLACK_S
+        waiting: dict[Session, None] = {}
+        oldest: float | None = None
+        for session in self._sessions:
+            held_at = session.release(due)
+            if held_at is not None:
+                waiting[session] = None
+                oldest = held_at if oldest is None else min(oldest, held_at)
+        self._sessions = waiting
+        if oldest is not None:
+            self._timer = loop.call_at(oldest + SAVED_HOLD_S, self._release, loop)
+
+    def close(self) -> None:
+        """Send every held message now and stop the timer (the server is stopping)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for session in self._sessions:
+            session.release()
+        self._sessions.clear()
