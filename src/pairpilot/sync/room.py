@@ -28,6 +28,9 @@ from pairpilot.sync.session import SavedHolds, Session, encode_frame
 log = structlog.get_logger(__name__)
 
 OnUpdate = Callable[["Room", bytes], None]
+# Awareness frames a room remembers having relayed, to know their echoes: a room's clients
+# renew their presence every 15 s, and the echoes of a renewal come back within milliseconds.
+RELAYED_AWARENESS_KEPT = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class Room:
         self._max_awareness_bytes = max_awareness_bytes
         self._metrics = metrics
         self._holds = holds if holds is not None else SavedHolds()
+        self._relayed_awareness: dict[bytes, None] = {}  # the newest last (_remember_relayed)
         self.awareness = Awareness(doc)
         # Awareness client ids that came from each other process (its id), see drop_process.
         self._remote_presence: dict[bytes, set[int]] = {}
@@ -151,6 +155,7 @@ class Room:
             elif isinstance(message, AwarenessUpdate):
                 if not self._apply_awareness(message.update, RemoteProcess(process)):
                     return  # this replica had it already
+                self._remember_relayed(frame)
             else:
                 return
         except (ProtocolError, RuntimeError, IndexError, ValueError, TypeError) as exc:
@@ -312,6 +317,8 @@ class Room:
         self._on_update(self, update)
 
     def _accept_awareness(self, session: Session, message: AwarenessUpdate) -> None:
+        if message.frame in self._relayed_awareness:
+            return  # an echo (see below), byte for byte: not news, so not even read
         if len(message.update) > self._max_awareness_bytes:
             raise ProtocolError("awareness update over the size limit")
         try:
@@ -324,7 +331,20 @@ class Room:
         # the room with a clock the room already has; relaying those would multiply the traffic
         # by the room's size.
         if news:
+            self._remember_relayed(message.frame)
             self._bus.publish(self.id, message.frame, None)
+
+    def _remember_relayed(self, frame: bytes) -> None:
+        """Keep the last few awareness frames relayed: their echoes are dropped on sight.
+
+        A stock client re-encodes what it received from the same clock and state, so its echo
+        is the relayed frame's bytes; a frame equal to one already applied is never news (its
+        clocks are not newer than the room's), so dropping it changes nothing but the cost.
+        """
+        relayed = self._relayed_awareness
+        relayed[frame] = None
+        if len(relayed) > RELAYED_AWARENESS_KEPT:
+            del relayed[next(iter(relayed))]
 
     def _apply_awareness(self, update: bytes, origin: object) -> bool:
         """Apply an awareness update if it tells the room anything new; True when it did.
