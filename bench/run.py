@@ -321,7 +321,7 @@ class Bench:
             rows = {}
             for conns in sizes:
                 row = self.with_server(
-                    name, lambda server, c=conns: self._idle_body(server, c, hold)
+                    name, lambda server, c=conns: self.idle_body(server, c, hold)
                 )
                 rows[conns] = row
                 self.record(
@@ -349,7 +349,7 @@ class Bench:
                 }
             )
 
-    def _idle_body(self, server: Server, conns: int, hold: float) -> dict[str, Any]:
+    def idle_body(self, server: Server, conns: int, hold: float) -> dict[str, Any]:
         base = server.sampler_().mark("base")
         result, marks = run_driver(
             server,
