@@ -1,10 +1,12 @@
 """Development probe: rounds of PairPilot variants and the reference, taking turns.
 
     uv run --group bench python bench/probe.py [--rounds 3] [--duration 20] \
-        --variant NAME[:KEY=VALUE[,KEY=VALUE...]] ... [--no-reference] [--idle CONNECTIONS]
+        --variant NAME[:KEY=VALUE[,KEY=VALUE...]] ... [--no-reference] [--idle CONNECTIONS] \
+        [--rooms K]
 
-The case is fan-out K100 N5 R2 (``--duration`` measured seconds), or with ``--idle`` the idle
-scenario's case at that many connections (10 a room, one 15 s renewal period measured).
+The case is fan-out K100 N5 R2 (``--rooms`` sets K; ``--duration`` measured seconds), or with
+``--idle`` the idle scenario's case at that many connections (10 a room, one 15 s renewal
+period measured).
 
 Each variant is PairPilot with extra environment variables, e.g. ``deferred:PAIRPILOT_FLUSH_MS=
 10000`` or ``base:PYTHONPATH=/tmp/base-src`` (an earlier copy of ``src/``, to compare code).
@@ -39,6 +41,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="NAME[:KEY=VALUE,...]")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--idle", type=int, metavar="CONNECTIONS", help="the idle case instead")
+    ap.add_argument("--rooms", type=int, default=100, help="K of the fan-out case (default 100)")
     args = ap.parse_args()
     base = SERVERS["pairpilot"]
     order = []
@@ -62,7 +65,7 @@ def main() -> None:
                     name, lambda server, c=conns: bench.idle_body(server, c, IDLE_HOLD_S)
                 )
             else:
-                row = bench.fanout_case(name, 100, 5, 2, args.duration)
+                row = bench.fanout_case(name, args.rooms, 5, 2, args.duration)
             bench.record({"scenario": f"probe-{kind}", "server": name, "round": round_, **row})
             rows[name].append(row["summary"])
     for name, summaries in rows.items():
