@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pairpilot import __version__
 from pairpilot.errors import ConfigurationError
-from pairpilot.observability.logging import configure_logging
-from pairpilot.observability.memory import limit_arenas
-from pairpilot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pairpilot.settings import Settings
+
+# Everything else is imported by the command that needs it: the compaction's merge worker is a
+# spawned process, which imports the console script's module again before it merges; the
+# settings' pydantic and the logging's structlog there cost the worker ~13 MB of its ~44.
 
 MALLOC_ARENAS = 2  # the event loop's thread, and one for every other thread
 
 
 def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Run the server until interrupted (on a SO_REUSEPORT socket when one of several)."""
-    from pairpilot.web import create_app  # noqa: PLC0415 - keep `--help` fast
+    from pairpilot.observability.memory import limit_arenas  # noqa: PLC0415 - see the top
+    from pairpilot.web import create_app  # noqa: PLC0415
     from pairpilot.web.server import make_server, reuse_port_socket  # noqa: PLC0415
 
     if "MALLOC_ARENA_MAX" not in os.environ:  # glibc's own variable wins
@@ -67,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `pairpilot` console script."""
+    import asyncio  # noqa: PLC0415 - see the top
+
+    from pairpilot.observability.logging import configure_logging  # noqa: PLC0415
+    from pairpilot.settings import load_settings  # noqa: PLC0415
+
     args = parser().parse_args(argv)
     try:
         settings = load_settings()

@@ -56,13 +56,21 @@ def test_the_serve_command_loads_structlog_without_rich(tmp_path: Path):
         unavailable("rich (the dev dependency group) to show structlog loads without it")
     code = (
         "import json, sys\n"
-        "import pairpilot.cli, structlog\n"
+        "import pairpilot.observability.logging, structlog\n"  # what `serve` imports
         "before = {n: n in sys.modules for n in sys.argv[1:]}\n"
         "import rich.console\n"  # anything else may still use rich
         "print(json.dumps({**before, 'structlog_rich': structlog.dev.rich is not None}))\n"
     )
     loaded = _loaded(code, _unconfigured_env(tmp_path), "rich", "pygments")
     assert loaded == {"rich": False, "pygments": False, "structlog_rich": False}
+
+
+def test_the_console_scripts_module_imports_no_settings_logging_or_framework(tmp_path: Path):
+    # The compaction's merge worker is spawned: it imports the console script's module again.
+    heavy = ("pydantic", "pydantic_settings", "structlog", "asyncio", "sqlalchemy", "fastapi")
+    code = "import json, sys\nimport pairpilot.cli\n"
+    code += "print(json.dumps({n: n in sys.modules for n in sys.argv[1:]}))\n"
+    assert _loaded(code, _unconfigured_env(tmp_path), *heavy) == dict.fromkeys(heavy, False)
 
 
 def test_sentry_functions_do_nothing_and_import_nothing_while_sentry_is_off(tmp_path: Path):

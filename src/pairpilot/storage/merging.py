@@ -31,7 +31,7 @@ OFFLOAD_MIN_BYTES = 256 * 1024
 # The worker runs at a lower priority than the server: on a shared core, the event loop comes
 # first and the compaction takes what is left.
 WORKER_NICE = 5
-# A worker with no merge for this long is stopped: it holds about 50 MB (bench/README.md), and a
+# A worker with no merge for this long is stopped: it holds about 30 MB (bench/README.md), and a
 # room big enough to need it compacts every few seconds while people type into it.
 IDLE_STOP_S = 60.0
 # How often the worker checks that the server that started it is still its parent.
@@ -69,7 +69,7 @@ def _start_worker(parent: int) -> None:
     """In the worker: a lower priority, and an exit as soon as the server is gone.
 
     A server killed with SIGKILL cannot stop its worker, and an idle worker waits for work
-    forever: without the watch every ``kill -9`` left a 50 MB process behind.
+    forever: without the watch every ``kill -9`` left a 30-50 MB process behind.
     """
     os.nice(WORKER_NICE)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
