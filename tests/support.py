@@ -75,3 +75,14 @@ def editor(socket: RecordingSocket, room_id: str = "r") -> Session:
     """A session that may write, with no message-rate limit to speak of."""
     grant = Grant(user_id="u", can_write=True)
     return Session(socket, room_id=room_id, grant=grant, rate=TokenBucket(1e9, 1e9))
+
+
+def joined_editors(room: Room, count: int) -> list[tuple[Session, RecordingSocket]]:
+    """``count`` editors joined to ``room``, each with the socket that records its writes."""
+    joined = []
+    for _ in range(count):
+        socket = RecordingSocket()
+        session = editor(socket, room.id)
+        room.join(session)
+        joined.append((session, socket))
+    return joined

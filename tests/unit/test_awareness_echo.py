@@ -4,7 +4,7 @@ import json
 
 import pytest
 from pycrdt import Awareness, Doc
-from tests.support import RecordingSocket, editor, local_room
+from tests.support import joined_editors, local_room
 
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import decode_message
@@ -26,10 +26,7 @@ def test_an_echo_of_a_relayed_frame_is_dropped_without_being_read(
     monkeypatch: pytest.MonkeyPatch,
 ):
     room = local_room()
-    ada_socket, bob_socket = RecordingSocket(), RecordingSocket()
-    ada, bob = editor(ada_socket), editor(bob_socket)
-    room.join(ada)
-    room.join(bob)
+    (ada, ada_socket), (bob, bob_socket) = joined_editors(room, 2)
     client, frame = _presence("Ada")
     room.receive(ada, decode_message(frame))
     assert client in room.awareness.states
@@ -41,10 +38,7 @@ def test_an_echo_of_a_relayed_frame_is_dropped_without_being_read(
 
 def test_a_renewal_after_the_echo_is_still_news():
     room = local_room()
-    ada_socket, bob_socket = RecordingSocket(), RecordingSocket()
-    ada, bob = editor(ada_socket), editor(bob_socket)
-    room.join(ada)
-    room.join(bob)
+    (ada, _), (bob, bob_socket) = joined_editors(room, 2)
     _, first = _presence("Ada")
     room.receive(ada, decode_message(first))
     room.receive(bob, decode_message(first))
@@ -59,10 +53,7 @@ def test_a_renewal_after_the_echo_is_still_news():
 
 def test_a_frame_seen_before_a_leave_does_not_bring_the_presence_back():
     room = local_room()
-    ada_socket, bob_socket = RecordingSocket(), RecordingSocket()
-    ada, bob = editor(ada_socket), editor(bob_socket)
-    room.join(ada)
-    room.join(bob)
+    (ada, _), (bob, _) = joined_editors(room, 2)
     client, frame = _presence("Ada")
     room.receive(ada, decode_message(frame))
     room.leave(ada)
@@ -73,9 +64,7 @@ def test_a_frame_seen_before_a_leave_does_not_bring_the_presence_back():
 
 def test_only_the_last_frames_are_remembered_and_older_ones_take_the_full_path():
     room = local_room()
-    socket = RecordingSocket()
-    session = editor(socket)
-    room.join(session)
+    [(session, socket)] = joined_editors(room, 1)
     frames = [_presence(f"user{i}")[1] for i in range(RELAYED_AWARENESS_KEPT + 1)]
     for frame in frames:
         room.receive(session, decode_message(frame))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
-from tests.support import RecordingSocket, editor, local_room
+from tests.support import joined_editors, local_room
 
 from pairpilot.observability.metrics import Metrics
 from pairpilot.sync import protocol
@@ -43,8 +43,7 @@ async def test_marking_a_batch_saved_yields_to_the_loop_between_steps():
     writers = []
     for index in range(MARK_ROOMS_PER_STEP * 2 + 1):
         room = local_room(f"room-{index}", on_update=flusher.record)
-        writer = editor(RecordingSocket(), room.id)
-        room.join(writer)
+        [(writer, _)] = joined_editors(room, 1)
         doc: Doc = Doc()
         doc.get("code", type=Text).insert(0, "x")
         room.receive(writer, decode_message(protocol.sync_update(doc.get_update())))

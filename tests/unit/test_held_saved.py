@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from pycrdt import Doc, Text
-from tests.support import RecordingSocket, editor, local_room
+from tests.support import RecordingSocket, editor, joined_editors, local_room
 
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import decode_message
@@ -36,11 +36,8 @@ def test_a_newer_held_message_replaces_the_older_one():
 
 
 async def test_a_saved_message_with_nothing_to_ride_with_is_sent_after_the_hold():
-    writer, reader = RecordingSocket(), RecordingSocket()
     room = local_room()
-    alice, bob = editor(writer), editor(reader)
-    room.join(alice)
-    room.join(bob)
+    (alice, writer), _ = joined_editors(room, 2)
     doc: Doc = Doc()
     doc.get("code", type=Text).insert(0, "hi")
     room.receive(alice, decode_message(protocol.sync_update(doc.get_update())))
@@ -54,11 +51,8 @@ async def test_a_saved_message_with_nothing_to_ride_with_is_sent_after_the_hold(
 
 
 async def test_a_saved_message_rides_with_an_update_relayed_to_its_socket():
-    writer, other = RecordingSocket(), RecordingSocket()
     room = local_room()
-    alice, bob = editor(writer), editor(other)
-    room.join(alice)
-    room.join(bob)
+    (alice, writer), (bob, _) = joined_editors(room, 2)
     room.mark_saved(Doc().get_state(), [alice])
     before = len(writer.writes)
     doc: Doc = Doc()
@@ -75,11 +69,8 @@ async def test_a_saved_message_rides_with_an_update_relayed_to_its_socket():
 
 async def test_each_held_message_waits_its_own_hold_not_the_rooms_first():
     # Timers fire in deadline order, so the checks below hold however late the loop runs.
-    alice_socket, bob_socket = RecordingSocket(), RecordingSocket()
     room = local_room()
-    alice, bob = editor(alice_socket), editor(bob_socket)
-    room.join(alice)
-    room.join(bob)
+    (alice, alice_socket), (bob, bob_socket) = joined_editors(room, 2)
     alice_before, bob_before = len(alice_socket.writes), len(bob_socket.writes)
     room.mark_saved(Doc().get_state(), [alice])
     await asyncio.sleep(SAVED_HOLD_S * 0.6)

@@ -16,6 +16,7 @@ from pycrdt import (
     create_awareness_message,
     create_update_message,
     write_message,
+    write_var_uint,
 )
 
 from pairpilot.errors import ProtocolError
@@ -211,40 +212,22 @@ def decode_state_vector(state_vector: bytes) -> dict[int, int]:
     return clocks
 
 
-def _put_varuint(out: bytearray, value: int) -> None:
-    """Append ``value`` to ``out`` as a lib0 unsigned varint."""
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-
-
 def encode_state_vector(clocks: dict[int, int]) -> bytes:
     """``{client id: clock}`` in ``Y.encodeStateVector``'s format."""
-    out = bytearray()
-    _put_varuint(out, len(clocks))
+    parts = [write_var_uint(len(clocks))]
     for client, clock in clocks.items():
-        _put_varuint(out, client)
-        _put_varuint(out, clock)
-    return bytes(out)
-
-
-_SAVED_HEAD = bytes((MessageType.AUTH, AUTH_SAVED))
+        parts += (write_var_uint(client), write_var_uint(clock))
+    return b"".join(parts)
 
 
 def saved(clocks: dict[int, int], clients: set[int]) -> bytes:
     """Encode the "saved" auth message: the stored state vector, for ``clients`` when given.
 
-    A peer's edits are stored when the clock of its client id here reaches its own. Written
-    with a bytearray: the server sends one for every stored edit.
+    A peer's edits are stored when the clock of its client id here reaches its own.
     """
     if clients:
         clocks = {client: clocks[client] for client in clients if client in clocks}
-    vector = encode_state_vector(clocks)
-    out = bytearray(_SAVED_HEAD)
-    _put_varuint(out, len(vector))
-    out += vector
-    return bytes(out)
+    return bytes([MessageType.AUTH, AUTH_SAVED]) + write_message(encode_state_vector(clocks))
 
 
 def decode_saved(frame: bytes) -> dict[int, int] | None:
