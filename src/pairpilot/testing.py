@@ -204,6 +204,7 @@ class ServerProcess(_Addresses):
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.kill()  # not left running behind the failed test
         raise TimeoutError("server did not become healthy")
 
     def kill(self) -> None:

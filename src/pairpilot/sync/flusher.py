@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
+from contextlib import suppress
 
 import structlog
 
@@ -58,6 +59,7 @@ class Flusher:
         self._metrics = metrics
         self._failing = False
         self._compacting: dict[str, asyncio.Task[None]] = {}  # one compaction per room
+        self._task: asyncio.Task[None] | None = None  # the loop, once started
 
     def record(self, room: Room, update: bytes) -> None:
         """Queue an applied update for storage (Room's on_update hook)."""
@@ -65,6 +67,23 @@ class Flusher:
         room.unversioned = True
         self._dirty[room.id] = room
         self._wake.set()
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the flush loop in a task (``close`` stops it)."""
+        self._task = asyncio.create_task(self.run(), name="flusher")
+        return self._task
+
+    async def close(self) -> None:
+        """Stop the loop, write every pending update and let compactions end (shutdown).
+
+        A write the loop had in flight gives its updates back when it is cancelled, so the
+        last write takes them. StorageError if that write fails.
+        """
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush_all()
 
     async def run(self) -> None:
         """Flush forever: a batch at most ``flush_ms`` after its first update."""
@@ -170,7 +189,9 @@ class Flusher:
                     self._store.append(batch, fences) if fences else self._store.append(batch)
                 )
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
-            except StorageError:
+            except (StorageError, asyncio.CancelledError):
+                # Cancelled (shutdown) the rows may have been committed: written twice is
+                # harmless (an update applies once), dropped would be an edit lost.
                 for room, updates, _, waiting in taken:
                     room.return_pending(updates, waiting)
                     self._dirty[room.id] = room

@@ -54,6 +54,7 @@ class RoomRegistry:
         self._idle: dict[str, asyncio.TimerHandle] = {}
         self._unloads: set[asyncio.Task[None]] = set()
         self._unloading: set[Room] = set()  # rooms with an unload in flight (one each at most)
+        self._closed = False  # shutting down: no more idle timers or unloads
 
     async def acquire(self, room_id: str) -> Room:
         """The live room, loading it from storage first if needed (StorageError if that fails)."""
@@ -71,8 +72,8 @@ class RoomRegistry:
         return await asyncio.shield(task)
 
     def release(self, room: Room) -> None:
-        """Schedule the idle unload once the room has no sessions."""
-        if not room.sessions and room.id not in self._idle:
+        """Schedule the idle unload once the room has no sessions (not once closing)."""
+        if not room.sessions and room.id not in self._idle and not self._closed:
             loop = asyncio.get_running_loop()
             # A fresh context: the unload must not log under the last connection's ids.
             self._idle[room.id] = loop.call_later(
@@ -82,15 +83,19 @@ class RoomRegistry:
     async def close(self) -> None:
         """Stop timers, let loads and unloads in flight finish, write everything pending.
 
-        Storage closes right after this (server shutdown): a load or an unload still running
-        then would hold a database connection across the engine's disposal, and leave it
-        unclosed.
+        Storage and the bus close right after this (server shutdown): a load or an unload
+        still running then would hold a database or Redis connection across their closing,
+        and leave it unclosed. So nothing schedules a new unload once this has begun (an
+        unload that ends by retrying, or a session that leaves, used to start a timer that
+        fired after the engine was disposed), and the flusher's loop stops before the last
+        write (``Flusher.close``).
         """
+        self._closed = True
         for timer in self._idle.values():
             timer.cancel()
         self._idle.clear()
         await asyncio.gather(*self._loading.values(), *self._unloads, return_exceptions=True)
-        await self._flusher.flush_all()
+        await self._flusher.close()
         self._holds.close()
 
     async def _load(self, room_id: str) -> Room:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
@@ -45,19 +45,15 @@ def create_app(settings: Settings) -> FastAPI:
 
             await migrate(engine)
         await services.bus.start()
-        flusher = asyncio.create_task(services.flusher.run(), name="flusher")
-        flusher.add_done_callback(_report_crash)
+        services.flusher.start().add_done_callback(_report_crash)
         # What the imports and the migration left free goes back to the OS, once.
         release_free_memory()
         try:
             yield
         finally:
             try:
-                await services.registry.close()
+                await services.registry.close()  # stops the flusher's loop too
             finally:
-                flusher.cancel()
-                with suppress(asyncio.CancelledError):
-                    await flusher
                 await services.bus.close()
                 await services.store.close()
                 await services.limiter.close()
