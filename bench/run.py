@@ -382,7 +382,7 @@ class Bench:
         steps = (
             [100, 200]
             if self.quick
-            else [100, 125, 150, 175, 200, 250, 300, 400, 500, 600, 800, 1000]
+            else [100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500, 600, 800, 1000]
         )
         for name in self.servers:
             held, reason, errored = None, "all steps held", False
