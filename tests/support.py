@@ -1,5 +1,5 @@
 """Test-suite helpers beyond pairpilot.testing: CI's rule for missing services, an API user,
-a room with sessions on recording sockets (no server)."""
+a room with sessions on recording sockets, a flusher (no server)."""
 
 import os
 from dataclasses import dataclass
@@ -11,6 +11,9 @@ from pycrdt import Doc
 
 from pairpilot.access import Grant
 from pairpilot.bus import LocalBus
+from pairpilot.observability.metrics import Metrics
+from pairpilot.storage import RoomStore
+from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.room import OnUpdate, Room
 from pairpilot.sync.session import Session, TokenBucket
 
@@ -86,3 +89,16 @@ def joined_editors(room: Room, count: int) -> list[tuple[Session, RecordingSocke
         room.join(session)
         joined.append((session, socket))
     return joined
+
+
+def flusher_over(store: RoomStore, *, flush_ms: int = 200, retry_max_ms: int = 1000) -> Flusher:
+    """A flusher writing to ``store`` that never compacts or versions a room on its own."""
+    return Flusher(
+        store,
+        flush_ms=flush_ms,
+        retry_max_ms=retry_max_ms,
+        compact_min_bytes=1 << 30,
+        compact_max_updates=1 << 30,
+        version_min_s=1 << 30,
+        metrics=Metrics(),
+    )

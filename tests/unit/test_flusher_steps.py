@@ -6,11 +6,10 @@ from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
-from tests.support import joined_editors, local_room
+from tests.support import flusher_over, joined_editors, local_room
 
-from pairpilot.observability.metrics import Metrics
 from pairpilot.sync import protocol
-from pairpilot.sync.flusher import MARK_ROOMS_PER_STEP, Flusher
+from pairpilot.sync.flusher import MARK_ROOMS_PER_STEP
 from pairpilot.sync.protocol import decode_message
 from pairpilot.sync.room import Room
 
@@ -30,15 +29,7 @@ class _AcceptingStore:
 
 
 async def test_marking_a_batch_saved_yields_to_the_loop_between_steps():
-    flusher = Flusher(
-        _AcceptingStore(),  # type: ignore[arg-type]
-        flush_ms=200,
-        retry_max_ms=1000,
-        compact_min_bytes=1 << 30,
-        compact_max_updates=1 << 30,
-        version_min_s=1 << 30,
-        metrics=Metrics(),
-    )
+    flusher = flusher_over(_AcceptingStore())  # type: ignore[arg-type]
     rooms: list[Room] = []
     writers = []
     for index in range(MARK_ROOMS_PER_STEP * 2 + 1):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
-from tests.support import joined_editors
+from tests.support import flusher_over, joined_editors
 
 from pairpilot.bus.local import LocalBus
 from pairpilot.errors import StorageError
@@ -62,15 +62,7 @@ class _Store:
 
 
 def _services(store: _Store) -> tuple[Flusher, RoomRegistry]:
-    flusher = Flusher(
-        store,  # type: ignore[arg-type]
-        flush_ms=5,
-        retry_max_ms=10,
-        compact_min_bytes=1 << 30,
-        compact_max_updates=1 << 30,
-        version_min_s=1 << 30,
-        metrics=Metrics(),
-    )
+    flusher = flusher_over(store, flush_ms=5, retry_max_ms=10)  # type: ignore[arg-type]
     registry = RoomRegistry(
         store,  # type: ignore[arg-type]
         LocalBus(),
