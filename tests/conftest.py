@@ -22,6 +22,17 @@ from pairpilot.storage.migrate import migrate
 from pairpilot.storage.sql import create_engine
 from pairpilot.testing import LiveServer, free_port, live_server, quick_settings
 
+# The whole suite signs in and creates rooms from 127.0.0.1, against servers that may share one
+# Redis (and so one window): the per-address and per-user rates are raised for it. The tests
+# of the guardrails (tests/integration/test_guardrails*.py, test_abuse.py) set their own.
+for _name, _rate in (
+    ("PAIRPILOT_SIGNIN_RATE", "100000/hour"),
+    ("PAIRPILOT_REFRESH_RATE", "100000/hour"),
+    ("PAIRPILOT_ROOM_CREATE_RATE", "100000/hour"),
+    ("PAIRPILOT_WRITE_RATE", "100000/minute"),
+):
+    os.environ.setdefault(_name, _rate)
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "PAIRPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -55,3 +55,20 @@ class SlowConsumerError(PairPilotError):
 
 class StorageError(PairPilotError):
     """The storage backend failed; the caller may retry."""
+
+
+class RefusedError(PairPilotError):
+    """A guardrail refused the request before any work was done (see pairpilot.guardrails).
+
+    ``reason`` names the guardrail; the web layer and the socket map it to a status or a close
+    code through ``guardrails.REFUSALS``. ``retry_after_s`` is set for rates.
+    """
+
+    def __init__(self, reason: str, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class RoomDeletedError(PairPilotError):
+    """The room was deleted by an owner; its id is never used again."""

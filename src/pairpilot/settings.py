@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     upload_max_files: PositiveInt = 200
     upload_max_file_bytes: PositiveInt = 1024 * 1024
     upload_max_bytes: PositiveInt = 8 * 1024 * 1024
+    # Guardrails (pairpilot.guardrails; README "Quotas and abuse limits").
+    room_max_bytes: PositiveInt = 32 * 1024 * 1024
+    room_max_files: PositiveInt = 1000
+    room_max_connections: PositiveInt = 64
+    user_max_connections: PositiveInt = 32
+    rooms_per_user: PositiveInt = 200
+    rooms_per_anonymous_user: PositiveInt = 20
+    signin_rate: str = "30/hour"
+    refresh_rate: str = "1800/hour"
+    room_create_rate: str = "60/hour"
+    write_rate: str = "120/minute"
+    forwarded_allow_ips: str | None = None
     log_level: str = "INFO"
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     run_limit: PositiveInt = 3
@@ -64,6 +76,17 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://")):
             raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        return value
+
+    @field_validator("signin_rate", "refresh_rate", "room_create_rate", "write_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse  # noqa: PLC0415 - limits is imported by the limiter anyway
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as 30/hour or 120/minute") from exc
         return value
 
     @field_validator("log_level")

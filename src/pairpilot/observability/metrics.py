@@ -51,6 +51,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.refusals = Counter(
+            "pairpilot_refusals",
+            "Requests, messages and connections refused by a guardrail, by reason"
+            " (see pairpilot.guardrails)",
+            ["reason"],
+            registry=r,
+        )
         self.ratelimit_fail_open = Counter(
             "pairpilot_ratelimit_fail_open",
             "Runs allowed because the limiter's storage was unreachable",

@@ -15,9 +15,12 @@ from pairpilot.errors import (
     NotFoundError,
     PairPilotError,
     PayloadTooLargeError,
+    RefusedError,
+    RoomDeletedError,
     StorageError,
     UnauthenticatedError,
 )
+from pairpilot.guardrails import refusal_of
 
 STATUSES: dict[type[PairPilotError], tuple[int, str]] = {
     UnauthenticatedError: (401, "unauthorized"),
@@ -28,6 +31,7 @@ STATUSES: dict[type[PairPilotError], tuple[int, str]] = {
     BadRequestError: (400, "bad_request"),
     InvalidRoomIdError: (400, "invalid_room_id"),
     StorageError: (503, "storage_unavailable"),
+    RoomDeletedError: (410, "room_deleted"),
 }
 HTTP_CODES = {
     400: "bad_request",
@@ -37,14 +41,20 @@ HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """The one error body every endpoint uses."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
 def status_of(error: PairPilotError) -> tuple[int, str]:
     """HTTP status and error code for a domain error (500 for one not in the table)."""
+    if isinstance(error, RefusedError):
+        refusal = refusal_of(error)
+        return refusal.status, refusal.error
     for kind in type(error).__mro__:
         if kind in STATUSES:
             return STATUSES[kind]
@@ -55,9 +65,15 @@ def install_error_handlers(app: FastAPI) -> None:
     """Make every error, ours, FastAPI's and Starlette's, answer in the JSON shape."""
 
     @app.exception_handler(PairPilotError)
-    async def _domain(_: Request, exc: PairPilotError) -> JSONResponse:
+    async def _domain(request: Request, exc: PairPilotError) -> JSONResponse:
         status, code = status_of(exc)
-        return error_response(status, code, str(exc))
+        headers = None
+        if isinstance(exc, RefusedError):
+            client = request.client.host if request.client else None
+            request.app.state.services.refusals.count(exc, client, path=request.url.path)
+            if exc.retry_after_s is not None:
+                headers = {"Retry-After": str(max(1, exc.retry_after_s))}
+        return error_response(status, code, str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
 from pairpilot.bus.base import RoomBus
 from pairpilot.bus.local import LocalBus
+from pairpilot.guardrails import Refusals
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.ratelimit import RunLimiter, build_run_limiter
@@ -38,6 +39,7 @@ class Services:
     limiter: RunLimiter
     metrics: Metrics
     refresh_tokens: RefreshTokens
+    refusals: Refusals
     _http: httpx.AsyncClient | None = None
 
     @property
@@ -105,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         limiter,
         metrics,
         RefreshTokens(engine, settings.refresh_ttl_s),
+        Refusals(metrics),
     )
 
 

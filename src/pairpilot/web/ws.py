@@ -34,10 +34,13 @@ from pairpilot.errors import (
     PairPilotError,
     ProtocolError,
     RateLimitedError,
+    RefusedError,
+    RoomDeletedError,
     SlowConsumerError,
     StorageError,
     UnauthenticatedError,
 )
+from pairpilot.guardrails import refusal_of
 from pairpilot.observability.sentry import report
 from pairpilot.sync.protocol import TokenRenewal, decode_message, token_expiring
 from pairpilot.sync.session import Session, TokenBucket, next_session_id
@@ -65,6 +68,7 @@ CLOSE_CODES: dict[type[PairPilotError], int] = {
     RateLimitedError: 4429,
     SlowConsumerError: 1013,
     StorageError: 1011,
+    RoomDeletedError: 4410,
 }
 CLOSE_TIMEOUT_S = 1.0
 # Once websockets is done with a connection, what the peer still sends is read and dropped
@@ -81,6 +85,8 @@ WRITE_HIGH_WATER = 256 * 1024
 
 def close_code(error: PairPilotError) -> int:
     """The WebSocket close code for a domain error (1011 for anything unexpected)."""
+    if isinstance(error, RefusedError):
+        return refusal_of(error).close_code
     for kind in type(error).__mro__:
         if kind in CLOSE_CODES:
             return CLOSE_CODES[kind]
