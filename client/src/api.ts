@@ -29,6 +29,8 @@ export interface VersionDetail extends VersionInfo { files: Record<string, strin
 export interface RestoreResult { restored: VersionInfo; backup: VersionInfo }
 /** Where an uploaded file went: `name` in the room, `source` as uploaded. */
 export interface UploadedFile { name: string; source: string }
+/** What `DELETE /api/me` removed: the rooms the caller alone owned, and the rooms they left. */
+export interface DeletedData { deleted_rooms: string[]; left_rooms: string[] }
 export type RunPermit =
   | { allowed: true; limit?: number; remaining?: number; reset_s?: number; degraded?: boolean }
   | { allowed: false; retryAfterS: number };
@@ -61,6 +63,17 @@ function roomPath(roomId: string): string {
 function uploaded(body: { files?: unknown } | null): UploadedFile[] {
   if (!Array.isArray(body?.files)) throw new ApiError(200, "bad_response", "upload: expected a list of files");
   return body.files as UploadedFile[];
+}
+
+/** Room ids from a list of ids or of `{"id"}` / `{"room_id"}` objects. */
+function roomIds(list: unknown): string[] {
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((item: unknown) => {
+    if (typeof item === "string") return [item];
+    const record = item as { id?: unknown; room_id?: unknown } | null;
+    const id = record?.id ?? record?.room_id;
+    return typeof id === "string" ? [id] : [];
+  });
 }
 
 /**
@@ -278,6 +291,16 @@ export class Api {
     }, delayMs);
   }
 
+  /**
+   * Forgets this page's session (after `DELETE /api/me`): no timed refresh, and the next call
+   * signs in as a new user.
+   */
+  forgetSession(): void {
+    if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    this.session = null;
+  }
+
   /** Runs `attempt` with the token; on a 401 refreshes once (the same user) and retries. */
   private async authorised<R>(attempt: (token: string) => Promise<R>): Promise<R> {
     const session = await this.currentSession();
@@ -302,6 +325,17 @@ export class Api {
   /** Joins (and on first use creates) a room. */
   joinRoom(roomId: string): Promise<JoinResult> {
     return this.call("POST", `${roomPath(roomId)}/join`);
+  }
+
+  /** Deletes the room for everyone (owners); its id is never used again. */
+  deleteRoom(roomId: string): Promise<unknown> {
+    return this.call("DELETE", roomPath(roomId));
+  }
+
+  /** Deletes the caller's data: memberships, refresh tokens, the rooms they alone own. */
+  async deleteMyData(): Promise<DeletedData> {
+    const body = await this.call<{ deleted_rooms?: unknown; left_rooms?: unknown } | null>("DELETE", "/api/me");
+    return { deleted_rooms: roomIds(body?.deleted_rooms), left_rooms: roomIds(body?.left_rooms) };
   }
 
   /** The room's members; accepts a bare list or `{"members": [...]}`. */

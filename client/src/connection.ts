@@ -1,6 +1,7 @@
 /**
  * The live connection to /collab/{roomId}: a stock y-websocket WebsocketProvider plus what the
- * contract adds (DESIGN.md §5): the token as `?token=`, close codes 4401 / 4403 / 4400, the
+ * contract adds (DESIGN.md §5): the token as `?token=`, close codes 4401 / 4403 / 4400 and the
+ * guardrails' refusals 4413 / 4503 / 4410 (no reconnect until the page asks), the
  * auth messages "permission denied" (sub-type 0), "saved" (sub-type 1) and "token expiring"
  * (sub-type 2, answered in place with sub-type 3, a new token), and reconnection with capped
  * exponential backoff and full jitter (y-websocket's own backoff has no jitter, so server-side
@@ -23,6 +24,19 @@ export const DEFAULT_BACKOFF: BackoffConfig = { baseMs: 500, maxMs: 15_000, minM
 export const CLOSE_BAD_TOKEN = 4401;
 export const CLOSE_NOT_MEMBER = 4403;
 export const CLOSE_BAD_REQUEST = 4400;
+/** The room's document quota: the update that would pass it was not applied. */
+export const CLOSE_ROOM_FULL = 4413;
+/** Connection limits: the room, or this user, has as many sockets as allowed. */
+export const CLOSE_CROWDED = 4503;
+/** An owner deleted the room; its id is never reused. */
+export const CLOSE_ROOM_DELETED = 4410;
+
+/** A close that retrying would only repeat: the page says why and retries on request only. */
+export type RefusalCode = typeof CLOSE_ROOM_FULL | typeof CLOSE_CROWDED | typeof CLOSE_ROOM_DELETED;
+
+export function isRefusal(code: number): code is RefusalCode {
+  return code === CLOSE_ROOM_FULL || code === CLOSE_CROWDED || code === CLOSE_ROOM_DELETED;
+}
 
 /**
  * The server's "saved" auth sub-type: `[2, 1]` + a state vector (`Y.encodeStateVector`'s format)
@@ -68,11 +82,18 @@ export interface ConnectionOptions {
   onSaved?: (stateVector: Map<number, number>) => void;
   /** The connection cannot be resumed (not a member, bad room id); reconnecting is stopped. */
   onFatal: (code: number, message: string) => void;
+  /**
+   * The server refused to go on (room full, too many connections, room deleted) with a reason
+   * written for people (empty when it sent none); reconnecting stops until `resume()`.
+   */
+  onRefused: (code: RefusalCode, reason: string) => void;
   backoff?: BackoffConfig;
 }
 
 export interface Connection {
   provider: WebsocketProvider;
+  /** Connects again after a refusal (the person's "Try again"); no-op while connected. */
+  resume: () => void;
   /** Stops reconnecting and closes the socket. */
   destroy: () => void;
 }
@@ -113,6 +134,8 @@ export function openConnection(options: ConnectionOptions): Connection {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let destroyed = false;
   let fatal = false;
+  /** Stopped by a refusal: only resume() connects again (no retry storm on a full room). */
+  let refused = false;
   /** The token the open (or last) socket was given: at connect, or by a renewal. */
   let presented = "";
   let renewing = false;
@@ -154,7 +177,7 @@ export function openConnection(options: ConnectionOptions): Connection {
 
   const connect = async (): Promise<void> => {
     timer = null;
-    if (destroyed || fatal) return;
+    if (destroyed || fatal || refused) return;
     try {
       presented = await options.token();
       provider.params = { token: presented };
@@ -167,7 +190,7 @@ export function openConnection(options: ConnectionOptions): Connection {
   };
 
   const scheduleReconnect = (delayMs = backoffDelay(attempt, backoff)): void => {
-    if (destroyed || fatal || timer !== null) return;
+    if (destroyed || fatal || refused || timer !== null) return;
     attempt += 1;
     timer = setTimeout(() => void connect(), delayMs);
   };
@@ -199,6 +222,13 @@ export function openConnection(options: ConnectionOptions): Connection {
       );
       return;
     }
+    if (isRefusal(code)) {
+      refused = true;
+      fatal = code === CLOSE_ROOM_DELETED;
+      options.onState("offline", reason || `the server refused the connection (${code})`);
+      options.onRefused(code, reason);
+      return;
+    }
     if (code === CLOSE_BAD_TOKEN || code === CLOSE_NOT_MEMBER || code === CLOSE_BAD_REQUEST) {
       fatal = true;
       const message =
@@ -220,6 +250,7 @@ export function openConnection(options: ConnectionOptions): Connection {
     provider.ws?.close();
   };
   const goOnline = (): void => {
+    if (refused) return; // coming back online does not lift a refusal
     if (timer !== null) clearTimeout(timer);
     timer = null;
     attempt = 0;
@@ -233,6 +264,14 @@ export function openConnection(options: ConnectionOptions): Connection {
 
   return {
     provider,
+    resume: () => {
+      if (destroyed || fatal || provider.wsconnected || provider.wsconnecting) return;
+      refused = false;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      attempt = 0;
+      void connect();
+    },
     destroy: () => {
       destroyed = true;
       if (timer !== null) clearTimeout(timer);

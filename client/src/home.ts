@@ -1,7 +1,19 @@
-/** The start page (`/`): pick a display name, create a room or open one, recent rooms. */
+/**
+ * The start page (`/`): pick a display name, create a room or open one, recent rooms, and
+ * "Delete my data". Creating signs in and creates the room here, so a refusal (rate limited,
+ * too many rooms) is said on this page.
+ */
+import { Api, ApiError } from "./api";
+import { mountDeleteMyData } from "./deletion";
 import { append, h } from "./dom";
 import { randomGuestName, randomRoomId, ROOM_ID_PATTERN } from "./names";
-import { loadName, loadRecentRooms, saveName } from "./storage";
+import { forgetEverything, loadName, loadRecentRooms, loadSession, saveName, takeHomeNote } from "./storage";
+
+/** "Could not sign in: 429 rate_limited: Too many sign-ins…" for the start page. */
+function describeRefusal(what: string, err: unknown): string {
+  const detail = err instanceof ApiError ? err.describe() : err instanceof Error ? err.message : String(err);
+  return `${what}: ${detail}`;
+}
 
 export function roomPath(roomId: string): string {
   return `/r/${encodeURIComponent(roomId)}`;
@@ -19,6 +31,9 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
     pattern: ROOM_ID_PATTERN.source, autocomplete: "off",
   });
   const message = h("p", { class: "form-error", role: "alert", "data-testid": "home-error" });
+  const note = takeHomeNote();
+  const noteBanner = h("p", { class: "home-note", role: "status", "data-testid": "home-note", hidden: note === null }, note ?? "");
+  const api = new Api(() => nameInput.value.trim() || name);
 
   const keepName = (): boolean => {
     const value = nameInput.value.trim();
@@ -32,9 +47,33 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
   };
   nameInput.addEventListener("change", keepName);
 
+  /** Signs in (when needed) and creates the room; the error names the refused step. */
+  const createRoom = async (roomId: string): Promise<void> => {
+    try {
+      await api.currentSession();
+    } catch (err) {
+      throw new Error(describeRefusal("Could not sign in", err));
+    }
+    try {
+      await api.joinRoom(roomId);
+    } catch (err) {
+      throw new Error(describeRefusal("Could not create the room", err));
+    }
+  };
+
   const createButton = h("button", { type: "button", class: "primary", "data-testid": "create-room" }, "Create a room");
   createButton.addEventListener("click", () => {
-    if (keepName()) navigate(roomPath(randomRoomId()));
+    if (!keepName()) return;
+    const roomId = randomRoomId();
+    createButton.disabled = true;
+    message.textContent = "";
+    createRoom(roomId).then(
+      () => navigate(roomPath(roomId)),
+      (err: unknown) => {
+        message.textContent = err instanceof Error ? err.message : String(err);
+        createButton.disabled = false;
+      },
+    );
   });
 
   // novalidate: the pattern marks the field :invalid, and this page says why in its own words.
@@ -53,23 +92,40 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
   });
 
   const recent = h("ul", { class: "recent-rooms", "data-testid": "recent-rooms" });
-  for (const room of loadRecentRooms()) {
-    const link = h("a", { href: roomPath(room.id), "data-room-id": room.id }, room.id);
-    link.addEventListener("click", (event) => {
-      event.preventDefault();
-      if (keepName()) navigate(roomPath(room.id));
-    });
-    recent.append(h("li", {}, link, h("span", { class: "muted" }, ` · ${new Date(room.visitedAt).toLocaleString()}`)));
-  }
-  if (!recent.children.length) recent.append(h("li", { class: "muted" }, "No rooms yet."));
+  const renderRecent = (): void => {
+    recent.replaceChildren();
+    for (const room of loadRecentRooms()) {
+      const link = h("a", { href: roomPath(room.id), "data-room-id": room.id }, room.id);
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        if (keepName()) navigate(roomPath(room.id));
+      });
+      recent.append(h("li", {}, link, h("span", { class: "muted" }, ` · ${new Date(room.visitedAt).toLocaleString()}`)));
+    }
+    if (!recent.children.length) recent.append(h("li", { class: "muted" }, "No rooms yet."));
+  };
+  renderRecent();
+
+  const deleteMyData = mountDeleteMyData({
+    deleteOnServer: async () => (loadSession() === null ? null : api.deleteMyData()),
+    forgetLocally: () => {
+      api.forgetSession();
+      forgetEverything();
+      // A new guest name for whoever uses this browser next; stored only when they go on.
+      nameInput.value = randomGuestName();
+      renderRecent();
+    },
+  });
 
   append(root, h("main", { class: "home" },
     h("h1", {}, "PairPilot"),
     h("p", { class: "muted" }, "Edit code together in real time, and run it in your browser."),
+    noteBanner,
     h("section", { class: "card" },
       h("label", { for: "name" }, "Your display name"), nameInput,
       createButton,
       openForm,
       message),
-    h("section", { class: "card" }, h("h2", {}, "Recent rooms"), recent)));
+    h("section", { class: "card" }, h("h2", {}, "Recent rooms"), recent),
+    deleteMyData));
 }

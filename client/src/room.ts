@@ -1,13 +1,14 @@
 /**
  * The editor page (`/r/{roomId}`): wires the API, the Y.Doc and its connection, the file list,
  * the editor, presence and Run, the saved signal, history, zip/upload and the invite link
- * together. Mount order follows DESIGN.md §8: sign in, join, apply the snapshot, then connect
+ * together, and the guardrails' refusals and room deletion. Mount order follows DESIGN.md §8: sign in, join, apply the snapshot, then connect
  * the live provider.
  */
 import { fromBase64 } from "lib0/buffer";
 import * as Y from "yjs";
 import { Api, ApiError, type MemberInfo, type Role } from "./api";
-import { openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
+import { CLOSE_ROOM_DELETED, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
+import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
 import { createEditor } from "./editor";
 import { mountFileList } from "./file-list";
@@ -22,9 +23,12 @@ import {
 } from "./presence";
 import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
 import { createRunner } from "./run";
+import { mountRefusalBanners } from "./refusal";
 import { readRun } from "./run-state";
 import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
-import { loadName, rememberRoom, saveName, saveResyncNote, takeResyncNote } from "./storage";
+import {
+  forgetRoom, loadName, rememberRoom, saveHomeNote, saveName, saveResyncNote, takeResyncNote,
+} from "./storage";
 import { describeUpload, mountTransfer } from "./transfer";
 
 /** Origin of the snapshot applied before connecting. */
@@ -83,7 +87,20 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const runMeta = h("div", { class: "run-meta" });
   const output = h("pre", { class: "output", "data-testid": "output", "aria-live": "polite" });
 
-  const reportFailure = (what: string, err: unknown): void => showError(`${what}: ${describe(err)}`);
+  const reportFailure = (what: string, err: unknown): void => {
+    if (err instanceof ApiError && err.status === 410) roomDeleted(err.message);
+    else showError(`${what}: ${describe(err)}`);
+  };
+  const refusals = mountRefusalBanners({ roomId, files, onRetry: () => connection?.resume() });
+  const deleteRoom = mountDeleteRoom({
+    api, roomId,
+    onDeleted: () => {
+      forgetRoom(roomId);
+      saveHomeNote(`Room “${roomId}” was deleted.`);
+      stopUnloadWarning(); // nothing of the room is kept, so nothing is left to save
+      window.location.assign("/");
+    },
+  });
   const history = mountHistoryPanel({ api, roomId, files, currentFile: () => currentFile, onError: reportFailure });
   const transfer = mountTransfer({
     api, roomId, onError: reportFailure,
@@ -108,8 +125,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       mountInvite(roomId),
       ...transfer.elements,
       history.toggle,
+      ...deleteRoom.elements,
       h("span", { class: "me", "data-testid": "my-name" }, name)),
-    h("div", { class: "notices" }, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element),
+    h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element),
     h("div", { class: "workspace" },
       filesPane,
       h("section", { class: "editor-pane" }, currentFileLabel, editorHost),
@@ -149,7 +167,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const awarenessRef: { current: Connection["provider"]["awareness"] | null } = { current: null };
   const editor = { current: null as ReturnType<typeof createEditor> | null };
 
-  const canEdit = (): boolean => role === "owner" || role === "editor";
+  const canEdit = (): boolean => !refusals.deleted() && (role === "owner" || role === "editor");
 
   // ---- saved signal: our own edits the server has stored ----
   const saves = trackLocalEdits(doc, (origin) => origin === SNAPSHOT_ORIGIN || (connection !== null && origin === connection.provider));
@@ -170,6 +188,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     stopButton.disabled = readOnly || !(runBusy || shared?.status === "running");
     history.setEditable(!readOnly);
     transfer.setEditable(!readOnly);
+    deleteRoom.setOwner(role === "owner" && !refusals.deleted());
     renderSave();
   };
 
@@ -213,9 +232,19 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     refreshControls();
   };
 
+  /** The room was deleted (close 4410 or an API 410): read-only, no reconnect, not remembered. */
+  const roomDeleted = (reason: string): void => {
+    if (refusals.deleted()) return;
+    refusals.show(CLOSE_ROOM_DELETED, reason);
+    forgetRoom(roomId);
+    stopUnloadWarning(); // the room is gone: there is nowhere left to save to
+    if (bannerSource === "connection") showError(null);
+    refreshControls();
+  };
+
   let membersInFlight = false;
   const refreshMembers = async (): Promise<void> => {
-    if (membersInFlight || !self.id) return;
+    if (membersInFlight || !self.id || refusals.deleted()) return;
     membersInFlight = true;
     try {
       members = await api.listMembers(roomId);
@@ -223,7 +252,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       if (mine) applyRole(mine.role);
       renderPeople();
     } catch (err) {
-      showError(`Could not load the participants: ${describe(err)}`);
+      reportFailure("Could not load the participants", err);
     } finally {
       membersInFlight = false;
     }
@@ -391,7 +420,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       nextToken: async (expiring) => (await api.renewSession(expiring)).token,
       onState: (state, detail) => {
         setStatus(state, detail);
-        if (state === "connected" && bannerSource === "connection") showError(null);
+        if (state === "connected") {
+          refusals.clear();
+          if (bannerSource === "connection") showError(null);
+        }
       },
       onPermissionDenied: () => {
         // A viewer's reply to the server's sync step 1 is refused too, though it holds no edit:
@@ -411,6 +443,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       },
       onSaved: (stateVector) => saves.saved(stateVector),
       onFatal: (_code, message) => showError(message, "connection"),
+      onRefused: (code, reason) => {
+        if (code === CLOSE_ROOM_DELETED) roomDeleted(reason);
+        else refusals.show(code, reason);
+      },
     });
     const awareness = connection.provider.awareness;
     awarenessRef.current = awareness;
@@ -444,6 +480,11 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
 
   start().catch((err: unknown) => {
     setStatus("offline", describe(err));
+    const refused = err instanceof StepError ? err.cause : err;
+    if (refused instanceof ApiError && refused.status === 410) {
+      roomDeleted(refused.message);
+      return;
+    }
     showError(err instanceof StepError ? describe(err) : `Could not open the room: ${describe(err)}`);
     const cause = err instanceof StepError ? err.cause : err;
     if (!(cause instanceof ApiError)) reportError(cause, { where: "mountRoom", roomId });

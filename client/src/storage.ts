@@ -1,4 +1,7 @@
-/** What the client keeps in localStorage: the session, the display name, recent rooms. */
+/**
+ * What the client keeps in localStorage (the session, the display name, recent rooms) and in
+ * sessionStorage (a note for this tab's next page).
+ */
 
 /** A signed-in user: the access token, when it expires, and the refresh token that renews it. */
 export interface Session {
@@ -59,6 +62,30 @@ export function loadRecentRooms(): RecentRoom[] {
 export function rememberRoom(id: string): void {
   const rest = loadRecentRooms().filter((r) => r.id !== id);
   localStorage.setItem(KEYS.recent, JSON.stringify([{ id, visitedAt: Date.now() }, ...rest].slice(0, MAX_RECENT)));
+}
+
+/** Removes a room from the recent list (it was deleted). */
+export function forgetRoom(id: string): void {
+  localStorage.setItem(KEYS.recent, JSON.stringify(loadRecentRooms().filter((r) => r.id !== id)));
+}
+
+/** Forgets everything this browser kept for PairPilot: session, display name, recent rooms. */
+export function forgetEverything(): void {
+  for (const key of Object.values(KEYS)) localStorage.removeItem(key);
+}
+
+const HOME_NOTE_KEY = "pairpilot.homeNote";
+
+/** A sentence for the start page's next load in this tab ("Room … was deleted."). */
+export function saveHomeNote(note: string): void {
+  sessionStorage.setItem(HOME_NOTE_KEY, note);
+}
+
+/** Reads and removes the start page's note, if any. */
+export function takeHomeNote(): string | null {
+  const note = sessionStorage.getItem(HOME_NOTE_KEY);
+  sessionStorage.removeItem(HOME_NOTE_KEY);
+  return note;
 }
 
 const RESYNC_KEY = "pairpilot.resync";
