@@ -13,11 +13,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from pairpilot.errors import RefusedError
 from pairpilot.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +71,11 @@ def refusal_of(error: RefusedError) -> Refusal:
     return REFUSALS[error.reason]
 
 
-def megabytes(size: int) -> str:
-    """A size as people read it in a refusal: ``"31.6 MB"`` (MiB, one decimal)."""
-    return f"{size / MIB:.1f} MB"
+def human_size(size: int) -> str:
+    """A size as people read it in a refusal: ``"31.6 MB"``, ``"64 KB"`` (binary units)."""
+    if size >= MIB:
+        return f"{size / MIB:.1f} MB"
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
 
 
 class Refusals:
@@ -93,3 +99,97 @@ class Refusals:
         if len(self._logged) > LOGGED_KEPT:
             self._logged.popitem(last=False)
         log.warning("refused", reason=error.reason, message=str(error), client=client, **context)
+
+
+# A room at its quota re-measures its encoded size at most this often; in between, its size is
+# the last measure plus every update accepted since (an upper bound).
+REMEASURE_S = 1.0
+
+
+class DocumentQuota:
+    """A room's encoded size (``Y.encodeStateAsUpdate``'s length) held against its quota.
+
+    Measuring the document costs an encoding of all of it, so the size is kept as an upper
+    bound instead: the last measure plus the length of every update applied since (an update
+    never grows the encoded state by more than its own length, and usually by much less). Only
+    an update that would take that bound past the quota makes the room measure itself again,
+    at most once a second; it is refused when the measured size plus its length is over.
+    An update without insertions (deletions only: its struct count, its first byte, is 0)
+    is always admitted, so a room over its quota (made before it existed, or by a lower quota
+    since) still loads and can be shrunk.
+    """
+
+    __slots__ = ("_doc", "_measured_at", "limit", "size")
+
+    def __init__(self, limit: int, size: int, doc: Doc[Any]) -> None:
+        self.limit = limit
+        self.size = size
+        self._doc = doc
+        self._measured_at = float("-inf")
+
+    def admit(self, update: bytes) -> None:
+        """Count ``update`` in the size, or RefusedError(ROOM_FULL) if it would pass the quota."""
+        self.size = self.check(update)
+
+    def check(self, update: bytes) -> int:
+        """The size bound with ``update``, or RefusedError(ROOM_FULL); nothing is counted."""
+        grown = self.size + len(update)
+        if grown > self.limit and update[:1] != b"\x00":
+            now = time.monotonic()
+            if now - self._measured_at >= REMEASURE_S:
+                self.size = len(self._doc.get_update())
+                self._measured_at = now
+                grown = self.size + len(update)
+            if grown > self.limit:
+                message = f"This room is full ({human_size(self.size)} of {human_size(self.limit)})"
+                raise RefusedError(ROOM_FULL, message)
+        return grown
+
+    def measured(self) -> int:
+        """The exact size now (an encoding of the whole document); resets the bound."""
+        self.size = len(self._doc.get_update())
+        self._measured_at = time.monotonic()
+        return self.size
+
+
+class ConnectionLimits:
+    """Open sockets per room and per user in this process, against their limits.
+
+    ``enter`` refuses (ROOM_CONNECTIONS or USER_CONNECTIONS, close 4503) before the socket
+    joins its room; ``leave`` gives the slot back. The per-user count is this process's: behind
+    a load balancer each process allows a user ``per_user`` sockets.
+    """
+
+    def __init__(self, *, per_room: int, per_user: int) -> None:
+        self.per_room = per_room
+        self.per_user = per_user
+        self._users: dict[str, int] = {}
+
+    def enter(self, user_id: str, in_room: int) -> None:
+        """Take a slot for a socket of ``user_id`` joining a room of ``in_room`` sockets."""
+        if in_room >= self.per_room:
+            message = f"Room is full: {in_room} people are connected (the limit)"
+            raise RefusedError(ROOM_CONNECTIONS, message)
+        mine = self._users.get(user_id, 0)
+        if mine >= self.per_user:
+            message = f"Too many connections: you have {mine} open (the limit)"
+            raise RefusedError(USER_CONNECTIONS, message)
+        self._users[user_id] = mine + 1
+
+    def leave(self, user_id: str) -> None:
+        """Give back the slot ``enter`` took."""
+        left = self._users.get(user_id, 0) - 1
+        if left > 0:
+            self._users[user_id] = left
+        else:
+            self._users.pop(user_id, None)
+
+
+def check_file_count(limit: int, existing: int, added: int) -> None:
+    """RefusedError(ROOM_FILES) when ``added`` files would take a room past ``limit``."""
+    if existing + added > limit:
+        message = (
+            f"A room holds at most {limit} files: this one has {existing}, and {added} more"
+            " would pass that"
+        )
+        raise RefusedError(ROOM_FILES, message)

@@ -11,11 +11,13 @@ from pycrdt import Doc
 
 from pairpilot.bus import RoomBus
 from pairpilot.errors import StorageError
+from pairpilot.guardrails import DocumentQuota
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
 from pairpilot.sync.flusher import Flusher
-from pairpilot.sync.room import Room
+from pairpilot.sync.protocol import EMPTY_UPDATE
+from pairpilot.sync.room import UNLIMITED, Room
 from pairpilot.sync.session import SavedHolds
 
 log = structlog.get_logger(__name__)
@@ -38,6 +40,7 @@ class RoomRegistry:
         idle_unload_ms: int,
         max_awareness_bytes: int,
         metrics: Metrics,
+        max_room_bytes: int = UNLIMITED,
     ) -> None:
         self.rooms: dict[str, Room] = {}
         self._store = store
@@ -45,6 +48,7 @@ class RoomRegistry:
         self._flusher = flusher
         self._idle_s = idle_unload_ms / 1000
         self._max_awareness_bytes = max_awareness_bytes
+        self._max_room_bytes = max_room_bytes
         self._metrics = metrics
         self._holds = SavedHolds()  # every room's held "saved" messages, one timer
         metrics.watch_rooms(
@@ -113,6 +117,10 @@ class RoomRegistry:
             metrics=self._metrics,
             holds=self._holds,
         )
+        # The stored update's length: an upper bound of the encoded document (the quota
+        # measures it exactly when it matters) without encoding the document at load.
+        size = len(content) if content is not None else len(EMPTY_UPDATE)
+        room.quota = DocumentQuota(self._max_room_bytes, size, doc)
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes
         room.log_count = len(stored.updates)

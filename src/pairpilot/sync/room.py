@@ -12,6 +12,7 @@ from pycrdt import Awareness, Doc
 
 from pairpilot.bus import Persistence, RoomBus
 from pairpilot.errors import ProtocolError
+from pairpilot.guardrails import DocumentQuota
 from pairpilot.observability.metrics import Metrics
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import (
@@ -31,6 +32,7 @@ OnUpdate = Callable[["Room", bytes], None]
 # Awareness frames a room remembers having relayed, to know their echoes: a room's clients
 # renew their presence every 15 s, and the echoes of a renewal come back within milliseconds.
 RELAYED_AWARENESS_KEPT = 10
+UNLIMITED = 1 << 62  # a room built without a quota (tests, tools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ class Room:
         self._holds = holds if holds is not None else SavedHolds()
         self._relayed_awareness: dict[bytes, None] = {}  # the newest last (_remember_relayed)
         self.awareness = Awareness(doc)
+        # The document quota (the registry sets the configured one when it loads the room).
+        self.quota = DocumentQuota(UNLIMITED, 0, doc)
         # Awareness client ids that came from each other process (its id), see drop_process.
         self._remote_presence: dict[bytes, set[int]] = {}
         # The server is not a participant: it has no presence of its own.
@@ -151,6 +155,7 @@ class Room:
         try:
             message = protocol.decode_message(frame)
             if isinstance(message, SyncUpdate | SyncStep2):
+                self.quota.size += len(message.update)  # admitted by the process it came from
                 self._apply(message.update)
             elif isinstance(message, AwarenessUpdate):
                 if not self._apply_awareness(message.update, RemoteProcess(process)):
@@ -181,7 +186,11 @@ class Room:
         return frames
 
     def apply_update(self, update: bytes) -> None:
-        """Apply an update that did not come from a session (REST merge, another process)."""
+        """Apply an update that did not come from a session (REST merge, restore, upload).
+
+        RefusedError (413 room_full) when it would take the room past its quota.
+        """
+        self.quota.admit(update)
         self._apply(update)
         self._bus.publish(self.id, protocol.sync_update(update), None)
 
@@ -301,6 +310,7 @@ class Room:
                 session, protocol.permission_denied("read-only: your role cannot edit this room")
             )
             return
+        self.quota.admit(update)  # RefusedError (close 4413) before anything is applied
         session.unsaved = True
         started = time.perf_counter()
         self._apply(update)

@@ -9,10 +9,17 @@ from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
 from pairpilot.bus.base import RoomBus
 from pairpilot.bus.local import LocalBus
-from pairpilot.guardrails import Refusals
+from pairpilot.guardrails import (
+    CREATE_RATE,
+    REFRESH_RATE,
+    SIGNIN_RATE,
+    WRITE_RATE,
+    ConnectionLimits,
+    Refusals,
+)
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
-from pairpilot.ratelimit import RunLimiter, build_run_limiter
+from pairpilot.ratelimit import RunLimiter, Throttle, build_run_limiter
 from pairpilot.settings import Settings
 from pairpilot.storage.directory import RoomDirectory
 from pairpilot.storage.sql import SqlRoomStore, create_engine
@@ -40,6 +47,8 @@ class Services:
     metrics: Metrics
     refresh_tokens: RefreshTokens
     refusals: Refusals
+    connection_limits: ConnectionLimits
+    throttle: Throttle
     _http: httpx.AsyncClient | None = None
 
     @property
@@ -86,6 +95,7 @@ def build_services(settings: Settings) -> Services:
         idle_unload_ms=settings.idle_unload_ms,
         max_awareness_bytes=settings.max_awareness_bytes,
         metrics=metrics,
+        max_room_bytes=settings.room_max_bytes,
     )
     authorizer = MembershipAuthorizer(identities, directory)
     limiter = build_run_limiter(
@@ -94,6 +104,16 @@ def build_services(settings: Settings) -> Services:
         window_s=settings.run_window_s,
         timeout_ms=settings.redis_timeout_ms,
         on_outage=lambda error: report(error, task="ratelimit"),
+    )
+    throttle = Throttle(
+        limiter.backend,  # one Redis pool, one warning per outage
+        {
+            SIGNIN_RATE: settings.signin_rate,
+            REFRESH_RATE: settings.refresh_rate,
+            CREATE_RATE: settings.room_create_rate,
+            WRITE_RATE: settings.write_rate,
+        },
+        on_degraded=lambda reason: metrics.guardrail_fail_open.labels(reason).inc(),
     )
     return Services(
         settings,
@@ -108,6 +128,10 @@ def build_services(settings: Settings) -> Services:
         metrics,
         RefreshTokens(engine, settings.refresh_ttl_s),
         Refusals(metrics),
+        ConnectionLimits(
+            per_room=settings.room_max_connections, per_user=settings.user_max_connections
+        ),
+        throttle=throttle,
     )
 
 

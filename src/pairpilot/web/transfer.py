@@ -19,15 +19,16 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
+from pairpilot.guardrails import check_file_count
 from pairpilot.settings import Settings
-from pairpilot.sync.files import add_files_update, doc_of, read_files
-from pairpilot.web.deps import Caller, ServicesDep, tag_room
+from pairpilot.sync.files import FILES_KEY, add_files_update, doc_of, read_files
+from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import change_room, current_state, require_room_editor
-from pairpilot.web.rooms import ERRORS, RoomId
+from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
 from pairpilot.web.schemas import FileAddedOut, FilesIn, FilesOut
 
 router = APIRouter(prefix="/api/rooms", tags=["files"], dependencies=[Depends(tag_room)])
@@ -121,6 +122,8 @@ async def _add(services: ServicesDep, room_id: str, files: list[tuple[str, str, 
     added: list[str] = []
 
     def change(doc: Doc[Any]) -> bytes:
+        existing = len(doc.get(FILES_KEY, type=Map))
+        check_file_count(services.settings.room_max_files, existing, len(files))
         update, names = add_files_update(doc, [(name, text) for name, _, text in files])
         added.extend(names)
         return update
@@ -155,7 +158,7 @@ async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -
     )
 
 
-@router.post("/{room_id}/files", responses=ERRORS)
+@router.post("/{room_id}/files", responses=WRITE_ERRORS, dependencies=[WriteRate])
 async def upload_files(
     room_id: RoomId, body: FilesIn, identity: Caller, services: ServicesDep
 ) -> FilesOut:
@@ -169,7 +172,12 @@ async def upload_files(
     return await _add(services, room_id, files)
 
 
-@router.post("/{room_id}/import.zip", responses=ERRORS, openapi_extra=ZIP_BODY)
+@router.post(
+    "/{room_id}/import.zip",
+    responses=WRITE_ERRORS,
+    dependencies=[WriteRate],
+    openapi_extra=ZIP_BODY,
+)
 async def upload_zip(
     room_id: RoomId, request: Request, identity: Caller, services: ServicesDep
 ) -> FilesOut:

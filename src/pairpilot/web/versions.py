@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.storage.versions import Version, VersionKind
 from pairpilot.sync.files import doc_of, read_files, restore_update
-from pairpilot.web.deps import Caller, ServicesDep, tag_room
+from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import current_state, require_room_editor
-from pairpilot.web.rooms import ERRORS, RoomId
+from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
 from pairpilot.web.schemas import (
     RestoreOut,
     VersionDetailOut,
@@ -82,7 +82,12 @@ async def get_version(
     )
 
 
-@router.post("/{room_id}/versions", status_code=201, responses=ERRORS)
+@router.post(
+    "/{room_id}/versions",
+    status_code=201,
+    responses=WRITE_ERRORS,
+    dependencies=[WriteRate],
+)
 async def name_version(
     room_id: RoomId, body: VersionNameIn, identity: Caller, services: ServicesDep
 ) -> VersionOut:
@@ -95,7 +100,11 @@ async def name_version(
     return _out(version)
 
 
-@router.post("/{room_id}/versions/{version_id}/restore", responses=ERRORS)
+@router.post(
+    "/{room_id}/versions/{version_id}/restore",
+    responses=WRITE_ERRORS,
+    dependencies=[WriteRate],
+)
 async def restore_version(
     room_id: RoomId, version_id: VersionId, identity: Caller, services: ServicesDep
 ) -> RestoreOut:
@@ -107,6 +116,8 @@ async def restore_version(
     target, state = await services.directory.version(room_id, identity, version_id)
     room = await services.registry.acquire(room_id)
     try:
+        # A restore the quota refuses (413 room_full) must not leave a restore point behind.
+        room.quota.check(restore_update(room.doc, state, {}))
         for _ in range(RESTORE_POINT_TRIES):
             before = room.doc.get_state()
             backup = await services.directory.add_version(

@@ -272,13 +272,7 @@ class CollabConnection(asyncio.Protocol):
             grant = await services.authorizer.authorize(room_id, token)
             room = await services.registry.acquire(room_id)
         except PairPilotError as exc:
-            log.info(
-                "connection refused",
-                reason=str(exc),
-                code=close_code(exc),
-                room_id=room_id[:80],
-                connection_id=self._id,
-            )
+            self._log_refusal("connection refused", exc, room_id=room_id[:80])
             self._refuse(exc)
             return
         except Exception as exc:  # a bug must close this socket, and only it
@@ -290,6 +284,13 @@ class CollabConnection(asyncio.Protocol):
             self._join = None
         if self._closing:  # the peer left while the room was loading
             services.registry.release(room)
+            return
+        try:
+            services.connection_limits.enter(grant.user_id, len(room.sessions))
+        except RefusedError as exc:
+            services.registry.release(room)
+            self._log_refusal("connection refused", exc, room_id=room_id, user_id=grant.user_id)
+            self._refuse(exc)
             return
         settings = services.settings
         self._room = room
@@ -357,7 +358,7 @@ class CollabConnection(asyncio.Protocol):
             else:
                 room.receive(session, decoded)
         except PairPilotError as exc:
-            log.warning("connection closed", reason=str(exc), code=close_code(exc), **self._where())
+            self._log_refusal("connection closed", exc, **self._where())
             self._fail(exc)
         except Exception as exc:  # a bug must close this socket, and only it
             log.error("connection failed", exc_info=exc, **self._where())
@@ -399,6 +400,24 @@ class CollabConnection(asyncio.Protocol):
         if not self._closing:
             log.info("connection closed", reason="token expired", code=4401, **self._where())
             self._fail(UnauthenticatedError("token expired"))
+
+    def _log_refusal(self, event: str, error: PairPilotError, **where: object) -> None:
+        """Log why the socket is refused or closed.
+
+        A guardrail's refusal is counted instead, and logged once per address and reason: a
+        client retrying in a loop is one line.
+        """
+        where.setdefault("connection_id", self._id)
+        if isinstance(error, RefusedError):
+            self._services.refusals.count(error, self._peer(), **where)
+        elif event == "connection refused":
+            log.info(event, reason=str(error), code=close_code(error), **where)
+        else:
+            log.warning(event, reason=str(error), code=close_code(error), **where)
+
+    def _peer(self) -> str | None:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def _renew(self, session: Session, token: str) -> None:
         identity = self._services.identities.verify(token)  # UnauthenticatedError: 4401
@@ -484,6 +503,7 @@ class CollabConnection(asyncio.Protocol):
         if room is None or session is None:
             return
         self._room = None
+        self._services.connection_limits.leave(session.user_id)
         room.leave(session)
         self._services.registry.release(room)
 
