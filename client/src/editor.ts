@@ -115,6 +115,11 @@ export interface Editor {
   /** Shows a placeholder when there is no file. */
   close: () => void;
   setReadOnly: (readOnly: boolean) => void;
+  /**
+   * Empties every file's undo history. A Y.UndoManager keeps the content of the deletions it
+   * could undo, so deleted text would still be sent to the server (see `refusal.ts`).
+   */
+  forgetUndoHistory: () => void;
   destroy: () => void;
 }
 
@@ -125,7 +130,7 @@ function readOnlyExtension(readOnly: boolean): Extension {
 /** Mounts the editor in `parent`; remote cursors come from `awareness`. */
 export function createEditor(parent: HTMLElement, awareness: Awareness): Editor {
   const view = new EditorView({ parent, state: EditorState.create({ doc: "", extensions: [readOnlyExtension(true)] }) });
-  const undoManagers = new WeakMap<Y.Text, Y.UndoManager>();
+  const undoManagers = new Map<Y.Text, Y.UndoManager>();
   const readOnlyCompartment = new Compartment();
   let readOnly = true;
   let hasFile = false;
@@ -163,6 +168,9 @@ export function createEditor(parent: HTMLElement, awareness: Awareness): Editor 
       if (value === readOnly) return;
       readOnly = value;
       if (hasFile) view.dispatch({ effects: readOnlyCompartment.reconfigure(readOnlyExtension(value)) });
+    },
+    forgetUndoHistory() {
+      for (const manager of undoManagers.values()) manager.clear();
     },
     destroy() {
       view.destroy();

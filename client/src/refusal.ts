@@ -4,7 +4,7 @@
  * limits (4503: "room-crowded") and a deleted room (4410, or 410 from the API: "room-deleted").
  * The server's reason is shown as text; the connection stays stopped until "Try again".
  */
-import type * as Y from "yjs";
+import * as Y from "yjs";
 import { CLOSE_CROWDED, CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, type RefusalCode } from "./connection";
 import { h } from "./dom";
 import { listFiles } from "./files";
@@ -14,7 +14,7 @@ export interface RefusalOptions {
   roomId: string;
   files: Y.Map<Y.Text>;
   /** "Try again": connect once more (the person deleted content, or waited for a free place). */
-  onRetry: () => void;
+  onRetry: (code: RefusalCode) => void;
 }
 
 export interface RefusalBanners {
@@ -44,23 +44,34 @@ export function localCopy(files: Y.Map<Y.Text>, roomId: string, now = new Date()
   }).join("");
 }
 
+/**
+ * Garbage-collects the content of every deleted item of `doc` (Yjs keeps only their lengths),
+ * as Yjs does after each transaction for items nobody keeps. Called after the undo history is
+ * emptied: the undo manager kept that content, and the resync on reconnect would send it all
+ * again, over the room's quota once more.
+ */
+export function dropDeletedContent(doc: Y.Doc): void {
+  if (!doc.gc) return;
+  Y.tryGc(Y.createDeleteSetFromStructStore(doc.store), doc.store, doc.gcFilter);
+}
+
 export function mountRefusalBanners(options: RefusalOptions): RefusalBanners {
   const { roomId, files } = options;
   let isDeleted = false;
 
-  const retryButton = (testId: string): HTMLButtonElement => {
+  const retryButton = (testId: string, code: RefusalCode): HTMLButtonElement => {
     const button = h("button", { type: "button", "data-testid": testId }, "Try again");
     button.addEventListener("click", () => {
       button.disabled = true;
       button.textContent = "Trying…";
-      options.onRetry();
+      options.onRetry(code);
     });
     return button;
   };
 
   const fullReason = h("span", { "data-testid": "room-full-reason" });
   const download = h("button", { type: "button", "data-testid": "download-copy" }, "Download my copy");
-  const fullRetry = retryButton("retry-connection");
+  const fullRetry = retryButton("retry-connection", CLOSE_ROOM_FULL);
   const full = h("div", { class: "banner error refusal", "data-testid": "room-full", role: "alert", hidden: true },
     h("p", {}, fullReason, " ", UNSAVED_SENTENCE),
     h("div", { class: "refusal-actions" }, download, fullRetry));
@@ -69,7 +80,7 @@ export function mountRefusalBanners(options: RefusalOptions): RefusalBanners {
   });
 
   const crowdedReason = h("span", { "data-testid": "room-crowded-reason" });
-  const crowdedRetry = retryButton("retry-crowded");
+  const crowdedRetry = retryButton("retry-crowded", CLOSE_CROWDED);
   const crowded = h("div", { class: "banner error refusal", "data-testid": "room-crowded", role: "alert", hidden: true },
     h("p", {}, crowdedReason, " Close another tab of this room, or wait a moment, then try again."),
     h("div", { class: "refusal-actions" }, crowdedRetry));

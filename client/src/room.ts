@@ -7,7 +7,7 @@
 import { fromBase64 } from "lib0/buffer";
 import * as Y from "yjs";
 import { Api, ApiError, type MemberInfo, type Role } from "./api";
-import { CLOSE_ROOM_DELETED, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
+import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
 import { createEditor } from "./editor";
@@ -23,7 +23,7 @@ import {
 } from "./presence";
 import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
 import { createRunner } from "./run";
-import { mountRefusalBanners } from "./refusal";
+import { dropDeletedContent, mountRefusalBanners } from "./refusal";
 import { readRun } from "./run-state";
 import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
 import {
@@ -91,7 +91,17 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     if (err instanceof ApiError && err.status === 410) roomDeleted(err.message);
     else showError(`${what}: ${describe(err)}`);
   };
-  const refusals = mountRefusalBanners({ roomId, files, onRetry: () => connection?.resume() });
+  const refusals = mountRefusalBanners({
+    roomId, files,
+    onRetry: (code) => {
+      if (code === CLOSE_ROOM_FULL) {
+        // What the person deleted must really be gone, or the resync sends it all again.
+        editor.current?.forgetUndoHistory();
+        dropDeletedContent(doc);
+      }
+      connection?.resume();
+    },
+  });
   const deleteRoom = mountDeleteRoom({
     api, roomId,
     onDeleted: () => {

@@ -91,10 +91,15 @@ async def set_code(page: Page, code: str) -> None:
     parse ("Invalid or unexpected token") after Bob replaced Ada's code, which 37 runs here
     under CPU load did not reproduce. The editor is checked to show exactly `code` after.
     """
+    await paste_code(page, code)
+    await expect_editor_text(page, code)
+
+
+async def paste_code(page: Page, code: str) -> None:
+    """Select all of the open file and paste `code` over it (not checked: long texts scroll)."""
     await editor_content(page).click()
     await page.keyboard.press("Control+A")
     await page.evaluate(_PASTE_JS, code)
-    await expect_editor_text(page, code)
 
 
 async def type_at_end(page: Page, text: str) -> None:
