@@ -1,9 +1,10 @@
-"""The page when a guardrail refuses: a full room, a crowded room, a deleted room (client/README.md)."""
+"""The page when a guardrail refuses: a full, crowded or deleted room, a refused start."""
 
 import asyncio
 import re
 from pathlib import Path
 
+import anyio
 import pytest
 from playwright.async_api import Page, expect
 from tests.e2e.conftest import NewPerson
@@ -50,7 +51,9 @@ async def test_a_room_over_its_quota_says_so_offers_a_copy_and_reconnects_after_
         await expect(banner).to_be_visible(timeout=UI_TIMEOUT_MS)
         await expect(banner).to_contain_text(re.compile(r"This room is full \(.+ of .+\)"))
         await expect(banner).to_contain_text("Your latest edits were not saved")
-        await expect(by_test_id(ada, "connection-status")).to_have_attribute("data-state", "offline")
+        await expect(by_test_id(ada, "connection-status")).to_have_attribute(
+            "data-state", "offline"
+        )
         await expect(editor_content(ada)).to_have_attribute("contenteditable", "true")
         await asyncio.sleep(QUIET_S)
         assert sockets == [], f"the page reconnected on its own: {sockets}"
@@ -59,7 +62,7 @@ async def test_a_room_over_its_quota_says_so_offers_a_copy_and_reconnects_after_
             await by_test_id(ada, "download-copy").click()
         download = await download_info.value
         assert download.suggested_filename == f"{room}-my-copy.txt"
-        copy = Path(await download.path()).read_text(encoding="utf-8")
+        copy = (await anyio.Path(await download.path()).read_bytes()).decode()
         assert "===== main.py =====" in copy
         assert big in copy
 
@@ -95,7 +98,9 @@ async def test_a_room_at_its_connection_limit_says_so_and_lets_the_person_try_ag
         banner = by_test_id(bob, "room-crowded")
         await expect(banner).to_be_visible(timeout=UI_TIMEOUT_MS)
         await expect(banner).to_contain_text(re.compile(r"Room is full: .*\(the limit\)"))
-        await expect(by_test_id(bob, "connection-status")).to_have_attribute("data-state", "offline")
+        await expect(by_test_id(bob, "connection-status")).to_have_attribute(
+            "data-state", "offline"
+        )
         await asyncio.sleep(QUIET_S)
         assert len(sockets) == 1, f"the page retried on its own: {sockets}"
 
@@ -124,7 +129,9 @@ async def test_a_room_deleted_by_its_owner_is_gone_from_every_open_page(
 
     await expect(ada).to_have_url(f"{server.http_url}/", timeout=UI_TIMEOUT_MS)
     await expect(by_test_id(ada, "home-note")).to_have_text(f"Room “{room}” was deleted.")
-    await expect(by_test_id(ada, "recent-rooms").locator(f"a[data-room-id='{room}']")).to_have_count(0)
+    await expect(
+        by_test_id(ada, "recent-rooms").locator(f"a[data-room-id='{room}']")
+    ).to_have_count(0)
 
     banner = by_test_id(bob, "room-deleted")
     await expect(banner).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -157,3 +164,38 @@ async def test_delete_my_data_deletes_the_rooms_only_i_own_and_forgets_me_here(
         ".map((key) => localStorage.getItem(key))"
     )
     assert stored == [None, None, None]
+
+
+async def test_the_start_page_says_why_it_cannot_create_another_room(
+    tmp_path: Path, person: NewPerson
+):
+    async with live_server(quick_settings(tmp_path, rooms_per_anonymous_user=1)) as server:
+        ada = await person("Ada")
+        await ada.goto(f"{server.http_url}/")
+        await by_test_id(ada, "create-room").click()
+        await expect_connected(ada)
+
+        await ada.goto(f"{server.http_url}/")
+        await by_test_id(ada, "create-room").click()
+        await expect(by_test_id(ada, "home-error")).to_contain_text(
+            "Could not create the room: 403 quota_exceeded: ", timeout=UI_TIMEOUT_MS
+        )
+        await expect(ada).to_have_url(f"{server.http_url}/")
+        await expect(by_test_id(ada, "create-room")).to_be_enabled()
+
+
+async def test_the_start_page_says_why_it_cannot_sign_in(tmp_path: Path, person: NewPerson):
+    async with live_server(quick_settings(tmp_path, signin_rate="1/hour")) as server:
+        # Ada's sign-in takes the address's one sign-in of the hour (if nothing else took it).
+        ada = await person("Ada")
+        await ada.goto(f"{server.http_url}/")
+        async with ada.expect_response(lambda response: "/api/auth/anonymous" in response.url):
+            await by_test_id(ada, "create-room").click()
+
+        bob = await person("Bob")
+        await bob.goto(f"{server.http_url}/")
+        await by_test_id(bob, "create-room").click()
+        await expect(by_test_id(bob, "home-error")).to_contain_text(
+            "Could not sign in: 429 rate_limited: ", timeout=UI_TIMEOUT_MS
+        )
+        await expect(bob).to_have_url(f"{server.http_url}/")
