@@ -180,18 +180,18 @@ async def test_editors_create_named_versions_as_themselves_and_nobody_else_can(v
             await _run(connection, user, statement, room_b)
 
 
-async def test_nobody_rewrites_or_deletes_a_version_but_the_writer(versioned):
+async def test_nobody_rewrites_a_version_and_only_owners_and_the_writer_delete_one(versioned):
     connection, _, room_b = versioned
+    delete = "DELETE FROM room_versions WHERE room_id = $1"
     for user in (B, E):
-        for statement in (
-            "UPDATE room_versions SET name = 'x' WHERE room_id = $1",
-            "DELETE FROM room_versions WHERE room_id = $1",
-        ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await _run(connection, user, statement, room_b)
-    assert await connection.execute("DELETE FROM room_versions WHERE room_id = $1", room_b) == (
-        "DELETE 1"
-    )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await _run(
+                connection, user, "UPDATE room_versions SET name = 'x' WHERE room_id = $1", room_b
+            )
+    for user in (V, E, A):  # a viewer, an editor, a stranger (owners delete rooms: 0006)
+        assert await _run(connection, user, delete, room_b) == "DELETE 0"
+    assert await _run(connection, B, delete, room_b) == "DELETE 1"
+    assert await connection.execute(delete, room_b) == "DELETE 0"
 
 
 async def test_owners_remove_members_members_leave_and_nobody_else_removes_anyone(db):

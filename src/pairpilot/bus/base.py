@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,7 +67,10 @@ class RoomBus(Protocol):
         ...
 
     async def catch_up(self, room_id: str) -> None:
-        """Bring a just-subscribed replica up to the others before it serves a client."""
+        """Bring a just-subscribed replica up to the others before it serves a client.
+
+        RoomDeletedError when the room was deleted meanwhile.
+        """
         ...
 
     def position(self, room_id: str) -> str | None:
@@ -91,6 +95,14 @@ class RoomBus(Protocol):
 
     def fenced(self, room_id: str) -> None:
         """The store refused this process's fence: another process persists the room now."""
+        ...
+
+    def erase(self, room_id: str) -> None:
+        """The room was deleted here: every other process drops it too; its keys go."""
+        ...
+
+    def on_erased(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(room_id)`` when another process deleted a room."""
         ...
 
     async def start(self) -> None:

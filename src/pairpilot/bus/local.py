@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pairpilot.bus.base import PERSIST_HERE, Persistence, Replica
 
 
@@ -51,6 +53,13 @@ class LocalBus:
 
     def fenced(self, room_id: str) -> None:
         """Never happens without fences."""
+
+    def erase(self, room_id: str) -> None:
+        """No other process to tell."""
+        self._replicas.pop(room_id, None)
+
+    def on_erased(self, callback: Callable[[str], None]) -> None:
+        """No other process deletes rooms."""
 
     async def start(self) -> None:
         """Nothing to start."""

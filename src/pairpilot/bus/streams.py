@@ -17,6 +17,9 @@ the bus keeps nothing but the positions.
   whole state and a sync request that every other replica answers with what it lacks.
 - Frames that cannot be appended during an outage are kept (up to ``max_outbox``) and sent
   when Redis is back; past the bound they are dropped, and the full exchange covers them.
+- A deleted room's stream gets an ``ERASED`` entry (``erase``): every process with the room
+  live drops it unwritten and closes its sockets; the stream expires ``ERASED_TTL_MS`` later
+  (time for the others to read it) and the lease key is deleted at once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextlib
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -33,13 +37,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pairpilot.bus.base import PERSIST_ELSEWHERE, PERSIST_HERE, Persistence, Replica
-from pairpilot.bus.leases import Leases
+from pairpilot.bus.leases import LEASE, Leases
+from pairpilot.errors import RoomDeletedError
 
 log = structlog.get_logger(__name__)
 
 FRAME = b"F"
 SYNC_REQUEST = b"S"
 STORED = b"P"  # the persister stored the room up to this state vector
+ERASED = b"D"  # the room was deleted: drop it unwritten and close its sockets
+# A deleted room's stream outlives its ERASED entry this long, for the other processes to read.
+ERASED_TTL_MS = 10_000
 LEASE_RENEW_S = 1.0
 PREFIX = "pairpilot:stream:"
 ALIVE = "pairpilot:alive:"
@@ -72,6 +80,20 @@ def _entries(raw: Any) -> list[Entry]:  # noqa: ANN401 - redis-py types stream r
 def stream_key(room_id: str) -> str:
     """The Redis key of a room's stream."""
     return PREFIX + room_id
+
+
+def expire_erased(pipe: Any, room_id: str) -> None:  # noqa: ANN401 - redis-py's Pipeline is untyped
+    """Queue the commands that remove a deleted room's keys (its ERASED entry is appended)."""
+    pipe.pexpire(stream_key(room_id), ERASED_TTL_MS)
+    pipe.delete(LEASE + room_id)
+
+
+async def erase_room(redis: Redis, room_id: str) -> None:
+    """Tell every process serving a deleted room to drop it, from outside a server (the CLI)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xadd(stream_key(room_id), {"p": b"operator", "k": ERASED, "f": b""})
+        expire_erased(pipe, room_id)
+        await pipe.execute()
 
 
 class RedisStreamBus:
@@ -113,6 +135,8 @@ class RedisStreamBus:
         self._leases = Leases(self._redis, self._me)
         self._stopping = asyncio.Event()
         self._releases: list[tuple[str, bytes]] = []
+        self._erasures: list[str] = []  # deleted rooms whose keys are still to go
+        self._on_erased: Callable[[str], None] | None = None
         self.down = False
         self._closed = False
 
@@ -165,6 +189,9 @@ class RedisStreamBus:
                         self._shared[room_id] = time.monotonic() + SHARED_FOR_S
                     if fields.get(b"k") == FRAME:
                         replica.apply_remote(fields[b"f"], fields.get(b"p", b""))
+                    elif fields.get(b"k") == ERASED:
+                        self.unsubscribe(room_id)
+                        raise RoomDeletedError(f"room {room_id} was deleted")
                 if len(entries) < 1000:
                     break
         except (RedisError, OSError) as exc:
@@ -214,6 +241,28 @@ class RedisStreamBus:
         self._leases.forget(room_id)
         log.warning("persister fence refused; another process writes the room", room_id=room_id)
 
+    def erase(self, room_id: str) -> None:
+        """Append the room's ERASED entry, then let its stream expire and delete its lease."""
+        self.unsubscribe(room_id)
+        self._drop_queued(room_id)
+        self._queue(room_id, ERASED, b"")
+        self._erasures.append(room_id)
+
+    def on_erased(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(room_id)`` when another process deleted a live room."""
+        self._on_erased = callback
+
+    def _erased(self, room_id: str) -> None:
+        """Another process deleted the room: drop it here, and what it still had to send."""
+        if self._on_erased is not None:
+            self._on_erased(room_id)
+        self.unsubscribe(room_id)
+        self._drop_queued(room_id)
+
+    def _drop_queued(self, room_id: str) -> None:
+        self._outbox = deque(entry for entry in self._outbox if entry[0] != room_id)
+        self._trims.pop(room_id, None)
+
     async def start(self) -> None:
         """Start the publisher and the reader tasks."""
         self._tasks = [
@@ -244,6 +293,7 @@ class RedisStreamBus:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._append_outbox()
+                await self._apply_erasures()
                 await self._apply_releases()
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -264,6 +314,7 @@ class RedisStreamBus:
             self._wake.clear()
             try:
                 await self._append_outbox()
+                await self._apply_erasures()
                 await self._apply_trims()
                 await self._apply_releases()
             except (RedisError, OSError) as exc:
@@ -288,6 +339,13 @@ class RedisStreamBus:
                 await pipe.execute()
             for _ in batch:  # only once Redis has them: a failed batch is sent again
                 self._outbox.popleft()
+
+    async def _apply_erasures(self) -> None:
+        while self._erasures:  # after _append_outbox: the ERASED entries are in the streams
+            async with self._redis.pipeline(transaction=False) as pipe:
+                expire_erased(pipe, self._erasures[0])
+                await pipe.execute()
+            self._erasures.pop(0)
 
     async def _apply_releases(self) -> None:
         while self._releases:
@@ -384,6 +442,8 @@ class RedisStreamBus:
         elif kind == SYNC_REQUEST:
             for frame in replica.catch_up(body):
                 self._queue(room_id, FRAME, frame)
+        elif kind == ERASED:
+            self._erased(room_id)
 
     async def _recover(self) -> None:
         """Back from an outage: every live room does a full state exchange, then reads on."""

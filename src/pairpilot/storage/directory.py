@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pairpilot.access.identity import Identity
 from pairpilot.access.policy import Role, check_removal, check_role_change, require_owner
-from pairpilot.errors import NotFoundError, StorageError
+from pairpilot.errors import NotFoundError, RoomDeletedError, StorageError
+from pairpilot.storage.deletion import erase_rows, is_deleted, lock_for_deletion
 from pairpilot.storage.schema import room_members, rooms
 from pairpilot.storage.sql import ROLES_LOCK, lock_room, read_stored_room
 from pairpilot.storage.store import StoredRoom, utc
@@ -85,6 +86,8 @@ class RoomDirectory:
         """Create the room (caller owns it) and the caller's membership when missing."""
         insert = postgresql.insert if self._postgres else sqlite.insert
         async with self.as_user(identity) as conn:
+            if await is_deleted(conn, room_id):  # on PostgreSQL the INSERT policy refuses it too
+                raise RoomDeletedError(f"room {room_id} was deleted")
             created = await conn.execute(
                 insert(rooms)
                 .values(id=room_id, owner_id=identity.user_id, default_role=Role.EDITOR.value)
@@ -116,9 +119,14 @@ class RoomDirectory:
         return found
 
     async def membership(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:
-        """The room and the caller's membership; NotFoundError for non-members."""
+        """The room and the caller's membership; NotFoundError for non-members.
+
+        RoomDeletedError when the room was deleted (its id is retired: that is no secret).
+        """
         async with self.as_user(identity) as conn:
             found = await self._membership(conn, room_id, identity.user_id)
+            if found is None and await is_deleted(conn, room_id):
+                raise RoomDeletedError(f"room {room_id} was deleted")
         if found is None:
             raise NotFoundError(f"room {room_id} not found")
         return found
@@ -218,6 +226,61 @@ class RoomDirectory:
                 name=name,
                 author=Author(identity.user_id, identity.name),
             )
+
+    async def delete_room(self, room_id: str, identity: Identity) -> None:
+        """An owner deletes the room: every row of it, and its id is retired (a tombstone).
+
+        ForbiddenError for editors and viewers, NotFoundError for non-members (as for a room
+        that does not exist), RoomDeletedError when it is deleted already. On PostgreSQL the
+        statements run as the caller, so RLS refuses them too for anyone but an owner.
+        """
+        async with self.as_user(identity) as conn:
+            await lock_for_deletion(conn)
+            found = await self._membership(conn, room_id, identity.user_id)
+            if found is None:
+                if await is_deleted(conn, room_id):
+                    raise RoomDeletedError(f"room {room_id} was deleted")
+                raise NotFoundError(f"room {room_id} not found")
+            require_owner(found[1].role)
+            if not await erase_rows(conn, room_id):  # only if RLS refused the delete
+                raise NotFoundError(f"room {room_id} not found")
+
+    async def delete_user(self, identity: Identity) -> tuple[list[str], list[str]]:
+        """The caller leaves every room; the rooms they alone own are deleted as by their owner.
+
+        Returns the deleted rooms and the rooms left. Each room is its own transaction, under
+        the deletion lock (which role changes of another owner do not take: a co-owner demoted
+        at that instant may leave a room with no owner, never a deleted room with members).
+        """
+        async with self.as_user(identity) as conn:
+            found = await conn.execute(
+                sa.select(room_members.c.room_id)
+                .where(room_members.c.user_id == identity.user_id)
+                .order_by(room_members.c.room_id)
+            )
+            mine = list(found.scalars())
+        deleted: list[str] = []
+        left: list[str] = []
+        for room_id in mine:
+            async with self.as_user(identity) as conn:
+                await lock_for_deletion(conn)
+                everyone = await self._members(conn, room_id)
+                me = next((m for m in everyone if m.user_id == identity.user_id), None)
+                if me is None:  # gone meanwhile
+                    continue
+                owners = [m for m in everyone if m.role is Role.OWNER]
+                if owners == [me]:
+                    await erase_rows(conn, room_id)
+                    deleted.append(room_id)
+                else:
+                    await conn.execute(
+                        room_members.delete().where(
+                            room_members.c.room_id == room_id,
+                            room_members.c.user_id == identity.user_id,
+                        )
+                    )
+                    left.append(room_id)
+        return deleted, left
 
     def _default_role(self, room_id: str) -> sa.ColumnElement[str]:
         if self._postgres:

@@ -97,3 +97,13 @@ room_fences = sa.Table(
     sa.Column("room_id", sa.String(64), primary_key=True),
     sa.Column("fence", sa.BigInteger, nullable=False),
 )
+
+# Deleted room ids: never used again (see pairpilot.storage.deletion).
+room_tombstones = sa.Table(
+    "room_tombstones",
+    metadata,
+    sa.Column("room_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "deleted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)

@@ -16,7 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from pairpilot.errors import StorageError
+from pairpilot.errors import RoomDeletedError, StorageError
+from pairpilot.storage.deletion import deleted_among, is_deleted
 from pairpilot.storage.merging import Merged, Merger
 from pairpilot.storage.retention import Retention
 from pairpilot.storage.schema import room_fences, room_snapshots, room_updates
@@ -75,9 +76,14 @@ class SqlRoomStore:
         self.merger = merger or Merger()
 
     async def load(self, room_id: str) -> StoredRoom:
-        """Read the snapshot, the log after it and when the room was last versioned."""
+        """Read the snapshot, the log after it and when the room was last versioned.
+
+        RoomDeletedError for a deleted room: it is never loaded again.
+        """
         try:
             async with self.engine.connect() as conn:
+                if await is_deleted(conn, room_id):
+                    raise RoomDeletedError(f"room {room_id} was deleted")
                 stored = await read_stored_room(conn, room_id)
                 versioned_at = await latest_checkpoint_at(conn, room_id)
                 return dataclasses.replace(stored, versioned_at=versioned_at)
@@ -87,18 +93,23 @@ class SqlRoomStore:
     async def append(
         self, batch: Sequence[tuple[str, bytes]], fences: Mapping[str, int] | None = None
     ) -> set[str]:
-        """Append log rows in one transaction; the rooms whose fence was refused.
+        """Append log rows in one transaction; the rooms whose fence was refused, or deleted.
 
         A room in ``fences`` is written only if its fence is at least the newest one the
-        database has taken for it (a replaced persister's rows are left out).
+        database has taken for it (a replaced persister's rows are left out). A deleted room
+        is never written (``deletion.deleted_among``).
         """
         if not batch:
             return set()
         refused: set[str] = set()
         try:
             async with self.engine.begin() as conn:
+                # Deleted rooms are left out and named with the refused ones (never written).
+                deleted = await deleted_among(conn, {room_id for room_id, _ in batch})
                 if fences:
-                    refused = await _take_fences(conn, fences)
+                    live = {room: fence for room, fence in fences.items() if room not in deleted}
+                    refused = await _take_fences(conn, live) if live else set()
+                refused |= deleted
                 rows = [(room_id, update) for room_id, update in batch if room_id not in refused]
                 if rows:
                     # The compiled statement and plain tuples, straight to the driver's
@@ -141,6 +152,8 @@ class SqlRoomStore:
         """Write a compaction's result; False if another compaction folded its rows first."""
         async with self.engine.begin() as conn:
             await lock_room(conn, room_id, COMPACTION_LOCK)
+            if await deleted_among(conn, [room_id], write_locked=True):
+                return True  # deleted meanwhile: nothing of it may be written again
             if stored.update_ids and not await _still_logged(conn, stored.update_ids):
                 return False
             if merged.document is not None:

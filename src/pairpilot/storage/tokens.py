@@ -102,3 +102,14 @@ class RefreshTokens:
             )
         )
         return token
+
+    async def forget_user(self, user_id: str) -> int:
+        """Delete every refresh token of ``user_id`` (they deleted their data); how many."""
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    refresh_tokens.delete().where(refresh_tokens.c.user_id == user_id)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError("deleting refresh tokens failed") from exc
+        return result.rowcount

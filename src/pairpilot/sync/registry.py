@@ -21,6 +21,9 @@ from pairpilot.sync.room import UNLIMITED, Room
 from pairpilot.sync.session import SavedHolds
 
 log = structlog.get_logger(__name__)
+# The close code of a deleted room's sockets (web/ws.py maps RoomDeletedError to it too).
+DELETED_CLOSE = 4410
+DELETED_REASON = "This room was deleted"
 
 
 class RoomRegistry:
@@ -59,6 +62,7 @@ class RoomRegistry:
         self._unloads: set[asyncio.Task[None]] = set()
         self._unloading: set[Room] = set()  # rooms with an unload in flight (one each at most)
         self._closed = False  # shutting down: no more idle timers or unloads
+        bus.on_erased(self._deleted_elsewhere)  # another process deleted a room
 
     async def acquire(self, room_id: str) -> Room:
         """The live room, loading it from storage first if needed (StorageError if that fails)."""
@@ -101,6 +105,35 @@ class RoomRegistry:
         await asyncio.gather(*self._loading.values(), *self._unloads, return_exceptions=True)
         await self._flusher.close()
         self._holds.close()
+
+    async def delete(self, room_id: str) -> int:
+        """The room's rows are deleted: drop it unwritten, close its sockets (4410).
+
+        The other processes are told through the bus and do the same; returns how many
+        sockets were closed here.
+        """
+        loading = self._loading.get(room_id)
+        if loading is not None:  # a load that began before the delete ends first
+            await asyncio.gather(loading, return_exceptions=True)
+        closed = self._drop_deleted(room_id)
+        self._bus.erase(room_id)
+        return closed
+
+    def _deleted_elsewhere(self, room_id: str) -> None:
+        self._drop_deleted(room_id)
+
+    def _drop_deleted(self, room_id: str) -> int:
+        """Drop a deleted room from memory without writing it, closing its sockets."""
+        timer = self._idle.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+        room = self.rooms.pop(room_id, None)
+        if room is None:
+            return 0
+        closed = room.delete(DELETED_CLOSE, DELETED_REASON)
+        room.close()
+        log.info("room deleted", room_id=room_id, sockets=closed)
+        return closed
 
     async def _load(self, room_id: str) -> Room:
         stored = await self._store.load(room_id)

@@ -414,3 +414,12 @@ class Room:
     def close(self) -> None:
         """Detach from the bus; the room is being unloaded."""
         self._bus.unsubscribe(self.id)
+
+    def delete(self, code: int, reason: str) -> int:
+        """The room was deleted: forget its unwritten updates, close every socket; how many."""
+        self.pending = []
+        self._partial = False
+        gone = list(self.sessions.values())
+        for session in gone:  # closing leaves the room: not while iterating its sessions
+            session.close(code, reason)
+        return len(gone)

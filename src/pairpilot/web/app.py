@@ -15,7 +15,17 @@ from pairpilot.observability.memory import release_free_memory
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
 from pairpilot.settings import Settings
 from pairpilot.storage.schema_version import at_head
-from pairpilot.web import auth, client, health, monitoring, rooms, runs, transfer, versions
+from pairpilot.web import (
+    auth,
+    client,
+    deletion,
+    health,
+    monitoring,
+    rooms,
+    runs,
+    transfer,
+    versions,
+)
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
 from pairpilot.web.services import Services, build_services
@@ -66,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
     app.add_middleware(RequestIdMiddleware)
-    routers = (health, auth, rooms, versions, transfer, runs, client, monitoring)
+    routers = (health, auth, rooms, deletion, versions, transfer, runs, client, monitoring)
     for module in routers:
         app.include_router(module.router)
     client.mount_client(app, settings.client_dir)

@@ -137,11 +137,9 @@ async def _add(services: ServicesDep, room_id: str, files: list[tuple[str, str, 
     )
 
 
-@router.get("/{room_id}/export.zip", response_class=Response, responses=ZIP_ANSWER)
-async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -> Response:
-    """Every file of the room, as a zip of UTF-8 texts (members)."""
-    await services.directory.membership(check_room_id(room_id), identity)
-    files = read_files(doc_of(await current_state(services, room_id, identity)))
+def export_archive(state: bytes | None) -> bytes:
+    """Every file of a document (a Yjs update, None when empty) as a zip of UTF-8 texts."""
+    files = read_files(doc_of(state))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         taken: set[str] = set()
@@ -151,8 +149,15 @@ async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -
                 entry = f"_{entry}"
             taken.add(entry)
             archive.writestr(entry, files[name].encode("utf-8"))
+    return buffer.getvalue()
+
+
+@router.get("/{room_id}/export.zip", response_class=Response, responses=ZIP_ANSWER)
+async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -> Response:
+    """Every file of the room, as a zip of UTF-8 texts (members)."""
+    await services.directory.membership(check_room_id(room_id), identity)
     return Response(
-        buffer.getvalue(),
+        export_archive(await current_state(services, room_id, identity)),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{room_id}.zip"'},
     )
@@ -192,4 +197,4 @@ async def upload_zip(
     return await _add(services, room_id, list(_zip_files(bytes(data), budget)))
 
 
-__all__ = ["router", "sanitise_name"]
+__all__ = ["export_archive", "router", "sanitise_name"]

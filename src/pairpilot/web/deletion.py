@@ -1,0 +1,57 @@
+"""Deleting data: an owner deletes a room, a user deletes themself (issue #21).
+
+A deleted room loses every row in every table, its Redis keys and its live sockets (4410 on
+every process), and its id is retired: joining it again answers 410, so a client that kept
+the document cannot bring it back by reconnecting.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from pairpilot.access.authorizer import check_room_id
+from pairpilot.web.deps import Caller, ServicesDep, tag_room
+from pairpilot.web.rooms import ERRORS, REVOKED_CODE, RoomId
+
+router = APIRouter(tags=["deletion"])
+DELETE_ERRORS = {**ERRORS, 410: ERRORS[404]}
+
+
+class RoomDeletedOut(BaseModel):
+    """A deleted room."""
+
+    room_id: str
+    deleted: bool = True
+
+
+class UserDeletedOut(BaseModel):
+    """What deleting one's data did: the rooms deleted (owned alone) and the rooms left."""
+
+    deleted_rooms: list[str]
+    left_rooms: list[str]
+
+
+@router.delete("/api/rooms/{room_id}", responses=DELETE_ERRORS, dependencies=[Depends(tag_room)])
+async def delete_room(room_id: RoomId, identity: Caller, services: ServicesDep) -> RoomDeletedOut:
+    """Owners delete the room: every row, its live sockets (4410), and its id for good."""
+    await services.directory.delete_room(check_room_id(room_id), identity)
+    await services.registry.delete(room_id)
+    return RoomDeletedOut(room_id=room_id)
+
+
+@router.delete("/api/me", responses=DELETE_ERRORS)
+async def delete_me(identity: Caller, services: ServicesDep) -> UserDeletedOut:
+    """Delete the caller's data: memberships, refresh tokens, and the rooms they alone own.
+
+    Rooms with another owner stay; the caller's sockets there close with 4403.
+    """
+    deleted, left = await services.directory.delete_user(identity)
+    for room_id in deleted:
+        await services.registry.delete(room_id)
+    for room_id in left:
+        live = services.registry.rooms.get(room_id)
+        if live is not None:
+            live.revoke(identity.user_id, REVOKED_CODE, "you deleted your data")
+    await services.refresh_tokens.forget_user(identity.user_id)
+    return UserDeletedOut(deleted_rooms=deleted, left_rooms=left)

@@ -1,0 +1,361 @@
+"""Deleting data (issue #21): rooms by their owners, a user's own data, on both backends."""
+
+import asyncio
+import base64
+import json
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio
+from pycrdt import Doc, Map, Text
+from tests.support import new_user
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from pairpilot.bus.leases import LEASE
+from pairpilot.bus.streams import stream_key
+from pairpilot.storage.deletion import room_rows
+from pairpilot.storage.schema import refresh_tokens
+from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+GONE = {
+    "rooms": 0,
+    "room_members": 0,
+    "room_snapshots": 0,
+    "room_updates": 0,
+    "room_versions": 0,
+    "room_fences": 0,
+    "room_tombstones": 1,
+}
+
+
+async def _rows(server: LiveServer, room: str) -> dict[str, int]:
+    async with server.services.store.engine.connect() as conn:
+        return await room_rows(conn, room)
+
+
+def _typed(doc: Doc, text: str) -> None:
+    files = doc.get("files", type=Map)
+    files["main.py"] = Text(text)
+
+
+async def _closed_with(websocket, timeout: float = 10.0) -> int | None:
+    """Read until the server closes the socket; the close code it sent."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await websocket.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def _stored(server: LiveServer, room: str) -> bool:
+    rows = await _rows(server, room)
+    return rows["room_updates"] + rows["room_snapshots"] > 0
+
+
+async def test_an_owner_deletes_a_room_and_every_row_of_it_is_gone(api_server, room):
+    owner = await new_user(api_server.http_url, "Ada")
+    assert (await owner.join(room)).status_code == 200
+    async with synced_client(api_server.ws_url(room, owner.token)) as doc:
+        _typed(doc, "print('secret')")
+        for _ in range(100):
+            if await _stored(api_server, room):
+                break
+            await asyncio.sleep(0.05)
+        named = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "v1"})
+        assert named.status_code == 201
+        await api_server.services.flusher.compact(api_server.services.registry.rooms[room])
+        before = await _rows(api_server, room)
+        assert before["room_updates"] + before["room_snapshots"] > 0
+        assert before["room_versions"] >= 1
+        answer = await owner.call("DELETE", f"/api/rooms/{room}")
+    assert answer.status_code == 200
+    assert answer.json() == {"room_id": room, "deleted": True}
+    assert await _rows(api_server, room) == GONE
+    assert room not in api_server.services.registry.rooms
+    assert (await owner.call("GET", f"/api/rooms/{room}/snapshot")).status_code == 410
+
+
+async def test_only_owners_delete_and_strangers_are_told_nothing(api_server, room):
+    owner = await new_user(api_server.http_url, "Ada")
+    editor = await new_user(api_server.http_url, "Bob")
+    viewer = await new_user(api_server.http_url, "Cy")
+    stranger = await new_user(api_server.http_url, "Eve")
+    await owner.join(room)
+    await editor.join(room)
+    await viewer.join(room)
+    await owner.call("PUT", f"/api/rooms/{room}/members/{viewer.id}", json={"role": "viewer"})
+    for user in (editor, viewer):
+        refused = await user.call("DELETE", f"/api/rooms/{room}")
+        assert refused.status_code == 403, refused.text
+    hidden = await stranger.call("DELETE", f"/api/rooms/{room}")
+    missing = await stranger.call("DELETE", "/api/rooms/no-such-room-here")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["error"] == missing.json()["error"] == "not_found"
+    rows = await _rows(api_server, room)
+    assert rows["rooms"] == 1
+    assert rows["room_members"] == 3
+    assert rows["room_tombstones"] == 0
+
+
+async def test_a_connected_client_is_closed_with_4410(api_server, room):
+    owner = await new_user(api_server.http_url, "Ada")
+    editor = await new_user(api_server.http_url, "Bob")
+    await owner.join(room)
+    await editor.join(room)
+    async with connect(api_server.ws_url(room, editor.token), compression=None) as websocket:
+        await wait_until(lambda: room in api_server.services.registry.rooms)
+        await wait_until(lambda: len(api_server.services.registry.rooms[room].sessions) == 1)
+        assert (await owner.call("DELETE", f"/api/rooms/{room}")).status_code == 200
+        assert await _closed_with(websocket) == 4410
+        assert websocket.close_reason == "This room was deleted"
+
+
+async def test_a_stale_client_cannot_bring_a_deleted_room_back(api_server, room):
+    owner = await new_user(api_server.http_url, "Ada")
+    await owner.join(room)
+    kept = Doc()
+    async with synced_client(api_server.ws_url(room, owner.token), kept):
+        _typed(kept, "kept on the client")
+        await wait_until(lambda: room in api_server.services.registry.rooms)
+        assert (await owner.call("DELETE", f"/api/rooms/{room}")).status_code == 200
+    # The client still holds the document: it re-joins, posts it, reconnects with it.
+    rejoin = await owner.join(room)
+    assert rejoin.status_code == 410
+    assert rejoin.json()["error"] == "room_deleted"
+    state = base64.b64encode(kept.get_update()).decode()
+    posted = await owner.call("POST", f"/api/rooms/{room}/snapshot", json={"snapshot_b64": state})
+    assert posted.status_code == 410
+    async with connect(api_server.ws_url(room, owner.token), compression=None) as websocket:
+        assert await _closed_with(websocket) == 4410
+    await api_server.services.flusher.flush_all()
+    assert await _rows(api_server, room) == GONE
+    again = await owner.call("DELETE", f"/api/rooms/{room}")
+    assert again.status_code == 410
+
+
+async def test_a_write_after_the_delete_stores_nothing(api_server, room):
+    """The flusher's append and a compaction of a deleted room write no row (the DB guard)."""
+    owner = await new_user(api_server.http_url, "Ada")
+    await owner.join(room)
+    assert (await owner.call("DELETE", f"/api/rooms/{room}")).status_code == 200
+    doc = Doc()
+    _typed(doc, "written by a write that was in flight")
+    store = api_server.services.store
+    assert await store.append([(room, doc.get_update())]) == {room}
+    assert await store.append([(room, doc.get_update())], {room: 1}) == {room}
+    await store.compact(room, checkpoint=True)
+    assert await _rows(api_server, room) == GONE
+
+
+async def test_deleting_my_data_deletes_rooms_i_alone_own_and_leaves_the_others(api_server):
+    me = await new_user(api_server.http_url, "Ada")
+    other = await new_user(api_server.http_url, "Bob")
+    mine, shared, theirs = (f"del-{name}-{me.id[:8]}" for name in ("mine", "shared", "theirs"))
+    await me.join(mine)
+    await me.join(shared)
+    await other.join(shared)
+    await me.call("PUT", f"/api/rooms/{shared}/members/{other.id}", json={"role": "owner"})
+    await other.join(theirs)
+    await me.join(theirs)
+    async with (
+        connect(api_server.ws_url(mine, me.token), compression=None) as in_mine,
+        connect(api_server.ws_url(shared, me.token), compression=None) as in_shared,
+    ):
+        await wait_until(lambda: {mine, shared} <= set(api_server.services.registry.rooms))
+        answer = await me.call("DELETE", "/api/me")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"deleted_rooms": [mine], "left_rooms": sorted([shared, theirs])}
+        assert await _closed_with(in_mine) == 4410
+        assert await _closed_with(in_shared) == 4403
+    assert await _rows(api_server, mine) == GONE
+    for room in (shared, theirs):
+        rows = await _rows(api_server, room)
+        assert rows["rooms"] == 1
+        assert rows["room_members"] == 1  # the other user's
+    members = await other.call("GET", f"/api/rooms/{shared}/members")
+    assert [member["user_id"] for member in members.json()] == [other.id]
+    async with api_server.services.store.engine.connect() as conn:
+        left = await conn.execute(refresh_tokens.select().where(refresh_tokens.c.user_id == me.id))
+        assert left.first() is None
+
+
+async def test_a_socket_on_another_process_is_closed_and_nothing_is_stored_after(
+    tmp_path: Path, redis_url, room
+):
+    # Two servers on one database and one Redis, as two processes would be (test_scale_out).
+    settings = quick_settings(tmp_path, redis_url=redis_url)
+    async with live_server(settings) as a, live_server(settings) as b:
+        owner = await new_user(a.http_url, "Ada")
+        editor = await new_user(a.http_url, "Bob")
+        await owner.join(room)
+        await editor.join(room)
+        async with (
+            synced_client(a.ws_url(room, owner.token)) as on_a,
+            connect(b.ws_url(room, editor.token), compression=None) as on_b,
+        ):
+            _typed(on_a, "typed on A")
+            await wait_until(lambda: room in b.services.registry.rooms)
+            client = redis.asyncio.Redis.from_url(redis_url)
+            try:
+                await wait_until(lambda: bool(b.services.registry.rooms[room].doc.get_state()))
+                assert (await owner.call("DELETE", f"/api/rooms/{room}")).status_code == 200
+                assert await _closed_with(on_b) == 4410
+                await wait_until(lambda: room not in b.services.registry.rooms)
+                await b.services.flusher.flush_all()
+                await a.services.flusher.flush_all()
+                assert await _rows(a, room) == GONE
+                for key in (stream_key(room), LEASE + room):
+                    for _ in range(400):  # the stream expires ERASED_TTL_MS after its entry
+                        if not await client.exists(key):
+                            break
+                        await asyncio.sleep(0.05)
+                    assert not await client.exists(key), key
+            finally:
+                await client.aclose()
+        assert await _rows(b, room) == GONE
+
+
+# Row Level Security: the delete as each role, straight in SQL as `authenticated` (no Python).
+
+OWNER, EDITOR, VIEWER, STRANGER = (str(uuid.uuid4()) for _ in range(4))
+CONTENT = ["room_snapshots", "room_updates", "room_versions", "room_fences"]
+
+
+@pytest.fixture
+async def seeded(migrated_postgres: str):
+    """A room with every kind of row, an owner, an editor and a viewer (as the writer seeds it)."""
+    connection = await asyncpg.connect(migrated_postgres)
+    room = f"rls-{uuid.uuid4().hex[:8]}"
+    await connection.execute("INSERT INTO rooms (id, owner_id) VALUES ($1, $2)", room, OWNER)
+    await connection.executemany(
+        "INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)",
+        [(room, OWNER, "owner"), (room, EDITOR, "editor"), (room, VIEWER, "viewer")],
+    )
+    await connection.execute(
+        "INSERT INTO room_snapshots (room_id, snapshot_b64) VALUES ($1, 'AAA=')", room
+    )
+    await connection.execute(
+        "INSERT INTO room_updates (room_id, update) VALUES ($1, '\\x00')", room
+    )
+    await connection.execute(
+        "INSERT INTO room_versions (room_id, kind, state, size_bytes, created_at)"
+        " VALUES ($1, 'auto', '\\x00', 1, now())",
+        room,
+    )
+    await connection.execute("INSERT INTO room_fences (room_id, fence) VALUES ($1, 1)", room)
+    try:
+        yield connection, room
+    finally:
+        await connection.close()
+
+
+async def _delete_as(connection: asyncpg.Connection, user: str, room: str) -> list[str]:
+    """The delete the API runs, as ``user`` with no Python check: each statement's status."""
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', $1, true)",
+            json.dumps({"sub": user, "role": "authenticated"}),
+        )
+        statuses = [
+            await connection.execute(f"DELETE FROM {table} WHERE room_id = $1", room)
+            for table in CONTENT
+        ]
+        statuses.append(
+            await connection.execute("INSERT INTO room_tombstones (room_id) VALUES ($1)", room)
+        )
+        statuses.append(await connection.execute("DELETE FROM rooms WHERE id = $1", room))
+    return statuses
+
+
+async def _counts(connection: asyncpg.Connection, room: str) -> dict[str, int]:
+    counts = {"rooms": await connection.fetchval("SELECT count(*) FROM rooms WHERE id = $1", room)}
+    for table in ["room_members", *CONTENT, "room_tombstones"]:
+        counts[table] = await connection.fetchval(
+            f"SELECT count(*) FROM {table} WHERE room_id = $1", room
+        )
+    return counts
+
+
+@pytest.mark.parametrize("user", [EDITOR, VIEWER, STRANGER], ids=["editor", "viewer", "stranger"])
+async def test_rls_lets_nobody_but_an_owner_delete_a_room(seeded, user):
+    connection, room = seeded
+    before = await _counts(connection, room)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the tombstone's INSERT policy
+        await _delete_as(connection, user, room)
+    assert await _counts(connection, room) == before
+    async with connection.transaction():  # the DELETEs alone delete nothing either
+        await connection.execute(
+            "SELECT set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', $1, true)",
+            json.dumps({"sub": user, "role": "authenticated"}),
+        )
+        for table in CONTENT:
+            status = await connection.execute(f"DELETE FROM {table} WHERE room_id = $1", room)
+            assert status == "DELETE 0", (table, status)
+        assert await connection.execute("DELETE FROM rooms WHERE id = $1", room) == "DELETE 0"
+
+
+async def test_rls_lets_an_owner_delete_every_row_and_the_id_is_never_inserted_again(seeded):
+    connection, room = seeded
+    statuses = await _delete_as(connection, OWNER, room)
+    assert statuses == ["DELETE 1"] * 4 + ["INSERT 0 1", "DELETE 1"]
+    assert await _counts(connection, room) == {
+        "rooms": 0,
+        "room_members": 0,  # cascaded from the room's row
+        **dict.fromkeys(CONTENT, 0),
+        "room_tombstones": 1,
+    }
+    # Re-creating the id is refused by the rooms INSERT policy, even for its first owner.
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', $1, true)",
+            json.dumps({"sub": OWNER, "role": "authenticated"}),
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(
+                "INSERT INTO rooms (id, owner_id, default_role) VALUES ($1, $2, 'editor')",
+                room,
+                OWNER,
+            )
+
+
+async def test_a_write_in_flight_waits_for_the_delete_and_then_writes_nothing(
+    migrated_postgres: str, room
+):
+    """A flush that starts while a delete holds its lock sees the tombstone once it commits."""
+    from pairpilot.storage.deletion import erase_rows, lock_for_deletion  # noqa: PLC0415
+    from pairpilot.storage.sql import SqlRoomStore, create_engine  # noqa: PLC0415
+
+    engine = create_engine(migrated_postgres.replace("postgresql://", "postgresql+asyncpg://"))
+    store = SqlRoomStore(engine)
+    doc = Doc()
+    _typed(doc, "in flight")
+    watcher = await asyncpg.connect(migrated_postgres)
+    try:
+        await store.append([(room, doc.get_update())])
+        async with engine.begin() as conn:
+            await lock_for_deletion(conn)
+            await erase_rows(conn, room)
+            flush = asyncio.create_task(store.append([(room, doc.get_update())]))
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            for _ in range(400):
+                if await watcher.fetchval(waiting):
+                    break
+                await asyncio.sleep(0.025)
+            assert await watcher.fetchval(waiting) >= 1, "the flush never waited for the delete"
+            assert not flush.done()
+        assert await flush == {room}
+        counts = await _counts(watcher, room)
+        assert counts["room_updates"] == 0
+        assert counts["room_tombstones"] == 1
+    finally:
+        await watcher.close()
+        await store.close()
