@@ -55,6 +55,12 @@ export function dropDeletedContent(doc: Y.Doc): void {
   Y.tryGc(Y.createDeleteSetFromStructStore(doc.store), doc.store, doc.gcFilter);
 }
 
+/** The server's reason as a sentence: a final period when it has no punctuation of its own. */
+export function asSentence(reason: string): string {
+  const said = reason.trim();
+  return said === "" || /[.!?…]$/.test(said) ? said : `${said}.`;
+}
+
 export function mountRefusalBanners(options: RefusalOptions): RefusalBanners {
   const { roomId, files } = options;
   let isDeleted = false;
@@ -99,7 +105,7 @@ export function mountRefusalBanners(options: RefusalOptions): RefusalBanners {
     element: h("div", { class: "refusals" }, full, crowded, deleted),
     show(code, reason) {
       if (isDeleted) return;
-      const said = reason.trim();
+      const said = asSentence(reason);
       if (code === CLOSE_ROOM_FULL) {
         fullReason.textContent = said || "This room is full.";
         ready(fullRetry);
