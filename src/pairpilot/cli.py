@@ -1,4 +1,4 @@
-"""`pairpilot serve | migrate`."""
+"""`pairpilot serve | migrate | rooms`."""
 
 from __future__ import annotations
 
@@ -67,6 +67,15 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply the database migrations and exit")
+    operate = commands.add_parser("rooms", help="list, show, delete or export stored rooms")
+    actions = operate.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every stored room, biggest first")
+    for action, text in (
+        ("show", "one room's sizes and members"),
+        ("delete", "delete a room for good (as DELETE /api/rooms/{id})"),
+        ("export", "write the room's files as a zip to stdout (as GET .../export.zip)"),
+    ):
+        actions.add_parser(action, help=text).add_argument("room_id", help="the room id")
     return root
 
 
@@ -95,5 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(supervise(args.workers, args.host, args.port))
     if args.command == "serve":
         serve(settings, args.host, args.port, reuse_port=args.reuse_port)
+    elif args.command == "rooms":
+        from pairpilot.operations import run  # noqa: PLC0415
+
+        raise SystemExit(asyncio.run(run(settings, args.action, getattr(args, "room_id", None))))
     else:
         asyncio.run(_migrate(settings))

@@ -2,8 +2,14 @@
 
 import asyncio
 import base64
+import dataclasses
+import io
 import json
+import os
+import sys
 import uuid
+import zipfile
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import asyncpg
@@ -359,3 +365,67 @@ async def test_a_write_in_flight_waits_for_the_delete_and_then_writes_nothing(
     finally:
         await watcher.close()
         await store.close()
+
+
+async def _pairpilot(data_dir: Path, *args: str) -> tuple[int, bytes, str]:
+    """Run the `pairpilot` command on a data dir; exit status, stdout, stderr."""
+    env = {**os.environ, "PAIRPILOT_DATA_DIR": str(data_dir)}
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pairpilot", *args, env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out, err.decode()
+
+
+async def test_the_operator_lists_exports_and_deletes_rooms(tmp_path: Path):
+    settings = quick_settings(tmp_path)
+    async with live_server(settings) as server:
+        owner = await new_user(server.http_url, "Ada")
+        await owner.join("big")
+        await owner.join("small")
+        async with synced_client(server.ws_url("big", owner.token)) as doc:
+            _typed(doc, "x = 1\n" * 500)
+            for _ in range(200):
+                if await _stored(server, "big"):
+                    break
+                await asyncio.sleep(0.05)
+        exported = await owner.call("GET", "/api/rooms/big/export.zip")
+    status, out, _ = await _pairpilot(tmp_path, "rooms", "list")
+    assert status == 0
+    lines = out.decode().splitlines()
+    assert lines[0].split() == [
+        "ROOM",
+        "BYTES",
+        "LOG",
+        "ROWS",
+        "VERSIONS",
+        "MEMBERS",
+        "LAST",
+        "EDIT",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == ["big", "small"]  # biggest first
+    assert int(lines[1].split()[1]) > 3000
+    status, out, _ = await _pairpilot(tmp_path, "rooms", "show", "big")
+    assert status == 0
+    assert owner.id in out.decode()
+    status, zipped, _ = await _pairpilot(tmp_path, "rooms", "export", "big")
+    assert status == 0
+    assert zipfile.ZipFile(io.BytesIO(zipped)).read("main.py") == b"x = 1\n" * 500
+    api_zip = zipfile.ZipFile(io.BytesIO(exported.content))
+    cli_zip = zipfile.ZipFile(io.BytesIO(zipped))
+    assert {name: cli_zip.read(name) for name in cli_zip.namelist()} == {
+        name: api_zip.read(name) for name in api_zip.namelist()
+    }
+    status, out, _ = await _pairpilot(tmp_path, "rooms", "delete", "big")
+    assert status == 0, out
+    status, out, _ = await _pairpilot(tmp_path, "rooms", "list")
+    assert [line.split()[0] for line in out.decode().splitlines()[1:]] == ["small"]
+    status, _, err = await _pairpilot(tmp_path, "rooms", "delete", "big")
+    assert status == 1
+    assert "deleted already" in err
+    async with live_server(settings) as server:
+        assert await _rows(server, "big") == GONE
+        again = dataclasses.replace(owner, base=server.http_url)  # the same user, new server
+        assert (await again.join("big")).status_code == 410
