@@ -18,3 +18,15 @@ class Socket(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Close the connection with a WebSocket close code (the peer can read it)."""
         ...
+
+
+class CreationGuard(Protocol):
+    """Asked before a join creates a room, inside the join's transaction (see RoomDirectory.join).
+
+    It refuses by raising ``RefusedError`` (too many rooms owned, rooms created too fast), so
+    nothing is created.
+    """
+
+    async def admit(self, owned: int) -> None:
+        """Allow the caller, who owns ``owned`` rooms now, to create one more; or refuse."""
+        ...

@@ -63,6 +63,13 @@ class Metrics:
             "Runs allowed because the limiter's storage was unreachable",
             registry=r,
         )
+        self.guardrail_fail_open = Counter(
+            "pairpilot_guardrail_fail_open",
+            "Actions a rate guardrail let through unchecked because the limiter's storage was"
+            " unreachable, by reason (see pairpilot.guardrails)",
+            ["reason"],
+            registry=r,
+        )
 
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""

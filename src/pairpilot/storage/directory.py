@@ -35,6 +35,11 @@ from pairpilot.storage.versions import (
     read_version,
     utc_now,
 )
+from pairpilot.typing import CreationGuard
+
+# pg_advisory_xact_lock's first key for "rooms owned by one user" (the user id's hash is the
+# second); the room locks' kinds are in pairpilot.storage.sql.
+OWNED_LOCK = 0x5055
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +87,19 @@ class RoomDirectory:
         except (SQLAlchemyError, OSError) as exc:  # asyncpg's refused connection is an OSError
             raise StorageError("room directory query failed") from exc
 
-    async def join(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:
-        """Create the room (caller owns it) and the caller's membership when missing."""
+    async def join(
+        self, room_id: str, identity: Identity, creating: CreationGuard | None = None
+    ) -> tuple[RoomInfo, Member]:
+        """Create the room (caller owns it) and the caller's membership when missing.
+
+        ``creating`` is asked first when the room is to be created (its refusal creates nothing).
+        """
         insert = postgresql.insert if self._postgres else sqlite.insert
         async with self.as_user(identity) as conn:
             if await is_deleted(conn, room_id):  # on PostgreSQL the INSERT policy refuses it too
                 raise RoomDeletedError(f"room {room_id} was deleted")
+            if creating is not None:
+                await self._admit_creation(conn, room_id, identity.user_id, creating)
             created = await conn.execute(
                 insert(rooms)
                 .values(id=room_id, owner_id=identity.user_id, default_role=Role.EDITOR.value)
@@ -226,6 +238,24 @@ class RoomDirectory:
                 name=name,
                 author=Author(identity.user_id, identity.name),
             )
+
+    async def _admit_creation(
+        self, conn: AsyncConnection, room_id: str, user_id: str, guard: CreationGuard
+    ) -> None:
+        """Ask ``guard`` when ``room_id`` does not exist, with the rooms ``user_id`` owns.
+
+        The count is read under a per-user lock (on SQLite the database's write lock) held
+        until the join commits: concurrent joins of one user cannot pass a quota together.
+        On PostgreSQL, RLS lets a user see every room whose ``owner_id`` they are.
+        """
+        exists = sa.select(self._default_role(room_id).is_not(None))
+        if (await conn.execute(exists)).scalar_one():
+            return  # joining is not creating: no lock, no count
+        await lock_room(conn, user_id, OWNED_LOCK)
+        owned = sa.select(sa.func.count()).where(rooms.c.owner_id == user_id).scalar_subquery()
+        row = (await conn.execute(sa.select(self._default_role(room_id), owned))).one()
+        if row[0] is None:  # still missing once the lock is held
+            await guard.admit(int(row[1]))
 
     async def delete_room(self, room_id: str, identity: Identity) -> None:
         """An owner deletes the room: every row of it, and its id is retired (a tombstone).

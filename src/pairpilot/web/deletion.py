@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from pairpilot.access.authorizer import check_room_id
-from pairpilot.web.deps import Caller, ServicesDep, tag_room
-from pairpilot.web.rooms import ERRORS, REVOKED_CODE, RoomId
+from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
+from pairpilot.web.rooms import ERRORS, REVOKED_CODE, WRITE_ERRORS, RoomId
 
 router = APIRouter(tags=["deletion"])
-DELETE_ERRORS = {**ERRORS, 410: ERRORS[404]}
+DELETE_ERRORS = {**WRITE_ERRORS, 410: ERRORS[404]}
 
 
 class RoomDeletedOut(BaseModel):
@@ -32,7 +32,11 @@ class UserDeletedOut(BaseModel):
     left_rooms: list[str]
 
 
-@router.delete("/api/rooms/{room_id}", responses=DELETE_ERRORS, dependencies=[Depends(tag_room)])
+@router.delete(
+    "/api/rooms/{room_id}",
+    responses=DELETE_ERRORS,
+    dependencies=[Depends(tag_room), WriteRate],
+)
 async def delete_room(room_id: RoomId, identity: Caller, services: ServicesDep) -> RoomDeletedOut:
     """Owners delete the room: every row, its live sockets (4410), and its id for good."""
     await services.directory.delete_room(check_room_id(room_id), identity)
@@ -40,7 +44,7 @@ async def delete_room(room_id: RoomId, identity: Caller, services: ServicesDep) 
     return RoomDeletedOut(room_id=room_id)
 
 
-@router.delete("/api/me", responses=DELETE_ERRORS)
+@router.delete("/api/me", responses=DELETE_ERRORS, dependencies=[WriteRate])
 async def delete_me(identity: Caller, services: ServicesDep) -> UserDeletedOut:
     """Delete the caller's data: memberships, refresh tokens, and the rooms they alone own.
 

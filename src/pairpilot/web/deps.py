@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: the services and the verified caller."""
+"""Request-scoped dependencies: the services, the caller, its address, the write rate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pairpilot.access.identity import Identity
+from pairpilot.guardrails import WRITE_RATE
 from pairpilot.observability.sentry import set_tag
 
 if TYPE_CHECKING:
@@ -33,6 +34,20 @@ def caller(
     return identity
 
 
+def client_address(request: Request) -> str:
+    """The client's IP address (the rates per address count it).
+
+    The socket's peer, or the client ``X-Forwarded-For`` names when the peer is a proxy listed
+    in PAIRPILOT_FORWARDED_ALLOW_IPS (uvicorn puts it in the scope then).
+    """
+    return request.client.host if request.client else "unknown"
+
+
+async def count_write(request: Request, identity: Annotated[Identity, Depends(caller)]) -> None:
+    """Count one REST write of the caller (429 over PAIRPILOT_WRITE_RATE); see ``WriteRate``."""
+    await services(request).throttle.hit(WRITE_RATE, identity.user_id)
+
+
 def tag_room(room_id: str) -> None:
     """Tag this request's error reports with its room (a router dependency)."""
     set_tag("room_id", room_id)
@@ -40,3 +55,5 @@ def tag_room(room_id: str) -> None:
 
 Caller = Annotated[Identity, Depends(caller)]
 ServicesDep = Annotated["Services", Depends(services)]
+# Every REST route that changes something lists it: ``@router.post(…, dependencies=[WriteRate])``.
+WriteRate = Depends(count_write)

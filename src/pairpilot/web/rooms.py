@@ -18,7 +18,8 @@ from pairpilot.access.policy import (
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
 from pairpilot.storage.directory import Member, RoomInfo
 from pairpilot.storage.store import utc
-from pairpilot.web.deps import Caller, ServicesDep, tag_room
+from pairpilot.web.creation import RoomCreation
+from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import change_room, require_room_editor
 from pairpilot.web.schemas import (
     DefaultRoleIn,
@@ -38,6 +39,7 @@ REVOKED_CODE = 4403  # the socket's "not a member" close, which the client does 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
 }
+WRITE_ERRORS = {**ERRORS, 429: {"model": ErrorOut}}  # routes with ``WriteRate``
 
 
 def _room_out(room: RoomInfo) -> RoomOut:
@@ -53,10 +55,14 @@ def _member_out(member: Member) -> MemberOut:
     return MemberOut(user_id=member.user_id, role=member.role, name=member.name)
 
 
-@router.post("/{room_id}/join", responses=ERRORS)
+@router.post("/{room_id}/join", responses=WRITE_ERRORS)
 async def join(room_id: RoomId, identity: Caller, services: ServicesDep) -> JoinOut:
-    """Create the room (the caller owns it) and the caller's membership when missing."""
-    room, member = await services.directory.join(check_room_id(room_id), identity)
+    """Create the room (the caller owns it) and the caller's membership when missing.
+
+    Creating one counts against the caller's rooms quota (403) and creation rate (429).
+    """
+    creating = RoomCreation(services, identity)
+    room, member = await services.directory.join(check_room_id(room_id), identity, creating)
     return JoinOut(room=_room_out(room), member=_member_out(member))
 
 
@@ -67,7 +73,7 @@ async def members(room_id: RoomId, identity: Caller, services: ServicesDep) -> l
     return [_member_out(member) for member in found]
 
 
-@router.put("/{room_id}/members/{user_id}", responses=ERRORS)
+@router.put("/{room_id}/members/{user_id}", responses=WRITE_ERRORS, dependencies=[WriteRate])
 async def set_member_role(
     room_id: RoomId, user_id: str, body: RoleIn, identity: Caller, services: ServicesDep
 ) -> MemberOut:
@@ -79,7 +85,7 @@ async def set_member_role(
     return _member_out(member)
 
 
-@router.delete("/{room_id}/members/{user_id}", responses=ERRORS)
+@router.delete("/{room_id}/members/{user_id}", responses=WRITE_ERRORS, dependencies=[WriteRate])
 async def remove_member(
     room_id: RoomId, user_id: str, identity: Caller, services: ServicesDep
 ) -> MemberOut:
@@ -91,7 +97,7 @@ async def remove_member(
     return _member_out(member)
 
 
-@router.patch("/{room_id}", responses=ERRORS)
+@router.patch("/{room_id}", responses=WRITE_ERRORS, dependencies=[WriteRate])
 async def set_default_role(
     room_id: RoomId, body: DefaultRoleIn, identity: Caller, services: ServicesDep
 ) -> RoomOut:
@@ -126,7 +132,7 @@ async def get_snapshot(room_id: RoomId, identity: Caller, services: ServicesDep)
     )
 
 
-@router.post("/{room_id}/snapshot", responses=ERRORS)
+@router.post("/{room_id}/snapshot", responses=WRITE_ERRORS, dependencies=[WriteRate])
 async def merge_snapshot(
     room_id: RoomId, body: SnapshotIn, identity: Caller, services: ServicesDep
 ) -> MergedOut:

@@ -19,9 +19,13 @@ def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     uvicorn serves HTTP (the API, the client, metrics) through ASGI; a WebSocket upgrade is
     handed to ``CollabConnection``, which speaks y-websocket without ASGI (see ``web.ws``).
     permessage-deflate is never offered (DESIGN.md §5: stock Node clients would inflate every
-    tiny frame and p99 suffers).
+    tiny frame and p99 suffers). ``X-Forwarded-For`` and ``-Proto`` are read only from the
+    proxies listed in PAIRPILOT_FORWARDED_ALLOW_IPS; unset, never (uvicorn's own default would
+    trust 127.0.0.1, so anything on the host could pick the address the rate limits count).
     """
-    collab = partial(CollabConnection, services=app.state.services)
+    services = app.state.services
+    collab = partial(CollabConnection, services=services)
+    proxies = services.settings.forwarded_allow_ips or None
     config = uvicorn.Config(
         app,
         host=host,
@@ -29,6 +33,8 @@ def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         ws=cast("type[asyncio.Protocol]", collab),
         log_config=None,
         lifespan="on",
+        proxy_headers=proxies is not None,
+        forwarded_allow_ips=proxies,
     )
     return uvicorn.Server(config)
 
