@@ -113,19 +113,21 @@ class DocumentQuota:
     bound instead: the last measure plus the length of every update applied since (an update
     never grows the encoded state by more than its own length, and usually by much less). Only
     an update that would take that bound past the quota makes the room measure itself again,
-    at most once a second; it is refused when the measured size plus its length is over.
+    at most once a second and only if anything was admitted since the last measure; it is
+    refused when the measured size plus its length is over.
     An update without insertions (deletions only: its struct count, its first byte, is 0)
     is always admitted, so a room over its quota (made before it existed, or by a lower quota
     since) still loads and can be shrunk.
     """
 
-    __slots__ = ("_doc", "_measured_at", "limit", "size")
+    __slots__ = ("_doc", "_measured_at", "_measured_size", "limit", "size")
 
     def __init__(self, limit: int, size: int, doc: Doc[Any]) -> None:
         self.limit = limit
         self.size = size
         self._doc = doc
         self._measured_at = float("-inf")
+        self._measured_size = -1  # the size the last measure found
 
     def admit(self, update: bytes) -> None:
         """Count ``update`` in the size, or RefusedError(ROOM_FULL) if it would pass the quota."""
@@ -136,8 +138,10 @@ class DocumentQuota:
         grown = self.size + len(update)
         if grown > self.limit and update[:1] != b"\x00":
             now = time.monotonic()
-            if now - self._measured_at >= REMEASURE_S:
-                self.size = len(self._doc.get_update())
+            # Re-measured only if something was admitted since the last measure: refusals
+            # alone (a client hammering a full room) cost no encoding at all.
+            if self.size != self._measured_size and now - self._measured_at >= REMEASURE_S:
+                self._measured_size = self.size = len(self._doc.get_update())
                 self._measured_at = now
                 grown = self.size + len(update)
             if grown > self.limit:
@@ -147,7 +151,7 @@ class DocumentQuota:
 
     def measured(self) -> int:
         """The exact size now (an encoding of the whole document); resets the bound."""
-        self.size = len(self._doc.get_update())
+        self._measured_size = self.size = len(self._doc.get_update())
         self._measured_at = time.monotonic()
         return self.size
 

@@ -207,6 +207,13 @@ class ServerProcess(_Addresses):
         self.kill()  # not left running behind the failed test
         raise TimeoutError("server did not become healthy")
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (it must be running)."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.pid
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed."""
         if self._process is not None:

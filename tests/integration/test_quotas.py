@@ -6,6 +6,7 @@ or 413 room_full over REST) before it is applied, stored or relayed otherwise.
 """
 
 import asyncio
+import itertools
 import base64
 from pathlib import Path
 
@@ -25,17 +26,18 @@ QUOTA = 4096
 EMPTY_SIZE = 2  # len(Y.encodeStateAsUpdate(new Y.Doc()))
 
 
+_client_ids = itertools.count(1000)  # two-byte varints: an update's length is its content's
+
+
 def insert_of_length(length: int, key: str = "t") -> bytes:
-    """A Yjs update (one text insert by a fresh client) exactly ``length`` bytes long."""
+    """A Yjs update (one text insert by a new client) exactly ``length`` bytes long."""
+    client_id = next(_client_ids)
     for chars in range(length, 0, -1):
-        doc: Doc = Doc()
-        text = doc.get(key, type=Text)
-        text += "x" * chars
+        doc: Doc = Doc(client_id=client_id)
+        doc.get(key, type=Text).insert(0, "x" * chars)
         update = doc.get_update()
         if len(update) == length:
             return update
-        if len(update) < length:
-            break
     raise AssertionError(f"no single insert is {length} bytes long")
 
 
