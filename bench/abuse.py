@@ -35,7 +35,7 @@ from pairpilot.testing import ServerProcess  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 
 
-async def _case(abuse: bool, node: str) -> AbuseReport:
+async def _case(node: str, *, abuse: bool) -> AbuseReport:
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(server_env(Path(data)))
         server.start()
@@ -50,7 +50,7 @@ async def _rounds(rounds: int, node: str) -> list[dict[str, object]]:
     for round_ in range(rounds):
         order = (False, True) if round_ % 2 == 0 else (True, False)
         for abuse in order:
-            report = await _case(abuse, node)
+            report = await _case(node, abuse=abuse)
             row = {"round": round_, "case": "abuse" if abuse else "quiet"}
             row |= dataclasses.asdict(report)
             rows.append(row)

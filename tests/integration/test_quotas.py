@@ -6,8 +6,8 @@ or 413 room_full over REST) before it is applied, stored or relayed otherwise.
 """
 
 import asyncio
-import itertools
 import base64
+import itertools
 from pathlib import Path
 
 import pytest
