@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from pairpilot.access.identity import Identities
+from pairpilot.access.identity import Identities, Identity
 from pairpilot.access.policy import can_edit
 from pairpilot.errors import InvalidRoomIdError
 
@@ -40,6 +40,10 @@ class Authorizer(Protocol):
         """Return the caller's rights in the room."""
         ...
 
+    async def can_write(self, room_id: str, user_id: str) -> bool:
+        """Read the user's rights again (an open socket's): NotFoundError when no member."""
+        ...
+
 
 class MembershipAuthorizer:
     """A valid token (else UnauthenticatedError) of a member (else NotFoundError)."""
@@ -51,6 +55,14 @@ class MembershipAuthorizer:
     async def authorize(self, room_id: str, token: str | None) -> Grant:
         """The member's rights: editors and owners write, viewers read."""
         identity = self._identities.verify(token)
-        _, member = await self._directory.membership(room_id, identity)
         expires_at = float(identity.claims.get("exp", float("inf")))
-        return Grant(identity.user_id, can_edit(member.role), expires_at)
+        return Grant(identity.user_id, await self._can_write(room_id, identity), expires_at)
+
+    async def can_write(self, room_id: str, user_id: str) -> bool:
+        """The membership read as the user, as at connect (RLS sees only ``sub``)."""
+        claims = {"sub": user_id, "role": "authenticated", "aud": "authenticated"}
+        return await self._can_write(room_id, Identity(user_id, "", claims))
+
+    async def _can_write(self, room_id: str, identity: Identity) -> bool:
+        _, member = await self._directory.membership(room_id, identity)
+        return can_edit(member.role)

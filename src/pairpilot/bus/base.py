@@ -105,6 +105,18 @@ class RoomBus(Protocol):
         """Call ``callback(room_id)`` when another process deleted a room."""
         ...
 
+    def access_changed(self, room_id: str, user_id: str | None) -> None:
+        """Rights in the room changed here (``user_id``'s; None: anyone's): tell the others."""
+        ...
+
+    def on_access(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(room_id, user_id)`` when rights in a live room changed elsewhere.
+
+        Also ``callback(room_id, None)`` for every live room when the bus is back from an
+        outage: changes made meanwhile may never arrive.
+        """
+        ...
+
     async def start(self) -> None:
         """Begin relaying (connect, start background tasks)."""
         ...

@@ -61,6 +61,12 @@ class LocalBus:
     def on_erased(self, callback: Callable[[str], None]) -> None:
         """No other process deletes rooms."""
 
+    def access_changed(self, room_id: str, user_id: str | None) -> None:
+        """No other process to tell."""
+
+    def on_access(self, callback: Callable[[str, str | None], None]) -> None:
+        """No other process changes rights."""
+
     async def start(self) -> None:
         """Nothing to start."""
 

@@ -20,6 +20,9 @@ the bus keeps nothing but the positions.
 - A deleted room's stream gets an ``ERASED`` entry (``erase``): every process with the room
   live drops it unwritten and closes its sockets; the stream expires ``ERASED_TTL_MS`` later
   (time for the others to read it) and the lease key is deleted at once.
+- A change of a member's rights gets an ``ACCESS`` entry naming the user (``access_changed``):
+  every process re-reads that membership for its sockets. Back from an outage, every live room
+  re-checks all its sockets (``on_access`` with no user), since entries may have been lost.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ FRAME = b"F"
 SYNC_REQUEST = b"S"
 STORED = b"P"  # the persister stored the room up to this state vector
 ERASED = b"D"  # the room was deleted: drop it unwritten and close its sockets
+ACCESS = b"A"  # a member's rights changed (body: the user id; empty: anyone's): re-check them
 # A deleted room's stream outlives its ERASED entry this long, for the other processes to read.
 ERASED_TTL_MS = 10_000
 LEASE_RENEW_S = 1.0
@@ -137,6 +141,7 @@ class RedisStreamBus:
         self._releases: list[tuple[str, bytes]] = []
         self._erasures: list[str] = []  # deleted rooms whose keys are still to go
         self._on_erased: Callable[[str], None] | None = None
+        self._on_access: Callable[[str, str | None], None] | None = None
         self.down = False
         self._closed = False
 
@@ -187,11 +192,7 @@ class RedisStreamBus:
                     position = entry_id
                     if fields.get(b"p") != self._me and self._replicas.get(room_id) is replica:
                         self._shared[room_id] = time.monotonic() + SHARED_FOR_S
-                    if fields.get(b"k") == FRAME:
-                        replica.apply_remote(fields[b"f"], fields.get(b"p", b""))
-                    elif fields.get(b"k") == ERASED:
-                        self.unsubscribe(room_id)
-                        raise RoomDeletedError(f"room {room_id} was deleted")
+                    self._catch_up_entry(room_id, replica, fields)
                 if len(entries) < 1000:
                     break
         except (RedisError, OSError) as exc:
@@ -200,6 +201,16 @@ class RedisStreamBus:
         if self._replicas.get(room_id) is replica:
             self._positions[room_id] = position
             self._wake.set()
+
+    def _catch_up_entry(self, room_id: str, replica: Replica, fields: dict[bytes, bytes]) -> None:
+        kind = fields.get(b"k")
+        if kind == FRAME:
+            replica.apply_remote(fields[b"f"], fields.get(b"p", b""))
+        elif kind == ERASED:
+            self.unsubscribe(room_id)
+            raise RoomDeletedError(f"room {room_id} was deleted")
+        elif kind == ACCESS:  # a join authorised before the change re-checks (LiveAccess)
+            self._access(room_id, fields.get(b"f", b""))
 
     def position(self, room_id: str) -> str | None:
         """The last stream id applied to the room's replica (None before its catch-up)."""
@@ -251,6 +262,21 @@ class RedisStreamBus:
     def on_erased(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(room_id)`` when another process deleted a live room."""
         self._on_erased = callback
+
+    def access_changed(self, room_id: str, user_id: str | None) -> None:
+        """Append an ACCESS entry: every process re-checks that user's sockets in the room."""
+        self._queue(room_id, ACCESS, (user_id or "").encode())
+
+    def on_access(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(room_id, user_id)`` for another process's ACCESS entries.
+
+        And ``callback(room_id, None)`` for every live room when Redis is back after an outage.
+        """
+        self._on_access = callback
+
+    def _access(self, room_id: str, body: bytes) -> None:
+        if self._on_access is not None:
+            self._on_access(room_id, body.decode() or None)
 
     def _erased(self, room_id: str) -> None:
         """Another process deleted the room: drop it here, and what it still had to send."""
@@ -444,6 +470,8 @@ class RedisStreamBus:
                 self._queue(room_id, FRAME, frame)
         elif kind == ERASED:
             self._erased(room_id)
+        elif kind == ACCESS:
+            self._access(room_id, body)
 
     async def _recover(self) -> None:
         """Back from an outage: every live room does a full state exchange, then reads on."""
@@ -457,6 +485,10 @@ class RedisStreamBus:
             self._queue(room_id, SYNC_REQUEST, replica.state_vector())
             if self._positions.get(room_id) is None:
                 await self.catch_up(room_id)
+        # Rights changed during the outage may never arrive (an outbox past its bound, a Redis
+        # that lost its streams): every live room re-checks its sockets against the database.
+        for room_id in list(self._replicas):
+            self._access(room_id, b"")
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake as soon as the bus closes."""

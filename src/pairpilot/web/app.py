@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             try:
+                await services.access.close()
                 await services.registry.close()  # stops the flusher's loop too
             finally:
                 await services.bus.close()

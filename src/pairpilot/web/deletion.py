@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
-from pairpilot.web.rooms import ERRORS, REVOKED_CODE, WRITE_ERRORS, RoomId
+from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
 
 router = APIRouter(tags=["deletion"])
 DELETE_ERRORS = {**WRITE_ERRORS, 410: ERRORS[404]}
@@ -54,8 +54,6 @@ async def delete_me(identity: Caller, services: ServicesDep) -> UserDeletedOut:
     for room_id in deleted:
         await services.registry.delete(room_id)
     for room_id in left:
-        live = services.registry.rooms.get(room_id)
-        if live is not None:
-            live.revoke(identity.user_id, REVOKED_CODE, "you deleted your data")
+        services.access.removed(room_id, identity.user_id, "you deleted your data")
     await services.refresh_tokens.forget_user(identity.user_id)
     return UserDeletedOut(deleted_rooms=deleted, left_rooms=left)

@@ -12,7 +12,6 @@ from pycrdt import Doc
 
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
 from pairpilot.access.policy import (
-    can_edit,
     require_owner,
 )
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
@@ -35,7 +34,6 @@ from pairpilot.web.schemas import (
 
 router = APIRouter(prefix="/api/rooms", tags=["rooms"], dependencies=[Depends(tag_room)])
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, description="The room id")]
-REVOKED_CODE = 4403  # the socket's "not a member" close, which the client does not retry
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)
 }
@@ -77,11 +75,9 @@ async def members(room_id: RoomId, identity: Caller, services: ServicesDep) -> l
 async def set_member_role(
     room_id: RoomId, user_id: str, body: RoleIn, identity: Caller, services: ServicesDep
 ) -> MemberOut:
-    """Owners change a member's role; it applies to the member's open sockets at once."""
+    """Owners change a member's role; it applies to the member's open sockets everywhere."""
     member = await services.directory.set_role(check_room_id(room_id), identity, user_id, body.role)
-    live = services.registry.rooms.get(room_id)
-    if live is not None:
-        live.set_write_access(user_id, can_write=can_edit(body.role))
+    services.access.role_changed(room_id, user_id, member.role)  # on every process
     return _member_out(member)
 
 
@@ -91,9 +87,7 @@ async def remove_member(
 ) -> MemberOut:
     """Owners remove a member (a member may leave); the member's open sockets close (4403)."""
     member = await services.directory.remove_member(check_room_id(room_id), identity, user_id)
-    live = services.registry.rooms.get(room_id)
-    if live is not None:
-        live.revoke(user_id, REVOKED_CODE, "you were removed from this room")
+    services.access.removed(room_id, user_id, "you were removed from this room")
     return _member_out(member)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
+from pairpilot.access.live import LiveAccess
 from pairpilot.bus.base import RoomBus
 from pairpilot.bus.local import LocalBus
 from pairpilot.guardrails import (
@@ -49,6 +50,7 @@ class Services:
     refusals: Refusals
     connection_limits: ConnectionLimits
     throttle: Throttle
+    access: LiveAccess
     _http: httpx.AsyncClient | None = None
 
     @property
@@ -132,6 +134,7 @@ def build_services(settings: Settings) -> Services:
             per_room=settings.room_max_connections, per_user=settings.user_max_connections
         ),
         throttle=throttle,
+        access=LiveAccess(authorizer, registry, bus),
     )
 
 

@@ -269,6 +269,7 @@ class CollabConnection(asyncio.Protocol):
         services = self._services
         try:
             check_room_id(room_id)
+            authorised_at = time.monotonic()
             grant = await services.authorizer.authorize(room_id, token)
             room = await services.registry.acquire(room_id)
         except PairPilotError as exc:
@@ -302,6 +303,9 @@ class CollabConnection(asyncio.Protocol):
             session_id=self._id,
         )
         room.join(self._session)
+        # Rights changed while this join read them are read again (the change's re-check ran
+        # before this socket was in the room).
+        services.access.joined(room_id, grant.user_id, authorised_at)
         self._watch_token(grant.expires_at)
         log.info("connection opened", can_write=grant.can_write, **self._where())
         pending, self._pending = self._pending or [], None
@@ -424,6 +428,9 @@ class CollabConnection(asyncio.Protocol):
         if identity.user_id != session.user_id:
             raise UnauthenticatedError("a renewed token must be the same user's")
         self._watch_token(float(identity.claims.get("exp", float("inf"))))
+        # The membership is read again too (off this frame's path): a member removed
+        # meanwhile is closed with 4403, a demoted editor becomes read-only.
+        self._services.access.recheck(session.room_id, session.user_id)
 
     def _drop_slow(self) -> None:
         log.warning("slow consumer dropped", code=1013, **self._where())
