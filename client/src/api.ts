@@ -7,7 +7,11 @@ import { loadSession, saveSession, type Session } from "./storage";
 export type Role = "owner" | "editor" | "viewer";
 export const ROLES: readonly Role[] = ["owner", "editor", "viewer"];
 
-export interface RoomInfo { id: string; owner_id: string; default_role: Role; created_at: string }
+/** What joining by the room's id does: joiners become editors, viewers, or nothing (invite only). */
+export type LinkAccess = "edit" | "view" | "none";
+export interface RoomInfo { id: string; owner_id: string; default_role: Role; created_at: string; link_access: LinkAccess }
+/** A new invite link (`token` is shown once); `url` is the server's idea of the page's address. */
+export interface CreatedInvite { id: string; token: string; url: string; role: Role; expires_at: string }
 export interface MemberInfo { user_id: string; role: Role; name?: string | null }
 export interface JoinResult { room: RoomInfo; member: MemberInfo }
 export interface SnapshotInfo { room_id: string; snapshot_b64: string | null; updated_at: string | null }
@@ -322,9 +326,19 @@ export class Api {
     return this.authorised(async (token) => readJson<T>(await send(method, path, { raw, contentType }, token, "application/json"), method, path));
   }
 
-  /** Joins (and on first use creates) a room. */
-  joinRoom(roomId: string): Promise<JoinResult> {
-    return this.call("POST", `${roomPath(roomId)}/join`);
+  /** Joins (and on first use creates) a room; with an invite token, with the invite's role. */
+  joinRoom(roomId: string, invite: string | null = null): Promise<JoinResult> {
+    return this.call("POST", `${roomPath(roomId)}/join`, invite === null ? undefined : { invite });
+  }
+
+  /** Owners: what joining by the room's id does. */
+  setLinkAccess(roomId: string, linkAccess: LinkAccess): Promise<RoomInfo> {
+    return this.call("PATCH", roomPath(roomId), { link_access: linkAccess });
+  }
+
+  /** Owners: a new invite link granting `role` (editor or viewer). */
+  createInvite(roomId: string, role: Role): Promise<CreatedInvite> {
+    return this.call("POST", `${roomPath(roomId)}/invites`, { role });
   }
 
   /** Deletes the room for everyone (owners); its id is never used again. */
@@ -350,7 +364,7 @@ export class Api {
     return this.call("PUT", `${roomPath(roomId)}/members/${encodeURIComponent(userId)}`, { role });
   }
 
-  setDefaultRole(roomId: string, defaultRole: Role): Promise<unknown> {
+  setDefaultRole(roomId: string, defaultRole: Role): Promise<RoomInfo> {
     return this.call("PATCH", roomPath(roomId), { default_role: defaultRole });
   }
 

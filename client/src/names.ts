@@ -20,9 +20,33 @@ function pick<T>(items: readonly T[]): T {
   return items[Math.floor(Math.random() * items.length)]!;
 }
 
-/** A room id such as `brave-otter-42`. */
+/** Random bytes in a room id made here: 128 bits, far past guessing (at least 96 are asked). */
+export const ROOM_ID_RANDOM_BYTES = 16;
+/** Characters after the readable words below which an id counts as guessable (16 = 96 bits). */
+const UNGUESSABLE_TAIL = 16;
+
+function base64url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * A room id such as `brave-otter-Xb3…` (22 base64url characters from `crypto.getRandomValues`):
+ * the words are for people, the tail is what no one can guess.
+ */
 export function randomRoomId(): string {
-  return `${pick(ADJECTIVES)}-${pick(ANIMALS)}-${Math.floor(Math.random() * 90) + 10}`;
+  const bytes = crypto.getRandomValues(new Uint8Array(ROOM_ID_RANDOM_BYTES));
+  return `${pick(ADJECTIVES)}-${pick(ANIMALS)}-${base64url(bytes)}`;
+}
+
+/**
+ * Whether an id could be guessed: the old start page's `brave-otter-42`, or any id whose part
+ * after its readable words (`word-word-`) is under 16 characters (96 bits if random).
+ */
+export function isGuessableRoomId(roomId: string): boolean {
+  const tail = roomId.replace(/^[a-z]+-[a-z]+-/, "");
+  return tail.length < UNGUESSABLE_TAIL;
 }
 
 export function randomGuestName(): string {

@@ -6,7 +6,7 @@
  */
 import { fromBase64 } from "lib0/buffer";
 import * as Y from "yjs";
-import { Api, ApiError, type MemberInfo, type Role } from "./api";
+import { Api, ApiError, type MemberInfo, type Role, type RoomInfo } from "./api";
 import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
@@ -14,7 +14,7 @@ import { createEditor } from "./editor";
 import { mountFileList } from "./file-list";
 import { ensureStarterFile, filesMap } from "./files";
 import { mountHistoryPanel } from "./history-panel";
-import { mountInvite } from "./invite";
+import { forgetInviteInLocation, inviteFromLocation, mountInvite } from "./invite";
 import { initMonitoring, reportError, setMonitoringUser } from "./monitoring";
 import { randomGuestName } from "./names";
 import { mountOutputPanel } from "./output-panel";
@@ -111,6 +111,12 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       window.location.assign("/");
     },
   });
+  const inviteToken = inviteFromLocation(); // `/r/{id}?invite=…`: join with the invite's role
+  const invite = mountInvite({
+    api, roomId,
+    onLinkAccessChanged: (room) => { defaultRole = room.default_role; renderPeople(); },
+    onError: (message) => showError(message),
+  });
   const history = mountHistoryPanel({ api, roomId, files, currentFile: () => currentFile, onError: reportFailure });
   const transfer = mountTransfer({
     api, roomId, onError: reportFailure,
@@ -132,12 +138,12 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       status,
       saveStatusLabel,
       h("span", { class: "spacer" }),
-      mountInvite(roomId),
+      invite.element,
       ...transfer.elements,
       history.toggle,
       ...deleteRoom.elements,
       h("span", { class: "me", "data-testid": "my-name" }, name)),
-    h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element),
+    h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note),
     h("div", { class: "workspace" },
       filesPane,
       h("section", { class: "editor-pane" }, currentFileLabel, editorHost),
@@ -199,6 +205,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     history.setEditable(!readOnly);
     transfer.setEditable(!readOnly);
     deleteRoom.setOwner(role === "owner" && !refusals.deleted());
+    invite.update(refusals.deleted() ? null : role);
     renderSave();
   };
 
@@ -228,7 +235,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       },
       onDefaultRoleChange: (newRole) => {
         api.setDefaultRole(roomId, newRole).then(
-          () => { defaultRole = newRole; renderPeople(); },
+          (room: RoomInfo) => { defaultRole = newRole; invite.update(role, room.link_access); renderPeople(); },
           (err: unknown) => { showError(`Could not change the default role: ${describe(err)}`); renderPeople(); },
         );
       },
@@ -377,11 +384,13 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     const session = await step("sign in", () => api.currentSession());
     self = { id: session.user.id, name };
     void initMonitoring().then(() => setMonitoringUser(self));
-    const joined = await step("join the room", () => api.joinRoom(roomId));
+    const joined = await step("join the room", () => api.joinRoom(roomId, inviteToken));
+    forgetInviteInLocation();
     // The join signs in again when the server refuses a stored token: we are the user who joined.
     self = { id: joined.member.user_id, name };
     defaultRole = joined.room.default_role;
     role = joined.member.role;
+    invite.update(role, joined.room.link_access);
     try {
       await step("load the room's snapshot", loadSnapshot);
     } catch (err) {
@@ -393,11 +402,12 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     // anonymous user, who must join before a socket of theirs is let in.
     let rejoining: Promise<void> | null = null;
     const rejoin = (): Promise<void> => {
-      rejoining ??= api.joinRoom(roomId).then((rejoined) => {
+      rejoining ??= api.joinRoom(roomId, inviteToken).then((rejoined) => {
         const changed = rejoined.member.user_id !== self.id;
         self = { id: rejoined.member.user_id, name };
         defaultRole = rejoined.room.default_role;
         role = rejoined.member.role;
+        invite.update(role, rejoined.room.link_access);
         if (awarenessRef.current) setLocalUser(awarenessRef.current, { id: self.id, name, role });
         refreshControls();
         if (changed) {

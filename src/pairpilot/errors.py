@@ -72,3 +72,19 @@ class RefusedError(PairPilotError):
 
 class RoomDeletedError(PairPilotError):
     """The room was deleted by an owner; its id is never used again."""
+
+
+class InviteError(ForbiddenError):
+    """An invite link that grants nothing (see pairpilot.access.invites)."""
+
+
+class InvalidInviteError(InviteError):
+    """Not an invite of this server for this room: forged, malformed or another room's."""
+
+
+class ExpiredInviteError(InviteError):
+    """The invite's time ran out."""
+
+
+class RevokedInviteError(InviteError):
+    """An owner revoked the invite (or its room no longer has it)."""

@@ -329,6 +329,7 @@ async def test_copy_invite_link_puts_the_room_address_on_the_clipboard(
     )
     await open_room(ada, server.http_url, room)
     await by_test_id(ada, "copy-invite").click()
+    await by_test_id(ada, "copy-room-link").click()
     await expect(by_test_id(ada, "invite-copied")).to_have_text("Link copied")
     assert await ada.evaluate("navigator.clipboard.readText()") == f"{server.http_url}/r/{room}"
 
@@ -340,6 +341,7 @@ async def test_without_a_clipboard_the_invite_link_is_shown_selected(
     await ada.add_init_script("Object.defineProperty(navigator, 'clipboard', { value: undefined })")
     await open_room(ada, server.http_url, room)
     await by_test_id(ada, "copy-invite").click()
+    await by_test_id(ada, "copy-room-link").click()
     field = by_test_id(ada, "invite-link")
     await expect(field).to_be_visible()
     await expect(field).to_have_value(f"{server.http_url}/r/{room}")

@@ -71,6 +71,24 @@ class Identities:
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return token, Identity(user_id, name, claims), self._ttl_s
 
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Sign other tokens of this server (invites) with the same secret.
+
+        Their own ``aud`` keeps them apart: none of them passes ``verify``.
+        """
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def read_signed(self, token: str, audience: str, *, check_expiry: bool) -> dict[str, Any]:
+        """The claims of a token ``sign`` made for ``audience``; jwt.InvalidTokenError otherwise."""
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._secret,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            options={"require": ["exp", "aud", "jti"], "verify_exp": check_expiry},
+        )
+        return claims
+
     def verify(self, token: str | None) -> Identity:
         """The token's identity, or UnauthenticatedError saying what is wrong with it."""
         if not token:

@@ -20,9 +20,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pairpilot.access.identity import Identity
-from pairpilot.access.policy import Role, check_removal, check_role_change, require_owner
+from pairpilot.access.invites import PresentedInvite
+from pairpilot.access.policy import (
+    LinkAccess,
+    Role,
+    check_removal,
+    check_role_change,
+    require_owner,
+)
 from pairpilot.errors import NotFoundError, RoomDeletedError, StorageError
 from pairpilot.storage.deletion import erase_rows, is_deleted, lock_for_deletion
+from pairpilot.storage.invites import presented_invite
 from pairpilot.storage.schema import room_members, rooms
 from pairpilot.storage.sql import ROLES_LOCK, lock_room, read_stored_room
 from pairpilot.storage.store import StoredRoom, utc
@@ -50,6 +58,7 @@ class RoomInfo:
     owner_id: str | None
     default_role: Role
     created_at: datetime
+    link_access: LinkAccess = LinkAccess.EDIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,28 +97,31 @@ class RoomDirectory:
             raise StorageError("room directory query failed") from exc
 
     async def join(
-        self, room_id: str, identity: Identity, creating: CreationGuard | None = None
+        self,
+        room_id: str,
+        identity: Identity,
+        creating: CreationGuard | None = None,
+        invite: PresentedInvite | None = None,
     ) -> tuple[RoomInfo, Member]:
         """Create the room (caller owns it) and the caller's membership when missing.
 
         ``creating`` is asked first when the room is to be created (its refusal creates nothing).
+        A member gets their membership as it is. Others join with the role of the room's link
+        access (NotFoundError when it is ``none``, as for a room that does not exist), or with
+        ``invite``'s role (which never creates a room; Expired/RevokedInviteError).
         """
-        insert = postgresql.insert if self._postgres else sqlite.insert
         async with self.as_user(identity) as conn:
             if await is_deleted(conn, room_id):  # on PostgreSQL the INSERT policy refuses it too
                 raise RoomDeletedError(f"room {room_id} was deleted")
-            if creating is not None:
-                await self._admit_creation(conn, room_id, identity.user_id, creating)
-            created = await conn.execute(
-                insert(rooms)
-                .values(id=room_id, owner_id=identity.user_id, default_role=Role.EDITOR.value)
-                .on_conflict_do_nothing(index_elements=[rooms.c.id])
-            )
-            role: sa.ColumnElement[str] = (
-                sa.literal(Role.OWNER.value)
-                if created.rowcount == 1
-                else self._default_role(room_id)
-            )
+            found = await self._membership(conn, room_id, identity.user_id)
+            if found is not None:
+                return found
+            if invite is not None:
+                granted = await presented_invite(conn, room_id, invite, self.clock())
+                role: sa.ColumnElement[str] = sa.literal(granted.value)
+            else:
+                role = await self._link_joiner_role(conn, room_id, identity, creating)
+            insert = postgresql.insert if self._postgres else sqlite.insert
             await conn.execute(
                 insert(room_members)
                 .from_select(
@@ -129,6 +141,39 @@ class RoomDirectory:
         if found is None:
             raise StorageError("join wrote no membership")  # only if RLS refused the insert
         return found
+
+    async def _link_joiner_role(
+        self,
+        conn: AsyncConnection,
+        room_id: str,
+        identity: Identity,
+        creating: CreationGuard | None,
+    ) -> sa.ColumnElement[str]:
+        """Create the room if missing (then ``owner``), else the role its link access gives.
+
+        NotFoundError when the room is invite only.
+        """
+        if creating is not None:
+            await self._admit_creation(conn, room_id, identity.user_id, creating)
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        created = await conn.execute(
+            insert(rooms)
+            .values(id=room_id, owner_id=identity.user_id, default_role=Role.EDITOR.value)
+            .on_conflict_do_nothing(index_elements=[rooms.c.id])
+        )
+        if created.rowcount == 1:
+            return sa.literal(Role.OWNER.value)
+        if await self._link_access(conn, room_id) is LinkAccess.NONE:
+            raise NotFoundError(f"room {room_id} not found")
+        return self._default_role(room_id)
+
+    async def _link_access(self, conn: AsyncConnection, room_id: str) -> LinkAccess:
+        if self._postgres:
+            # The joiner cannot see the room yet; a SECURITY DEFINER helper reads it.
+            query = sa.select(sa.func.pairpilot_room_link_access(room_id, type_=sa.String))
+        else:
+            query = sa.select(rooms.c.link_access).where(rooms.c.id == room_id)
+        return LinkAccess((await conn.execute(query)).scalar_one_or_none() or LinkAccess.EDIT)
 
     async def membership(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:
         """The room and the caller's membership; NotFoundError for non-members.
@@ -187,12 +232,20 @@ class RoomDirectory:
                 raise NotFoundError(f"user {target} is not a member of {room_id}")
             return found
 
-    async def set_default_role(self, room_id: str, identity: Identity, role: Role) -> RoomInfo:
-        """Change the role new joiners get; return the updated room."""
+    async def set_link_access(
+        self, room_id: str, identity: Identity, access: LinkAccess, default_role: Role | None
+    ) -> RoomInfo:
+        """Change what joining by link does (an owner; RLS refuses others); the updated room.
+
+        ``default_role`` is the role link joiners get, kept equal to the link access (edit =
+        editor, view = viewer); with ``none`` it keeps the role the link gives once reopened.
+        Members keep their membership.
+        """
+        values: dict[str, str] = {"link_access": access.value}
+        if default_role is not None:
+            values["default_role"] = default_role.value
         async with self.as_user(identity) as conn:
-            await conn.execute(
-                rooms.update().where(rooms.c.id == room_id).values(default_role=role.value)
-            )
+            await conn.execute(rooms.update().where(rooms.c.id == room_id).values(**values))
             found = await self._membership(conn, room_id, identity.user_id)
         if found is None:
             raise NotFoundError(f"room {room_id} not found")
@@ -355,5 +408,11 @@ class RoomDirectory:
         ).first()
         if row is None:
             return None
-        room = RoomInfo(row.id, row.owner_id, Role(row.default_role), utc(row.created_at))
+        room = RoomInfo(
+            row.id,
+            row.owner_id,
+            Role(row.default_role),
+            utc(row.created_at),
+            LinkAccess(row.link_access),
+        )
         return room, Member(user_id, Role(row.role), row.name)

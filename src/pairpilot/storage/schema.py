@@ -15,6 +15,8 @@ rooms = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("owner_id", sa.String(64), nullable=True),
     sa.Column("default_role", sa.String(16), nullable=False, server_default="editor"),
+    # What joining by the id does: edit, view or none (invite only); see migration 0007.
+    sa.Column("link_access", sa.String(8), nullable=False, server_default="edit"),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -107,3 +109,23 @@ room_tombstones = sa.Table(
         "deleted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+
+# Invite links: the sha256 of each signed token, its role, expiry and revocation (0007).
+room_invites = sa.Table(
+    "room_invites",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "room_id", sa.String(64), sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+sa.Index("ix_room_invites_room_id", room_invites.c.room_id)

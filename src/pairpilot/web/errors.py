@@ -10,12 +10,15 @@ from starlette.exceptions import HTTPException
 from pairpilot.errors import (
     BadRequestError,
     ConflictError,
+    ExpiredInviteError,
     ForbiddenError,
+    InvalidInviteError,
     InvalidRoomIdError,
     NotFoundError,
     PairPilotError,
     PayloadTooLargeError,
     RefusedError,
+    RevokedInviteError,
     RoomDeletedError,
     StorageError,
     UnauthenticatedError,
@@ -32,6 +35,9 @@ STATUSES: dict[type[PairPilotError], tuple[int, str]] = {
     InvalidRoomIdError: (400, "invalid_room_id"),
     StorageError: (503, "storage_unavailable"),
     RoomDeletedError: (410, "room_deleted"),
+    InvalidInviteError: (403, "invite_invalid"),
+    ExpiredInviteError: (403, "invite_expired"),
+    RevokedInviteError: (403, "invite_revoked"),
 }
 HTTP_CODES = {
     400: "bad_request",

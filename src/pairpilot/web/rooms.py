@@ -11,7 +11,9 @@ from fastapi import APIRouter, Depends, Path
 from pycrdt import Doc
 
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
+from pairpilot.access.invites import InviteTokens
 from pairpilot.access.policy import (
+    link_settings,
     require_owner,
 )
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
@@ -21,13 +23,14 @@ from pairpilot.web.creation import RoomCreation
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import change_room, require_room_editor
 from pairpilot.web.schemas import (
-    DefaultRoleIn,
     ErrorOut,
+    JoinIn,
     JoinOut,
     MemberOut,
     MergedOut,
     RoleIn,
     RoomOut,
+    RoomSettingsIn,
     SnapshotIn,
     SnapshotOut,
 )
@@ -46,6 +49,7 @@ def _room_out(room: RoomInfo) -> RoomOut:
         owner_id=room.owner_id,
         default_role=room.default_role,
         created_at=room.created_at,
+        link_access=room.link_access,
     )
 
 
@@ -54,13 +58,21 @@ def _member_out(member: Member) -> MemberOut:
 
 
 @router.post("/{room_id}/join", responses=WRITE_ERRORS)
-async def join(room_id: RoomId, identity: Caller, services: ServicesDep) -> JoinOut:
+async def join(
+    room_id: RoomId, identity: Caller, services: ServicesDep, body: JoinIn | None = None
+) -> JoinOut:
     """Create the room (the caller owns it) and the caller's membership when missing.
 
-    Creating one counts against the caller's rooms quota (403) and creation rate (429).
+    Creating one counts against the caller's rooms quota (403) and creation rate (429). A
+    room whose link access is ``none`` answers 404 unless ``invite`` is one of its invites;
+    403 ``invite_invalid`` / ``invite_expired`` / ``invite_revoked`` for one that is not.
     """
+    check_room_id(room_id)
+    invite = None
+    if body is not None and body.invite is not None:
+        invite = InviteTokens(services.identities).read(body.invite, room_id)
     creating = RoomCreation(services, identity)
-    room, member = await services.directory.join(check_room_id(room_id), identity, creating)
+    room, member = await services.directory.join(room_id, identity, creating, invite)
     return JoinOut(room=_room_out(room), member=_member_out(member))
 
 
@@ -92,13 +104,17 @@ async def remove_member(
 
 
 @router.patch("/{room_id}", responses=WRITE_ERRORS, dependencies=[WriteRate])
-async def set_default_role(
-    room_id: RoomId, body: DefaultRoleIn, identity: Caller, services: ServicesDep
+async def set_room_settings(
+    room_id: RoomId, body: RoomSettingsIn, identity: Caller, services: ServicesDep
 ) -> RoomOut:
-    """Owners choose the role that new members get."""
-    _, me = await services.directory.membership(check_room_id(room_id), identity)
+    """Owners choose what joining by link does (``link_access``: edit, view or none).
+
+    ``default_role`` (editor or viewer) is the older spelling of the same setting.
+    """
+    current, me = await services.directory.membership(check_room_id(room_id), identity)
     require_owner(me.role)
-    room = await services.directory.set_default_role(room_id, identity, body.default_role)
+    access, role = link_settings(current.link_access, body.link_access, body.default_role)
+    room = await services.directory.set_link_access(room_id, identity, access, role)
     return _room_out(room)
 
 

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from pairpilot.access.policy import Role
+from pairpilot.access.invites import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
+from pairpilot.access.policy import LinkAccess, Role
 from pairpilot.storage.versions import VersionKind
 
 
@@ -54,6 +55,7 @@ class RoomOut(BaseModel):
     owner_id: str | None
     default_role: Role
     created_at: datetime
+    link_access: LinkAccess
 
 
 class MemberOut(BaseModel):
@@ -77,10 +79,45 @@ class RoleIn(BaseModel):
     role: Role
 
 
-class DefaultRoleIn(BaseModel):
-    """The role new members get."""
+class RoomSettingsIn(BaseModel):
+    """What joining by link does: ``link_access``, or its old spelling ``default_role``."""
 
-    default_role: Role
+    link_access: LinkAccess | None = None
+    default_role: Role | None = None
+
+
+class JoinIn(BaseModel):
+    """An optional invite token: it grants its role, even in an invite-only room."""
+
+    invite: str | None = Field(default=None, min_length=1, max_length=2048)
+
+
+class InviteIn(BaseModel):
+    """A new invite link: the role it grants and how long it lasts (default 7 days)."""
+
+    role: Role
+    expires_in_s: int = Field(default=DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S)
+
+
+class InviteOut(BaseModel):
+    """An invite, without its token (shown once, when it is made)."""
+
+    id: str
+    role: Role
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    revoked: bool
+
+
+class InviteCreatedOut(BaseModel):
+    """A new invite: its token and the room link that carries it."""
+
+    id: str
+    token: str
+    url: str
+    role: Role
+    expires_at: datetime
 
 
 class SnapshotOut(BaseModel):
