@@ -44,6 +44,7 @@ SIGNIN_RATE = "signin_rate"  # anonymous sign-ins per client address
 REFRESH_RATE = "refresh_rate"  # token refreshes per client address
 CREATE_RATE = "create_rate"  # rooms created per user
 WRITE_RATE = "write_rate"  # REST writes per user
+BACKLOG = "backlog"  # updates waiting for storage (the room's) or Redis (the bus's) at the bound
 
 # Close 4413 mirrors HTTP 413 and 4503 HTTP 503 ("come back later"): the page stops
 # reconnecting on both and says why (client/src/connection.ts).
@@ -57,6 +58,8 @@ REFUSALS: dict[str, Refusal] = {
     REFRESH_RATE: Refusal(429, "rate_limited", 4429),
     CREATE_RATE: Refusal(429, "rate_limited", 4429),
     WRITE_RATE: Refusal(429, "rate_limited", 4429),
+    # 1013 "try again later": the page reconnects (with backoff) and sends its edits again.
+    BACKLOG: Refusal(503, "try_again_later", 1013),
 }
 
 # A client refused again for the same reason within this long is counted, not logged again.

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     room_max_files: PositiveInt = 1000
     room_max_connections: PositiveInt = 64
     user_max_connections: PositiveInt = 32
+    # Updates of one room waiting for storage, and frames waiting for Redis (per process):
+    # past these, edits are refused (close 1013) until storage or Redis catches up.
+    room_max_pending_bytes: PositiveInt = 64 * 1024 * 1024
+    bus_max_outbox_bytes: PositiveInt = 128 * 1024 * 1024
     rooms_per_user: PositiveInt = 200
     rooms_per_anonymous_user: PositiveInt = 20
     signin_rate: str = "30/hour"

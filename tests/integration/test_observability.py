@@ -161,7 +161,8 @@ async def test_readyz_is_ok_when_everything_answers(server: LiveServer):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "redis": "not_configured"},
+        "checks": {"database": "ok", "redis": "not_configured", "tasks": "ok", "backlog": "ok"},
+        "reasons": [],
     }
 
 
@@ -180,7 +181,12 @@ async def test_readyz_names_a_redis_on_a_closed_port(tmp_path: Path):
         async with httpx.AsyncClient(base_url=server.http_url) as client:
             response = await client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"] == {"database": "ok", "redis": "down"}
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "redis": "down",
+        "tasks": "ok",
+        "backlog": "ok",
+    }
 
 
 @contextlib.contextmanager

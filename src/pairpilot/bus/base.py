@@ -101,6 +101,10 @@ class RoomBus(Protocol):
         """The room was deleted here: every other process drops it too; its keys go."""
         ...
 
+    def backlogged(self) -> bool:
+        """Whether frames waiting for the other processes reached their bound (refuse edits)."""
+        ...
+
     def on_erased(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(room_id)`` when another process deleted a room."""
         ...

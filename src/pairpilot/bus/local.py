@@ -58,6 +58,10 @@ class LocalBus:
         """No other process to tell."""
         self._replicas.pop(room_id, None)
 
+    def backlogged(self) -> bool:
+        """Frames are delivered at once: nothing waits."""
+        return False
+
     def on_erased(self, callback: Callable[[str], None]) -> None:
         """No other process deletes rooms."""
 

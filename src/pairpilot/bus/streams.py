@@ -15,8 +15,17 @@ the bus keeps nothing but the positions.
 - After an outage (Redis unreachable, or this process's reader stalled past the retention) a
   replica cannot know what it missed: it falls back to a full state exchange, appending its
   whole state and a sync request that every other replica answers with what it lacks.
-- Frames that cannot be appended during an outage are kept (up to ``max_outbox``) and sent
-  when Redis is back; past the bound they are dropped, and the full exchange covers them.
+- Frames that cannot be appended during an outage are kept and sent when Redis is back. The
+  outbox is bounded in bytes (``max_outbox_bytes``, each entry counted with its overhead, so
+  many small entries are bounded too): past the bound
+  during an outage the queued document frames, presence and "stored" entries are dropped (the
+  full exchange after it covers them, and meanwhile every process stores what it applies);
+  past it while Redis is merely slow, presence and "stored" entries are dropped and the bus is
+  ``backlogged``: rooms refuse edits (close 1013) until it drains. Control entries (a sync
+  request, a deletion, a change of rights) are never dropped.
+- Every Redis call has a connect and a read timeout: a Redis that hangs is an outage like one
+  that is closed. The background loops run under the process's ``Supervisor``; an exception
+  the reader did not expect makes it start again with a full state exchange.
 - A deleted room's stream gets an ``ERASED`` entry (``erase``): every process with the room
   live drops it unwritten and closes its sockets; the stream expires ``ERASED_TTL_MS`` later
   (time for the others to read it) and the lease key is deleted at once.
@@ -42,6 +51,7 @@ from redis.exceptions import RedisError
 from pairpilot.bus.base import PERSIST_ELSEWHERE, PERSIST_HERE, Persistence, Replica
 from pairpilot.bus.leases import LEASE, Leases
 from pairpilot.errors import RoomDeletedError
+from pairpilot.supervisor import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +81,9 @@ SHARED_FOR_S = 60.0
 UNSHARED_POLL_S = 0.05
 GATHER_BELOW = 32
 GATHER_S = 0.002
+# What one outbox entry costs beside its frame (the tuple, the deque's slot), for its bound.
+OUTBOX_ENTRY_BYTES = 100
+AWARENESS = b"\x01"  # a y-websocket awareness message's first byte
 
 
 Entry = tuple[str, dict[bytes, bytes]]
@@ -111,16 +124,25 @@ class RedisStreamBus:
         block_ms: int = 100,
         max_entries: int = 50_000,
         retain_ms: int = 60_000,
-        max_outbox: int = 100_000,
+        max_outbox_bytes: int = 128 * 1024 * 1024,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        # A hung Redis (one that accepts connections and never answers) must be an outage as a
+        # closed one is. The read timeout covers every reply, the blocking XREAD's included: it
+        # is longer than the block, and than a pipelined append of large frames needs.
         self._redis: Redis = Redis.from_url(
-            url, socket_connect_timeout=timeout_s, health_check_interval=30
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=max(2 * timeout_s, block_ms / 1000 + timeout_s),
+            health_check_interval=30,
         )
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self._max_outbox_bytes = max_outbox_bytes
+        self._outbox_bytes = 0
         self._me = os.urandom(8).hex().encode()
         self._block_ms = block_ms
         self._max_entries = max_entries
         self._retain_ms = retain_ms
-        self._max_outbox = max_outbox
         self._replicas: dict[str, Replica] = {}
         # The last stream id read per room; None until the room's catch-up has run.
         self._positions: dict[str, str | None] = {}
@@ -173,10 +195,10 @@ class RedisStreamBus:
         """Apply everything the room's stream holds (other replicas' edits, stored or not).
 
         If Redis does not answer, the room starts from storage alone and does a full state
-        exchange once Redis is back.
+        exchange once Redis is back; during a known outage it does not wait for Redis at all.
         """
         replica = self._replicas.get(room_id)
-        if replica is None:
+        if replica is None or self.down:  # the reader's recovery catches it up
             return
         position = START
         try:
@@ -286,16 +308,30 @@ class RedisStreamBus:
         self._drop_queued(room_id)
 
     def _drop_queued(self, room_id: str) -> None:
-        self._outbox = deque(entry for entry in self._outbox if entry[0] != room_id)
+        self._keep_queued(lambda entry: entry[0] != room_id)
         self._trims.pop(room_id, None)
+
+    def _keep_queued(self, keep: Callable[[tuple[str, bytes, bytes]], bool]) -> None:
+        self._outbox = deque(entry for entry in self._outbox if keep(entry))
+        self._outbox_bytes = sum(len(entry[2]) + OUTBOX_ENTRY_BYTES for entry in self._outbox)
+
+    def backlogged(self) -> bool:
+        """Whether the outbox is at its bound (rooms refuse edits until it drains)."""
+        return self._outbox_bytes >= self._max_outbox_bytes
+
+    @property
+    def outbox_bytes(self) -> int:
+        """The bytes waiting for Redis (frames and their entries' cost)."""
+        return self._outbox_bytes
 
     async def start(self) -> None:
         """Start the publisher and the reader tasks."""
+        supervised = self._supervisor.start
         self._tasks = [
-            asyncio.create_task(self._publish_loop(), name="redis-streams-publish"),
-            asyncio.create_task(self._read_loop(), name="redis-streams-read"),
-            asyncio.create_task(self._heartbeat_loop(), name="redis-streams-heartbeat"),
-            asyncio.create_task(self._lease_loop(), name="redis-streams-leases"),
+            supervised("stream-publisher", self._publish_loop),
+            supervised("stream-reader", self._read_loop),
+            supervised("presence-heartbeat", self._heartbeat_loop),
+            supervised("lease-renewer", self._lease_loop),
         ]
 
     async def close(self) -> None:
@@ -328,9 +364,16 @@ class RedisStreamBus:
     # the publisher: appends, trims
 
     def _queue(self, room_id: str, kind: bytes, frame: bytes) -> None:
-        if len(self._outbox) >= self._max_outbox:
-            self._outbox.popleft()  # the full exchange after the outage brings it back
+        if self.backlogged():
+            if self.down:
+                # The full exchange after the outage brings every replica's whole state, and
+                # meanwhile each process stores what it applies: keep only the control entries.
+                self._keep_queued(lambda entry: entry[1] not in (FRAME, STORED))
+                log.warning("redis outbox at its bound during an outage; frames left out")
+            if self.backlogged() and (kind == STORED or (kind == FRAME and frame[:1] == AWARENESS)):
+                return  # presence is renewed and "stored" is said again; edits are refused
         self._outbox.append((room_id, kind, frame))
+        self._outbox_bytes += len(frame) + OUTBOX_ENTRY_BYTES
         self._wake.set()
 
     async def _publish_loop(self) -> None:
@@ -364,7 +407,7 @@ class RedisStreamBus:
                     )
                 await pipe.execute()
             for _ in batch:  # only once Redis has them: a failed batch is sent again
-                self._outbox.popleft()
+                self._outbox_bytes -= len(self._outbox.popleft()[2]) + OUTBOX_ENTRY_BYTES
 
     async def _apply_erasures(self) -> None:
         while self._erasures:  # after _append_outbox: the ERASED entries are in the streams
@@ -405,6 +448,11 @@ class RedisStreamBus:
                 self._outage(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+            except Exception:
+                # A bug, not an outage: entries being read may not have been applied. The
+                # supervisor starts the reader again, and it exchanges state in full first.
+                self.down = True
+                raise
             else:
                 delay = 0.05
 
@@ -484,7 +532,10 @@ class RedisStreamBus:
                 self._queue(room_id, FRAME, frame)
             self._queue(room_id, SYNC_REQUEST, replica.state_vector())
             if self._positions.get(room_id) is None:
-                await self.catch_up(room_id)
+                try:
+                    await self.catch_up(room_id)
+                except RoomDeletedError:  # deleted during the outage: drop it here too
+                    self._erased(room_id)
         # Rights changed during the outage may never arrive (an outbox past its bound, a Redis
         # that lost its streams): every live room re-checks its sockets against the database.
         for room_id in list(self._replicas):

@@ -76,6 +76,39 @@ class Metrics:
         self.live_rooms.set_function(lambda: float(rooms()))
         self.open_sockets.set_function(lambda: float(sockets()))
 
+    def watch_backlogs(self, storage: Callable[[], int], redis: Callable[[], int]) -> None:
+        """Bytes waiting for storage (every room's) and for Redis, read at scrape time."""
+        gauge = Gauge(
+            "pairpilot_backlog_bytes",
+            "Bytes of applied updates waiting for storage, and of frames waiting for Redis",
+            ["for"],
+            registry=self.registry,
+        )
+        gauge.labels("storage").set_function(lambda: float(storage()))
+        gauge.labels("redis").set_function(lambda: float(redis()))
+
+    def watch_tasks(self, restarts: Callable[[], dict[str, int]]) -> None:
+        """Restarts of each supervised background task, read at scrape time."""
+        self.registry.register(_TaskRestarts(restarts))
+
+
+class _TaskRestarts(Collector):
+    """``pairpilot_task_restarts_total{task}`` from the supervisor's counts."""
+
+    def __init__(self, restarts: Callable[[], dict[str, int]]) -> None:
+        self._restarts = restarts
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per task that failed at least once."""
+        family = CounterMetricFamily(
+            "pairpilot_task_restarts",
+            "Background tasks started again after an unexpected exception, by task",
+            labels=["task"],
+        )
+        for task, count in sorted(self._restarts().items()):
+            family.add_metric([task], count)
+        yield family
+
 
 FRAME_TYPES = {0: "sync", 1: "awareness", 2: "auth", 3: "query_awareness"}
 KINDS = [*FRAME_TYPES.values(), "other", "empty"]

@@ -14,6 +14,7 @@ from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
 from pairpilot.storage.store import fold
+from pairpilot.supervisor import Supervisor
 from pairpilot.sync.room import Room
 from pairpilot.sync.session import Session
 
@@ -30,9 +31,10 @@ class Flusher:
     """Writes rooms' pending updates to the log within ``flush_ms``, in one batch for all rooms.
 
     A failed write keeps the updates in memory and is retried with capped exponential
-    backoff; edits keep flowing meanwhile. Writes are serialised, so a room that is being
-    unloaded never races a batch that is still in flight. Compactions run beside the writes
-    (one at a time per room) and never hold them up.
+    backoff; edits keep flowing meanwhile. Any other exception gives the updates it took back
+    to their rooms, and ends the loop for its supervisor to start again. Writes are serialised,
+    so a room that is being unloaded never races a batch that is still in flight. Compactions
+    run beside the writes (one at a time per room) and never hold them up.
     """
 
     def __init__(
@@ -47,6 +49,8 @@ class Flusher:
         metrics: Metrics,
     ) -> None:
         self._store = store
+        # Runs the loop, and hears of compactions that fail unexpectedly (``start`` sets it).
+        self.supervisor = Supervisor()
         self._interval = flush_ms / 1000
         self._retry_max = retry_max_ms / 1000
         self._compact_min_bytes = compact_min_bytes
@@ -64,13 +68,16 @@ class Flusher:
     def record(self, room: Room, update: bytes) -> None:
         """Queue an applied update for storage (Room's on_update hook)."""
         room.pending.append(update)
+        room.pending_bytes += len(update)
         room.unversioned = True
         self._dirty[room.id] = room
         self._wake.set()
 
-    def start(self) -> asyncio.Task[None]:
-        """Run the flush loop in a task (``close`` stops it)."""
-        self._task = asyncio.create_task(self.run(), name="flusher")
+    def start(self, supervisor: Supervisor | None = None) -> asyncio.Task[None]:
+        """Run the flush loop in a task under ``supervisor`` (``close`` stops it)."""
+        if supervisor is not None:
+            self.supervisor = supervisor
+        self._task = self.supervisor.start("flusher", self.run)
         return self._task
 
     async def close(self) -> None:
@@ -88,6 +95,8 @@ class Flusher:
     async def run(self) -> None:
         """Flush forever: a batch at most ``flush_ms`` after its first update."""
         delay = self._interval
+        if self._dirty:  # started again after a failure: what it gave back is due
+            self._wake.set()
         while True:
             await self._wake.wait()
             await asyncio.sleep(delay)
@@ -161,7 +170,7 @@ class Flusher:
             room.unversioned = bool(room.pending) or room.writing
         try:
             room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
-        except StorageError:
+        except Exception:
             self._metrics.compactions.labels("failed").inc()
             if checkpoint:
                 room.unversioned = True
@@ -179,36 +188,44 @@ class Flusher:
         except StorageError as exc:
             log.error("compaction failed", room_id=room.id, error=str(exc.__cause__ or exc))
             report(exc, task="compaction", room_id=room.id)
+        except Exception as exc:  # noqa: BLE001 - a bug: said once, and the next flush tries again
+            self.supervisor.failed("compaction", exc, room_id=room.id)
+        else:
+            self.supervisor.succeeded("compaction")
 
     async def _write(self, rooms: list[Room]) -> None:
         async with self._write_lock:
-            taken, batch, fences = self._take(rooms)
-            started = time.perf_counter()
+            taken: list[Taken] = []
             try:
+                batch, fences = self._take(rooms, taken)
+                started = time.perf_counter()
                 refused = await (
                     self._store.append(batch, fences) if fences else self._store.append(batch)
                 )
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
-            except (StorageError, asyncio.CancelledError):
-                # Cancelled (shutdown) the rows may have been committed: written twice is
-                # harmless (an update applies once), dropped would be an edit lost.
-                for room, updates, _, waiting in taken:
-                    room.return_pending(updates, waiting)
-                    self._dirty[room.id] = room
+            except BaseException:
+                # Whatever failed (storage, a fold, a cancellation at shutdown), the updates go
+                # back to their rooms: rows that were committed anyway are written twice, which
+                # is harmless (an update applies once); dropped would be edits lost.
+                self._give_back(taken)
                 raise
             written: list[Room] = []
             for index, ((room, _, state_vector, waiting), (_, update)) in enumerate(
                 zip(taken, batch, strict=True)
             ):
-                if index and not index % MARK_ROOMS_PER_STEP:
-                    await asyncio.sleep(0)  # let frames through: a batch can hold 1,000s of rooms
-                if room.id in (refused or ()):
-                    room.return_pending([], waiting)  # the new persister writes them
-                    room.fenced()
-                    continue
-                room.log_bytes += len(update)
-                room.log_count += 1
-                room.mark_saved(state_vector, waiting)
+                try:
+                    if index and not index % MARK_ROOMS_PER_STEP:
+                        await asyncio.sleep(0)  # let frames through: 1,000s of rooms a batch
+                    if room.id in (refused or ()):
+                        room.return_pending([], waiting)  # the new persister writes them
+                        room.fenced()
+                        continue
+                    room.log_bytes += len(update)
+                    room.log_count += 1
+                    room.mark_saved(state_vector, waiting)
+                except BaseException:
+                    self._give_back(taken[index:])  # stored, but not yet marked: written again
+                    raise
                 written.append(room)
         # Compactions run beside the flushes (their merge in a worker process when it is
         # big): a flush never waits for one, so the log keeps up with the edits.
@@ -216,15 +233,19 @@ class Flusher:
             if room.id not in self._compacting and self._needs_compaction(room):
                 self._start_background(room)
 
+    def _give_back(self, taken: list[Taken]) -> None:
+        for room, updates, _, waiting in taken:
+            room.return_pending(updates, waiting)
+            self._dirty[room.id] = room
+
     def _take(
-        self, rooms: list[Room]
-    ) -> tuple[
-        list[Taken],
-        list[tuple[str, bytes]],
-        dict[str, int],
-    ]:
-        """The rooms' pending updates this process writes, as a batch, and their fences."""
-        taken: list[Taken] = []
+        self, rooms: list[Room], taken: list[Taken]
+    ) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
+        """The rooms' pending updates this process writes, as a batch, and their fences.
+
+        Each room's updates are added to ``taken`` as soon as they leave the room, so a caller
+        whose take fails half way gives back every one of them.
+        """
         batch: list[tuple[str, bytes]] = []
         fences: dict[str, int] = {}
         for room in rooms:
@@ -235,12 +256,12 @@ class Flusher:
             if not persistence.here:  # another process's lease: it writes these
                 room.drop_pending()
                 continue
-            if persistence.fence is not None:
-                fences[room.id] = persistence.fence
             updates, state_vector, waiting = room.take_pending()
             taken.append((room, updates, state_vector, waiting))
             batch.append((room.id, fold(updates)))
-        return taken, batch, fences
+            if persistence.fence is not None:
+                fences[room.id] = persistence.fence
+        return batch, fences
 
     def _needs_compaction(self, room: Room) -> bool:
         # Compacting once the log reaches half the snapshot keeps storage written per edit

@@ -34,7 +34,7 @@ class RoomRegistry:
     the unload is retried later, so nothing is lost.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only configuration (pyproject.toml's max-args note)
         self,
         store: RoomStore,
         bus: RoomBus,
@@ -44,8 +44,10 @@ class RoomRegistry:
         max_awareness_bytes: int,
         metrics: Metrics,
         max_room_bytes: int = UNLIMITED,
+        max_pending_bytes: int = UNLIMITED,
     ) -> None:
         self.rooms: dict[str, Room] = {}
+        self._max_pending_bytes = max_pending_bytes
         self._store = store
         self._bus = bus
         self._flusher = flusher
@@ -154,6 +156,7 @@ class RoomRegistry:
         # measures it exactly when it matters) without encoding the document at load.
         size = len(content) if content is not None else len(EMPTY_UPDATE)
         room.quota = DocumentQuota(self._max_room_bytes, size, doc)
+        room.max_pending_bytes = self._max_pending_bytes
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes
         room.log_count = len(stored.updates)
@@ -180,7 +183,23 @@ class RoomRegistry:
         task.add_done_callback(self._unloads.discard)
         task.add_done_callback(lambda _: self._unloading.discard(room))
 
+    def backlogged(self) -> list[str]:
+        """The live rooms whose updates waiting for storage are at their bound."""
+        return [r.id for r in self.rooms.values() if r.pending_bytes >= r.max_pending_bytes]
+
     async def _unload(self, room: Room) -> None:
+        """Store and drop an idle room; on any failure it stays and is tried again later."""
+        try:
+            await self._unload_once(room)
+        except StorageError:
+            self.release(room)  # said by _store_for_unload
+        except Exception as exc:  # noqa: BLE001 - a bug: said once, the room kept, tried again
+            self._flusher.supervisor.failed("unload", exc, room_id=room.id)
+            self.release(room)
+        else:
+            self._flusher.supervisor.succeeded("unload")
+
+    async def _unload_once(self, room: Room) -> None:
         if not await self._bus.claim(room.id):
             # Another process persists the room: drop it once storage holds what it has.
             room.drop_pending()
@@ -189,11 +208,7 @@ class RoomRegistry:
                 self.release(room)
                 return
         else:
-            try:
-                await self._store_for_unload(room)
-            except StorageError:
-                self.release(room)
-                return
+            await self._store_for_unload(room)
         # Only now, with nothing awaited in between, is the room checked and dropped.
         if room.sessions or self.rooms.get(room.id) is not room:
             return

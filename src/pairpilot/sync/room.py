@@ -11,8 +11,8 @@ import structlog
 from pycrdt import Awareness, Doc
 
 from pairpilot.bus import Persistence, RoomBus
-from pairpilot.errors import ProtocolError
-from pairpilot.guardrails import DocumentQuota
+from pairpilot.errors import ProtocolError, RefusedError
+from pairpilot.guardrails import BACKLOG, DocumentQuota
 from pairpilot.observability.metrics import Metrics
 from pairpilot.sync import protocol
 from pairpilot.sync.protocol import (
@@ -64,6 +64,10 @@ class Room:
         self.doc = doc
         self.sessions: dict[int, Session] = {}
         self.pending: list[bytes] = []
+        # The bytes of ``pending``, and their bound: past it (storage is down) edits are
+        # refused until a write succeeds (the registry sets the configured bound).
+        self.pending_bytes = 0
+        self.max_pending_bytes = UNLIMITED
         self.log_bytes = 0
         self.log_count = 0
         self.snapshot_bytes = 0
@@ -188,8 +192,10 @@ class Room:
     def apply_update(self, update: bytes) -> None:
         """Apply an update that did not come from a session (REST merge, restore, upload).
 
-        RefusedError (413 room_full) when it would take the room past its quota.
+        RefusedError (413 room_full) when it would take the room past its quota, (503) when
+        updates waiting for storage or Redis are at their bound.
         """
+        self.refuse_if_backlogged()
         self.quota.admit(update)
         self._apply(update)
         self._bus.publish(self.id, protocol.sync_update(update), None)
@@ -207,6 +213,7 @@ class Room:
         they are stored.
         """
         updates, self.pending = self.pending, []
+        self.pending_bytes = 0
         if self._partial:  # the returned state vector must not claim what nobody wrote
             updates, self._partial = [self.doc.get_update()], False
         self.writing = True
@@ -219,6 +226,7 @@ class Room:
     def return_pending(self, updates: list[bytes], waiting: list[Session]) -> None:
         """A write of ``take_pending``'s updates failed: keep them for the next one."""
         self.pending[:0] = updates
+        self.pending_bytes += sum(len(update) for update in updates)
         self.writing = False
         for session in waiting:
             session.unsaved = True
@@ -235,6 +243,7 @@ class Room:
     def drop_pending(self) -> None:
         """Another process persists the room: forget the updates (they are in the stream)."""
         self.pending = []
+        self.pending_bytes = 0
         self._partial = True
 
     def became_persister(self) -> None:
@@ -310,6 +319,7 @@ class Room:
                 session, protocol.permission_denied("read-only: your role cannot edit this room")
             )
             return
+        self.refuse_if_backlogged()  # RefusedError (close 1013): storage or Redis is behind
         self.quota.admit(update)  # RefusedError (close 4413) before anything is applied
         session.unsaved = True
         started = time.perf_counter()
@@ -317,6 +327,17 @@ class Room:
         self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)
         if self._metrics is not None:
             self._metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    def refuse_if_backlogged(self) -> None:
+        """RefusedError(BACKLOG) while updates waiting for storage or Redis are at their bound.
+
+        Nothing is applied then: the client keeps its edit and sends it again when it
+        reconnects (close 1013), so nothing acknowledged is dropped and memory stays bounded.
+        """
+        if self.pending_bytes >= self.max_pending_bytes:
+            raise RefusedError(BACKLOG, "edits wait for storage: try again later")
+        if self._bus.backlogged():
+            raise RefusedError(BACKLOG, "edits wait for the other servers: try again later")
 
     def _apply(self, update: bytes) -> None:
         try:
@@ -418,6 +439,7 @@ class Room:
     def delete(self, code: int, reason: str) -> int:
         """The room was deleted: forget its unwritten updates, close every socket; how many."""
         self.pending = []
+        self.pending_bytes = 0
         self._partial = False
         gone = list(self.sessions.values())
         for session in gone:  # closing leaves the room: not while iterating its sessions

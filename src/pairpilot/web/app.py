@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
 
             await migrate(engine)
         await services.bus.start()
-        services.flusher.start().add_done_callback(_report_crash)
+        services.flusher.start(services.supervisor).add_done_callback(_report_crash)
         # What the imports and the migration left free goes back to the OS, once.
         release_free_memory()
         try:

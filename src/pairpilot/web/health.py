@@ -14,10 +14,11 @@ router = APIRouter(tags=["operations"])
 
 
 class ReadyOut(BaseModel):
-    """Each dependency's state: ``ok``, ``down`` or ``not_configured``."""
+    """Each dependency's state: ``ok``, ``down`` or ``not_configured``; why not ready."""
 
     status: str
     checks: dict[str, str]
+    reasons: list[str] = []
 
 
 @router.get("/healthz")
@@ -28,8 +29,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """200 when the database (and Redis, when configured) answer; 503 naming what did not."""
+    """200 when the database (and Redis) answer, every task runs and nothing waits past its bound.
+
+    503 otherwise, naming what is wrong in ``checks`` and ``reasons``.
+    """
     checks: dict[str, str] = {}
+    reasons: list[str] = []
     try:
         await services.store.ping()
         checks["database"] = "ok"
@@ -39,8 +44,16 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         checks["redis"] = "ok" if await services.limiter.ping() else "down"
     else:
         checks["redis"] = "not_configured"
-    ready = "down" not in checks.values()
-    body = ReadyOut(status="ready" if ready else "unavailable", checks=checks)
+    down = services.supervisor.down()
+    checks["tasks"] = "down" if down else "ok"
+    reasons += [f"task_down:{task}" for task in down]
+    if services.registry.backlogged():  # which rooms is not said: ids are links
+        reasons.append("storage_backlog")
+    if services.bus.backlogged():
+        reasons.append("redis_backlog")
+    checks["backlog"] = "full" if reasons[len(down) :] else "ok"
+    ready = not reasons and "down" not in checks.values()
+    body = ReadyOut(status="ready" if ready else "unavailable", checks=checks, reasons=reasons)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
@@ -25,6 +25,7 @@ from pairpilot.settings import Settings
 from pairpilot.storage.directory import RoomDirectory
 from pairpilot.storage.sql import SqlRoomStore, create_engine
 from pairpilot.storage.tokens import RefreshTokens
+from pairpilot.supervisor import Supervisor
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.registry import RoomRegistry
 
@@ -51,6 +52,7 @@ class Services:
     connection_limits: ConnectionLimits
     throttle: Throttle
     access: LiveAccess
+    supervisor: Supervisor = field(default_factory=Supervisor)
     _http: httpx.AsyncClient | None = None
 
     @property
@@ -80,6 +82,8 @@ def build_services(settings: Settings) -> Services:
     secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
     identities = Identities(secret, settings.token_ttl_s)
     metrics = Metrics()
+    supervisor = Supervisor()
+    metrics.watch_tasks(lambda: supervisor.restarts)
     flusher = Flusher(
         store,
         flush_ms=settings.flush_ms,
@@ -89,7 +93,7 @@ def build_services(settings: Settings) -> Services:
         version_min_s=settings.version_min_s,
         metrics=metrics,
     )
-    bus = _bus(settings.redis_url)
+    bus = _bus(settings, supervisor)
     registry = RoomRegistry(
         store,
         bus,
@@ -98,6 +102,11 @@ def build_services(settings: Settings) -> Services:
         max_awareness_bytes=settings.max_awareness_bytes,
         metrics=metrics,
         max_room_bytes=settings.room_max_bytes,
+        max_pending_bytes=settings.room_max_pending_bytes,
+    )
+    metrics.watch_backlogs(
+        lambda: sum(room.pending_bytes for room in registry.rooms.values()),
+        lambda: int(getattr(bus, "outbox_bytes", 0)),  # the Redis bus only
     )
     authorizer = MembershipAuthorizer(identities, directory)
     limiter = build_run_limiter(
@@ -135,13 +144,16 @@ def build_services(settings: Settings) -> Services:
         ),
         throttle=throttle,
         access=LiveAccess(authorizer, registry, bus),
+        supervisor=supervisor,
     )
 
 
-def _bus(redis_url: str | None) -> RoomBus:
+def _bus(settings: Settings, supervisor: Supervisor) -> RoomBus:
     """The in-process bus, or the Redis one when REDIS_URL is set (redis is imported only then)."""
-    if not redis_url:
+    if not settings.redis_url:
         return LocalBus()
     from pairpilot.bus.streams import RedisStreamBus  # noqa: PLC0415 - see the docstring
 
-    return RedisStreamBus(redis_url)
+    return RedisStreamBus(
+        settings.redis_url, max_outbox_bytes=settings.bus_max_outbox_bytes, supervisor=supervisor
+    )

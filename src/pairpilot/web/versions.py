@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from pairpilot.access.authorizer import check_room_id
+from pairpilot.errors import StorageError
 from pairpilot.storage.versions import Version, VersionKind
 from pairpilot.sync.files import doc_of, read_files, restore_update
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
@@ -110,13 +111,17 @@ async def restore_version(
 ) -> RestoreOut:
     """Make every file equal to the version's, as a forward change everyone converges on.
 
-    The state it replaces is kept first as a restore point, so a restore can be undone.
+    The state it replaces is kept first as a restore point, so a restore can be undone: a
+    restore point that cannot be written, or not with exactly the state being replaced (edits
+    kept landing while it was written), refuses the restore (503) and changes nothing.
     """
     await require_room_editor(services, room_id, identity)
     target, state = await services.directory.version(room_id, identity, version_id)
     room = await services.registry.acquire(room_id)
     try:
-        # A restore the quota refuses (413 room_full) must not leave a restore point behind.
+        # A restore the quota refuses (413 room_full), or a backlog (503), must not leave a
+        # restore point behind.
+        room.refuse_if_backlogged()
         room.quota.check(restore_update(room.doc, state, {}))
         for _ in range(RESTORE_POINT_TRIES):
             before = room.doc.get_state()
@@ -129,6 +134,8 @@ async def restore_version(
             )
             if room.doc.get_state() == before:
                 break
+        else:
+            raise StorageError("the room kept changing while its restore point was written")
         note = {
             "version_id": target.id,
             "version_name": target.name,
