@@ -8,8 +8,8 @@ Each round runs two cases on fresh servers with the documented guardrail default
 second for 10 s), opens 500 sockets to one room, signs in 1,000 times and creates 1,000 rooms,
 and a zip bomb and snapshot POSTs past the quota arrive (tests/abuse.py). Figures: the honest
 pair's typed-to-seen latency (p50, p99), the server's peak RSS with its merge worker, and what
-each flood got back. Raw rounds go to results/abuse-<stamp>.json; medians are printed as the
-table bench/README.md quotes.
+each flood got back. The server runs on CPU 0, the clients on CPU 1. Raw rounds go to
+results/abuse-<stamp>.json; medians are printed as the table bench/README.md quotes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -35,10 +36,21 @@ from pairpilot.testing import ServerProcess  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 
 
+# As in the matrix (bench/servers.py): the server (and the merge worker it spawns) on CPU 0,
+# this process, the honest pair and the Node floods on CPU 1, so the figures are the server's.
+SERVER_CPU, CLIENT_CPU = 0, 1
+
+
+def _pin(pid: int, cpu: int) -> None:
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
+
+
 async def _case(node: str, *, abuse: bool) -> AbuseReport:
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(server_env(Path(data)))
         server.start()
+        _pin(server.pid, SERVER_CPU)
         try:
             return await run_abuse(server, node, abuse=abuse)
         finally:
@@ -69,6 +81,7 @@ def main() -> None:
     node = shutil.which("node")
     if node is None:
         raise SystemExit("node is needed (scripts/setup.sh installs the interop packages)")
+    os.sched_setaffinity(0, {CLIENT_CPU})  # the Node floods inherit it
     rows = asyncio.run(_rounds(args.rounds, node))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"abuse-{stamp}.json"
