@@ -65,7 +65,11 @@ def test_a_frame_seen_before_a_leave_does_not_bring_the_presence_back():
 def test_only_the_last_frames_are_remembered_and_older_ones_take_the_full_path():
     room = local_room()
     [(session, socket)] = joined_editors(room, 1)
-    frames = [_presence(f"user{i}")[1] for i in range(RELAYED_AWARENESS_KEPT + 1)]
+    awareness = Awareness(Doc())  # one page renewing its presence (a socket owns its ids)
+    frames = []
+    for i in range(RELAYED_AWARENESS_KEPT + 1):
+        awareness.set_local_state({"user": {"name": f"user{i}"}})
+        frames.append(protocol.awareness(awareness.encode_awareness_update([awareness.client_id])))
     for frame in frames:
         room.receive(session, decode_message(frame))
     before = len(socket.writes)
@@ -73,4 +77,4 @@ def test_only_the_last_frames_are_remembered_and_older_ones_take_the_full_path()
     room.receive(session, decode_message(frames[-1]))  # remembered: dropped on sight
     assert len(socket.writes) == before
     states = {json.dumps(state, sort_keys=True) for state in room.awareness.states.values()}
-    assert len(states) == RELAYED_AWARENESS_KEPT + 1
+    assert states == {json.dumps({"user": {"name": f"user{RELAYED_AWARENESS_KEPT}"}})}

@@ -70,6 +70,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.awareness_dropped = Counter(
+            "pairpilot_awareness_dropped",
+            "Awareness frames dropped because they set or removed presence their socket does"
+            " not own, by reason (not_owner, too_many_ids)",
+            ["reason"],
+            registry=r,
+        )
 
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""

@@ -33,6 +33,17 @@ OnUpdate = Callable[["Room", bytes], None]
 # renew their presence every 15 s, and the echoes of a renewal come back within milliseconds.
 RELAYED_AWARENESS_KEPT = 10
 UNLIMITED = 1 << 62  # a room built without a quota (tests, tools)
+# Presence a socket may introduce: a page has one document (one client id); a reconnect within
+# one socket never needs another. Bounds the fake participants one socket can add.
+MAX_AWARENESS_IDS = 8
+
+
+class AwarenessDropped(Exception):  # noqa: N818 - a verdict, not an error to report
+    """A session's awareness frame touches presence it does not own: drop it (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ class Room:
         self.quota = DocumentQuota(UNLIMITED, 0, doc)
         # Awareness client ids that came from each other process (its id), see drop_process.
         self._remote_presence: dict[bytes, set[int]] = {}
+        # Who introduced each awareness client id: a local session or another process (its
+        # id). Only that owner may change or remove the id's presence (see _check_owner).
+        self._owners: dict[int, Session | bytes] = {}
         # The server is not a participant: it has no presence of its own.
         self.awareness.set_local_state(None)
         self.awareness.observe(self._track_awareness_owner)
@@ -118,6 +132,9 @@ class Room:
         if gone:
             self.awareness.remove_awareness_states(gone, origin=None)
             self._bus.publish(self.id, self._encode_awareness(gone), None)
+        for client in session.awareness_ids:  # its ids are free again (a reconnect takes them)
+            if self._owners.get(client) is session:
+                del self._owners[client]
 
     def receive(self, session: Session, message: Message) -> None:
         """Act on one decoded message from a session; ProtocolError if its content is invalid."""
@@ -356,6 +373,10 @@ class Room:
             news = self._apply_awareness(message.update, session)
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:
             raise ProtocolError(f"bad awareness update: {exc}") from exc
+        except AwarenessDropped as dropped:  # not applied, not relayed; the socket stays
+            if self._metrics is not None:
+                self._metrics.awareness_dropped.labels(dropped.reason).inc()
+            return
         # Relayed to the sender too: that is what keeps a lone client's connection alive.
         # Only news is relayed, as the reference server does: a stock client re-sends every
         # awareness update it receives, so each renewal comes back from every other client in
@@ -377,20 +398,48 @@ class Room:
         if len(relayed) > RELAYED_AWARENESS_KEPT:
             del relayed[next(iter(relayed))]
 
-    def _apply_awareness(self, update: bytes, origin: object) -> bool:
+    def _apply_awareness(self, update: bytes, origin: Session | RemoteProcess) -> bool:
         """Apply an awareness update if it tells the room anything new; True when it did.
 
         News is pycrdt's rule (a newer clock, or a removal at the same clock), decided on the
         clocks alone: the echoes of a renewal cost no JSON parsing and are not applied at all.
+        A session's news about a client id it may not change raises AwarenessDropped (nothing
+        of the update is applied); an echo of another's presence is not news, so it passes.
         """
         meta, states = self.awareness.meta, self.awareness.states
+        news = False
+        claimed = 0  # ids this frame introduces
         for client, clock, has_state in protocol.awareness_clocks(update):
             known = meta.get(client)
             current = 0 if known is None else known["clock"]
             if current < clock or (current == clock and not has_state and client in states):
-                self.awareness.apply_awareness_update(update, origin)
-                return True
-        return False
+                if isinstance(origin, Session):
+                    claimed += self._check_owner(origin, client, claimed)
+                news = True
+        if news:
+            self.awareness.apply_awareness_update(update, origin)
+        return news
+
+    def _check_owner(self, session: Session, client: int, claimed: int) -> bool:
+        """AwarenessDropped unless ``session`` may set or remove ``client``'s presence.
+
+        True when the id is new to the session (``claimed`` others are, in the same frame).
+
+        A session owns the ids it introduced: ids nobody owned when it first sent them (up to
+        MAX_AWARENESS_IDS). An id owned by another process's replica, or by a socket of another
+        user, cannot be taken over; one of the same user's sockets can (a page that reconnected
+        before its old socket was seen to close).
+        """
+        owner = self._owners.get(client)
+        if owner is session:
+            return False
+        if owner is None:
+            if len(session.awareness_ids) + claimed >= MAX_AWARENESS_IDS:
+                raise AwarenessDropped("too_many_ids")
+            return True
+        if isinstance(owner, Session) and owner.user_id == session.user_id:
+            return True
+        raise AwarenessDropped("not_owner")
 
     def _encode_awareness(self, client_ids: list[int]) -> bytes:
         return protocol.awareness(self.awareness.encode_awareness_update(client_ids))
@@ -399,14 +448,33 @@ class Room:
         changes, origin = event
         if topic != "update":
             return
+        owners = self._owners
+        owner: Session | bytes
         if isinstance(origin, Session):
-            owned = origin.awareness_ids
+            owner, owned = origin, origin.awareness_ids
         elif isinstance(origin, RemoteProcess) and origin.id:
-            owned = self._remote_presence.setdefault(origin.id, set())
-        else:
+            owner, owned = origin.id, self._remote_presence.setdefault(origin.id, set())
+        else:  # the server removed presence (a socket or a process gone): the ids are free
+            for client in changes["removed"]:
+                owners.pop(client, None)
             return
-        owned.update(changes["added"], changes["updated"])
-        owned.difference_update(changes["removed"])
+        for client in (*changes["added"], *changes["updated"]):
+            previous = owners.get(client)
+            if previous is not owner:
+                self._disown(previous, client)
+                owners[client] = owner
+                owned.add(client)
+        if isinstance(origin, RemoteProcess):  # a session keeps its ids until it leaves
+            for client in changes["removed"]:
+                owned.discard(client)
+                if owners.get(client) == owner:
+                    del owners[client]
+
+    def _disown(self, previous: Session | bytes | None, client: int) -> None:
+        if isinstance(previous, Session):
+            previous.awareness_ids.discard(client)
+        elif previous is not None:
+            self._remote_presence.get(previous, set()).discard(client)
 
     def drop_process(self, process: bytes) -> None:
         """Another process died: remove the presence its sockets had, for the local sockets.
@@ -418,6 +486,9 @@ class Room:
         if gone:
             self.awareness.remove_awareness_states(gone, origin=None)
             self.deliver(self._encode_awareness(gone), None)
+        for client in owned:
+            if self._owners.get(client) == process:
+                del self._owners[client]
 
     def set_write_access(self, user_id: str, *, can_write: bool) -> None:
         """Apply a role change to the user's open sessions at once."""
