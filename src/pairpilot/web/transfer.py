@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pycrdt import Doc, Map
+from starlette.concurrency import run_in_threadpool
 
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
@@ -28,10 +29,18 @@ from pairpilot.settings import Settings
 from pairpilot.sync.files import FILES_KEY, add_files_update, doc_of, read_files
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import change_room, current_state, require_room_editor
+from pairpilot.web.offload import OffLoopJSONRoute
 from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
-from pairpilot.web.schemas import FileAddedOut, FilesIn, FilesOut
+from pairpilot.web.schemas import FileAddedOut, FileIn, FilesIn, FilesOut
 
-router = APIRouter(prefix="/api/rooms", tags=["files"], dependencies=[Depends(tag_room)])
+# Inflating, decoding and deflating run in a worker thread (zlib lets go of the GIL), and the
+# files upload's JSON is parsed there too: one 8 MB upload must not pause every room's fan-out.
+router = APIRouter(
+    prefix="/api/rooms",
+    tags=["files"],
+    dependencies=[Depends(tag_room)],
+    route_class=OffLoopJSONRoute,
+)
 MAX_NAME = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Entries archivers add that are not files of the project.
@@ -95,7 +104,22 @@ def _named(source: str) -> str:
     return name
 
 
-def _zip_files(data: bytes, budget: _Budget) -> Iterator[tuple[str, str, str]]:
+def _zip_files(data: bytes, budget: _Budget) -> list[tuple[str, str, str]]:
+    """Every text file of a zip, as (name, source, text); run in a worker thread."""
+    return list(_zip_entries(data, budget))
+
+
+def _uploaded_files(files: list[FileIn], budget: _Budget) -> list[tuple[str, str, str]]:
+    """Every file of a JSON upload, as (name, source, text); run in a worker thread."""
+    checked = []
+    for file in files:
+        data = file.text.encode("utf-8")
+        budget.take(file.name, len(data))
+        checked.append((_named(file.name), file.name, _text_of(file.name, data)))
+    return checked
+
+
+def _zip_entries(data: bytes, budget: _Budget) -> Iterator[tuple[str, str, str]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
@@ -156,8 +180,9 @@ def export_archive(state: bytes | None) -> bytes:
 async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -> Response:
     """Every file of the room, as a zip of UTF-8 texts (members)."""
     await services.directory.membership(check_room_id(room_id), identity)
+    state = await current_state(services, room_id, identity)
     return Response(
-        export_archive(await current_state(services, room_id, identity)),
+        await run_in_threadpool(export_archive, state),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{room_id}.zip"'},
     )
@@ -170,11 +195,9 @@ async def upload_files(
     """Add text files to the room (editors and owners); taken names get a number."""
     await require_room_editor(services, room_id, identity)
     budget = _Budget(services.settings)
-    files = []
-    for file in body.files:
-        budget.take(file.name, len(file.text.encode("utf-8")))
-        files.append((_named(file.name), file.name, _text_of(file.name, file.text.encode())))
-    return await _add(services, room_id, files)
+    return await _add(
+        services, room_id, await run_in_threadpool(_uploaded_files, body.files, budget)
+    )
 
 
 @router.post(
@@ -194,7 +217,7 @@ async def upload_zip(
         data += chunk
         if len(data) > services.settings.upload_max_bytes:
             raise PayloadTooLargeError("the upload is over its size limit")
-    return await _add(services, room_id, list(_zip_files(bytes(data), budget)))
+    return await _add(services, room_id, await run_in_threadpool(_zip_files, bytes(data), budget))
 
 
 __all__ = ["export_archive", "router", "sanitise_name"]
