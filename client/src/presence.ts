@@ -52,6 +52,81 @@ export function watchRoleSignals(awareness: Awareness, onChange: () => void): ()
   return () => awareness.off("change", handler);
 }
 
+// A colour from a peer reaches a `style` attribute (the participant dot, y-codemirror.next's
+// cursor and selection): only these exact shapes pass, anything else (`red;background:url(…)`)
+// is replaced by the colour derived from the user id. Ours are `hsl(H 70% 42%)` (see names.ts);
+// stock Yjs clients send `#rrggbb` (and y-codemirror.next appends `33` for the light variant).
+const HEX_COLOUR = /^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$/;
+const HSL_COLOUR = /^hsl\(\d{1,3} \d{1,3}% \d{1,3}%( \/ (0|1|0?\.\d{1,3}))?\)$/;
+
+/** `value` if it is a colour of a strict shape (hex or our hsl), else `fallback`. */
+export function safeColour(value: unknown, fallback: string): string {
+  return typeof value === "string" && (HEX_COLOUR.test(value) || HSL_COLOUR.test(value)) ? value : fallback;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === "string" ? value.slice(0, 200) : undefined;
+}
+
+/**
+ * A peer's awareness state as this page may show it: colours validated, the name the room's
+ * membership gives (the peer's own claim only for someone not yet in the members list), text
+ * fields as strings. The peer's claimed role is dropped: roles come from membership only.
+ */
+export function sanitisePeerState(raw: unknown, memberOf: (userId: string) => MemberInfo | undefined): PresenceState {
+  const state = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+  const user = (typeof state.user === "object" && state.user !== null ? state.user : {}) as Record<string, unknown>;
+  const id = text(user.id);
+  const clean: Record<string, unknown> = { ...state };
+  if (id === undefined) {
+    delete clean.user;
+  } else {
+    const derived = colourFor(id);
+    const color = safeColour(user.color, derived.color);
+    const member = memberOf(id);
+    clean.user = {
+      id,
+      name: member?.name || text(user.name) || "",
+      color,
+      colorLight: safeColour(user.colorLight, color === derived.color ? derived.colorLight : color),
+      role: member?.role ?? null,
+    } satisfies PresenceUser;
+  }
+  clean.file = text(state.file) ?? null;
+  return clean as PresenceState;
+}
+
+/**
+ * Every remote state is sanitised as it enters the awareness (y-protocols stores each one with
+ * `states.set`), so no reader (the participant list, y-codemirror.next's cursors) sees a raw
+ * one. Returns a function that sanitises the current states again (after the members list
+ * changed: names and roles follow membership).
+ */
+export function bindPeerPresence(awareness: Awareness, memberOf: (userId: string) => MemberInfo | undefined): () => void {
+  const states = awareness.states;
+  const set = states.set.bind(states);
+  states.set = (clientId: number, state: Record<string, unknown>) =>
+    set(clientId, clientId === awareness.clientID ? state : sanitisePeerState(state, memberOf) as Record<string, unknown>);
+  return () => {
+    const updated: number[] = [];
+    states.forEach((state, clientId) => {
+      if (clientId === awareness.clientID) return;
+      const clean = sanitisePeerState(state, memberOf) as Record<string, unknown>;
+      if (JSON.stringify(clean) === JSON.stringify(state)) return;
+      states.set(clientId, clean);
+      updated.push(clientId);
+    });
+    if (updated.length === 0) return;
+    // Announced as gone and back: y-codemirror.next keeps a caret whose colour is unchanged,
+    // so only a new one shows the member's name.
+    const again = updated.map((clientId) => [clientId, states.get(clientId)] as const);
+    for (const clientId of updated) states.delete(clientId);
+    awareness.emit("change", [{ added: [], updated: [], removed: updated }, "local"]);
+    for (const [clientId, state] of again) if (state) set(clientId, state);
+    awareness.emit("change", [{ added: updated, updated: [], removed: [] }, "local"]);
+  };
+}
+
 /** Members (from the API) merged with who is online (awareness); online first, then by name. */
 export function participants(awareness: Awareness, members: MemberInfo[], selfId: string): Participant[] {
   const byId = new Map<string, Participant>();
@@ -63,16 +138,17 @@ export function participants(awareness: Awareness, members: MemberInfo[], selfId
   }
   awareness.getStates().forEach((raw) => {
     const state = raw as PresenceState;
-    const id = state.user?.id;
+    const id = text(state.user?.id);
     if (!id) return;
     const known = byId.get(id);
     byId.set(id, {
       userId: id,
-      name: state.user?.name || known?.name || shortId(id),
-      role: known?.role ?? state.user?.role ?? null,
-      color: state.user?.color || colourFor(id).color,
+      // A member's name and role are the room's; a peer's claim only names a stranger.
+      name: known?.name || text(state.user?.name) || shortId(id),
+      role: known?.role ?? null,
+      color: safeColour(state.user?.color, colourFor(id).color),
       online: true,
-      file: state.file ?? known?.file ?? null,
+      file: text(state.file) ?? known?.file ?? null,
       isSelf: id === selfId,
     });
   });

@@ -19,7 +19,7 @@ import { initMonitoring, reportError, setMonitoringUser } from "./monitoring";
 import { randomGuestName } from "./names";
 import { mountOutputPanel } from "./output-panel";
 import {
-  participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
+  bindPeerPresence, participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
 } from "./presence";
 import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
 import { createRunner } from "./run";
@@ -260,11 +260,13 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   };
 
   let membersInFlight = false;
+  let resanitisePeers = (): void => {};
   const refreshMembers = async (): Promise<void> => {
     if (membersInFlight || !self.id || refusals.deleted()) return;
     membersInFlight = true;
     try {
       members = await api.listMembers(roomId);
+      resanitisePeers();
       const mine = members.find((m) => m.user_id === self.id);
       if (mine) applyRole(mine.role);
       renderPeople();
@@ -469,6 +471,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       },
     });
     const awareness = connection.provider.awareness;
+    // Before anything reads it: peers' states reach the page sanitised, named by membership.
+    resanitisePeers = bindPeerPresence(awareness, (id) => members.find((m) => m.user_id === id));
     awarenessRef.current = awareness;
     setLocalUser(awareness, { id: self.id, name, role });
     editor.current = createEditor(editorHost, awareness);
