@@ -62,6 +62,17 @@ class ServerSpec:
     spread: bool = False
 
 
+# The load driver is one address signing in thousands of users, each its own room's owner: the
+# abuse limits (README, "Quotas and abuse limits") would refuse it. The bench measures the
+# server's capacity, so they are raised here; tests/integration/test_abuse.py tests them.
+BENCH_GUARDRAILS = {
+    "PAIRPILOT_SIGNIN_RATE": "1000000/hour",
+    "PAIRPILOT_REFRESH_RATE": "1000000/hour",
+    "PAIRPILOT_ROOM_CREATE_RATE": "1000000/hour",
+    "PAIRPILOT_WRITE_RATE": "1000000/minute",
+}
+
+
 def _pairpilot(port: int, _data: Path) -> list[str]:
     return [str(VENV_BIN / "pairpilot"), "serve", "--host", "127.0.0.1", "--port", str(port)]
 
@@ -227,6 +238,7 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(BENCH_GUARDRAILS)
         env.update(self.spec.env)
         env.update(self.extra_env)
         env["PAIRPILOT_DATA_DIR"] = str(self.data)

@@ -30,6 +30,7 @@ for _name, _rate in (
     ("PAIRPILOT_REFRESH_RATE", "100000/hour"),
     ("PAIRPILOT_ROOM_CREATE_RATE", "100000/hour"),
     ("PAIRPILOT_WRITE_RATE", "100000/minute"),
+    ("PAIRPILOT_ROOMS_PER_ANONYMOUS_USER", "100000"),
 ):
     os.environ.setdefault(_name, _rate)
 
