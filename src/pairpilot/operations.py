@@ -159,7 +159,8 @@ async def _delete(settings: Settings, engine: AsyncEngine, room_id: str) -> int:
 
         from pairpilot.bus.streams import erase_room  # noqa: PLC0415
 
-        redis = Redis.from_url(settings.redis_url)
+        # A hung Redis must not hang the command: it fails with a timeout instead.
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
         try:
             await erase_room(redis, room_id)
         finally:
