@@ -132,12 +132,11 @@ class DocumentQuota:
         self._measured_at = float("-inf")
         self._measured_size = -1  # the size the last measure found
 
-    def admit(self, update: bytes) -> None:
-        """Count ``update`` in the size, or RefusedError(ROOM_FULL) if it would pass the quota."""
-        self.size = self.check(update)
-
     def check(self, update: bytes) -> int:
-        """The size bound with ``update``, or RefusedError(ROOM_FULL); nothing is counted."""
+        """The size bound with ``update``, or RefusedError(ROOM_FULL) if it would pass the quota.
+
+        Nothing is counted: the room sets ``size`` to the answer once the update is applied.
+        """
         grown = self.size + len(update)
         if grown > self.limit and update[:1] != b"\x00":
             now = time.monotonic()

@@ -213,8 +213,9 @@ class Room:
         updates waiting for storage or Redis are at their bound.
         """
         self.refuse_if_backlogged()
-        self.quota.admit(update)
+        grown = self.quota.check(update)
         self._apply(update)
+        self.quota.size = grown  # counted once applied: bytes that fail to apply are not
         self._bus.publish(self.id, protocol.sync_update(update), None)
 
     def _diff_for(self, state_vector: bytes) -> bytes:
@@ -337,10 +338,11 @@ class Room:
             )
             return
         self.refuse_if_backlogged()  # RefusedError (close 1013): storage or Redis is behind
-        self.quota.admit(update)  # RefusedError (close 4413) before anything is applied
+        grown = self.quota.check(update)  # RefusedError (close 4413) before anything is applied
         session.unsaved = True
         started = time.perf_counter()
         self._apply(update)
+        self.quota.size = grown
         self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)
         if self._metrics is not None:
             self._metrics.fanout_seconds.observe(time.perf_counter() - started)
