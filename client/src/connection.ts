@@ -31,11 +31,19 @@ export const CLOSE_CROWDED = 4503;
 /** An owner deleted the room; its id is never reused. */
 export const CLOSE_ROOM_DELETED = 4410;
 
+/**
+ * A message over the server's size limit (PAIRPILOT_MAX_MESSAGE_BYTES, 16 MiB): the edit (or the
+ * resync that carries it) was not applied, and sending it again would be refused again.
+ */
+export const CLOSE_TOO_BIG = 1009;
+
 /** A close that retrying would only repeat: the page says why and retries on request only. */
-export type RefusalCode = typeof CLOSE_ROOM_FULL | typeof CLOSE_CROWDED | typeof CLOSE_ROOM_DELETED;
+export type RefusalCode =
+  typeof CLOSE_ROOM_FULL | typeof CLOSE_TOO_BIG | typeof CLOSE_CROWDED | typeof CLOSE_ROOM_DELETED;
 
 export function isRefusal(code: number): code is RefusalCode {
-  return code === CLOSE_ROOM_FULL || code === CLOSE_CROWDED || code === CLOSE_ROOM_DELETED;
+  return code === CLOSE_ROOM_FULL || code === CLOSE_TOO_BIG || code === CLOSE_CROWDED
+    || code === CLOSE_ROOM_DELETED;
 }
 
 /**

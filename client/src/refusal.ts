@@ -1,11 +1,12 @@
 /**
  * What the page shows when the server refuses to go on (DESIGN.md §5, Guardrails): the room's
- * document quota (close 4413: "room-full", the edits that passed it were not stored), connection
+ * document quota (close 4413, or 1009 for one message over the size limit: "room-full", the
+ * edits that passed it were not stored), connection
  * limits (4503: "room-crowded") and a deleted room (4410, or 410 from the API: "room-deleted").
  * The server's reason is shown as text; the connection stays stopped until "Try again".
  */
 import * as Y from "yjs";
-import { CLOSE_CROWDED, CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, type RefusalCode } from "./connection";
+import { CLOSE_CROWDED, CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, type RefusalCode } from "./connection";
 import { h } from "./dom";
 import { listFiles } from "./files";
 import { saveBlob } from "./transfer";
@@ -106,8 +107,10 @@ export function mountRefusalBanners(options: RefusalOptions): RefusalBanners {
     show(code, reason) {
       if (isDeleted) return;
       const said = asSentence(reason);
-      if (code === CLOSE_ROOM_FULL) {
-        fullReason.textContent = said || "This room is full.";
+      if (code === CLOSE_ROOM_FULL || code === CLOSE_TOO_BIG) {
+        fullReason.textContent = code === CLOSE_TOO_BIG
+          ? "Your latest edit is larger than the server accepts in one message."
+          : said || "This room is full.";
         ready(fullRetry);
         full.hidden = false;
         crowded.hidden = true;

@@ -7,7 +7,7 @@
 import { fromBase64 } from "lib0/buffer";
 import * as Y from "yjs";
 import { Api, ApiError, type MemberInfo, type Role, type RoomInfo } from "./api";
-import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
+import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
 import { createEditor } from "./editor";
@@ -94,7 +94,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const refusals = mountRefusalBanners({
     roomId, files,
     onRetry: (code) => {
-      if (code === CLOSE_ROOM_FULL) {
+      if (code === CLOSE_ROOM_FULL || code === CLOSE_TOO_BIG) {
         // What the person deleted must really be gone, or the resync sends it all again.
         editor.current?.forgetUndoHistory();
         dropDeletedContent(doc);

@@ -85,6 +85,33 @@ async def test_a_room_over_its_quota_says_so_offers_a_copy_and_reconnects_after_
         )
 
 
+async def test_an_edit_over_the_message_limit_stops_the_reconnects_until_it_is_deleted(
+    tmp_path: Path, room: str, person: NewPerson
+):
+    async with live_server(quick_settings(tmp_path, max_message_bytes=65_536)) as server:
+        ada = await person("Ada")
+        await open_room(ada, server.http_url, room)
+        sockets = count_sockets(ada)
+
+        # One update over the 64 KiB message limit: closed 1009, which a resync would repeat.
+        big = "".join(f"line_{i:05} = {i}  # too much for one message\n" for i in range(2_500))
+        await paste_code(ada, big)
+
+        banner = by_test_id(ada, "room-full")
+        await expect(banner).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await expect(banner).to_contain_text("larger than the server accepts in one message")
+        await asyncio.sleep(QUIET_S)
+        assert sockets == [], f"the page reconnected on its own: {sockets}"
+
+        await set_code(ada, "print('smaller')\n")
+        await by_test_id(ada, "retry-connection").click()
+        await expect_connected(ada)
+        await expect(banner).to_be_hidden()
+        await expect(by_test_id(ada, "save-status")).to_have_attribute(
+            "data-state", "saved", timeout=UI_TIMEOUT_MS
+        )
+
+
 async def test_a_room_at_its_connection_limit_says_so_and_lets_the_person_try_again(
     tmp_path: Path, room: str, person: NewPerson
 ):
