@@ -4,8 +4,8 @@ and removed members' sockets closed at once (4403)."""
 import asyncio
 import base64
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from pairpilot.sync import protocol
-from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
+from pairpilot.testing import LiveServer, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -82,18 +82,30 @@ async def test_bad_expired_or_unknown_refresh_requests_are_refused(api_server: L
     assert "expired" in expired.json()["message"]
 
 
-async def test_an_owner_keeps_their_room_across_the_access_tokens_expiry(tmp_path: Path, room: str):
-    async with live_server(quick_settings(tmp_path, token_ttl_s=1)) as server:
-        signed = await _sign_in(server.http_url)
-        ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
-        assert (await ada.join(room)).json()["member"]["role"] == "owner"
-        await asyncio.sleep(2.1)
-        assert (await ada.call("GET", f"/api/rooms/{room}/members")).status_code == 401
-        renewed = (await _refresh(server.http_url, signed["refresh_token"])).json()
-        again = User(server.http_url, renewed["access_token"], renewed["user"]["id"], "Ada")
-        members = await again.call("GET", f"/api/rooms/{room}/members")
-        assert members.status_code == 200
-        assert members.json()[0] == {"user_id": ada.id, "role": "owner", "name": "Ada"}
+def _expiring_at(server: LiveServer, signed: dict, exp: int) -> str:
+    """The signed-in user's access token as the server makes it, but expiring at ``exp``.
+
+    Signed with the server's secret: no test waits for a whole-second ``exp`` to come round.
+    """
+    claims = server.services.identities.verify(signed["access_token"]).claims
+    return server.services.identities.sign({**claims, "exp": exp, "jti": uuid.uuid4().hex})
+
+
+async def test_an_owner_keeps_their_room_across_the_access_tokens_expiry(
+    server: LiveServer, room: str
+):
+    signed = await _sign_in(server.http_url)
+    ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
+    assert (await ada.join(room)).json()["member"]["role"] == "owner"
+    expired = User(server.http_url, _expiring_at(server, signed, int(time.time()) - 1), ada.id, "")
+    refused = await expired.call("GET", f"/api/rooms/{room}/members")
+    assert refused.status_code == 401
+    assert "expired" in refused.json()["message"]
+    renewed = (await _refresh(server.http_url, signed["refresh_token"])).json()
+    again = User(server.http_url, renewed["access_token"], renewed["user"]["id"], "Ada")
+    members = await again.call("GET", f"/api/rooms/{room}/members")
+    assert members.status_code == 200
+    assert members.json()[0] == {"user_id": ada.id, "role": "owner", "name": "Ada"}
 
 
 class Socket:
@@ -128,6 +140,11 @@ class Socket:
         return self.websocket.close_code
 
 
+def _live_text(server: LiveServer, room: str) -> str | None:
+    live = server.services.registry.rooms.get(room)
+    return None if live is None else str(live.doc.get("code", type=Text))
+
+
 async def _open(server: LiveServer, room: str, token: str) -> Socket:
     websocket = await connect(server.ws_url(room, token), compression=None)
     socket = Socket(websocket)
@@ -135,44 +152,49 @@ async def _open(server: LiveServer, room: str, token: str) -> Socket:
     return socket
 
 
-async def test_a_socket_is_asked_for_a_new_token_and_stays_open_with_it(tmp_path: Path, room: str):
-    # Asked for a new token at half its life (3 s): renewed well before it expires.
-    async with live_server(quick_settings(tmp_path, token_ttl_s=6)) as server:
-        signed = await _sign_in(server.http_url)
-        first_expiry = server.services.identities.verify(signed["access_token"]).claims["exp"]
-        await User(server.http_url, signed["access_token"], "", "Ada").join(room)
-        socket = await _open(server, room, signed["access_token"])
-        await wait_until(lambda: socket.expiring >= 1, what="the expiry warning")
-        await asyncio.sleep(1.1)  # so that the new token's whole-second expiry is a later one
-        renewed = (await _refresh(server.http_url, signed["refresh_token"])).json()
-        await socket.websocket.send(protocol.token_renewal(renewed["access_token"]))
-        await asyncio.sleep(max(0.0, first_expiry + 0.3 - time.time()))
-        async with synced_client(await server.member_url(room)) as observer:
-            await socket.type("typed after the old token expired")
-            await wait_until(
-                lambda: str(observer.get("code", type=Text)) == "typed after the old token expired",
-                what="the edit relayed",
-            )
-        assert socket.websocket.close_code is None
-        await socket.websocket.close()
+async def test_a_socket_is_asked_for_a_new_token_and_stays_open_with_it(
+    server: LiveServer, room: str
+):
+    signed = await _sign_in(server.http_url)
+    await User(server.http_url, signed["access_token"], "", "Ada").join(room)
+    # A 6 s token: asked for a new one at half its life, renewed 3 s before it expires.
+    first_expiry = int(time.time()) + 6
+    socket = await _open(server, room, _expiring_at(server, signed, first_expiry))
+    await wait_until(lambda: socket.expiring >= 1, what="the expiry warning")
+    renewed = (await _refresh(server.http_url, signed["refresh_token"])).json()
+    assert renewed["expires_at"] > first_expiry + 60  # a later expiry, whatever the second
+    await socket.websocket.send(protocol.token_renewal(renewed["access_token"]))
+    # The server's expiry timer runs on this event loop, due before this sleep ends: by then
+    # the socket was closed unless the renewal replaced it.
+    await asyncio.sleep(max(0.0, first_expiry + 0.3 - time.time()))
+    async with synced_client(await server.member_url(room)) as observer:
+        await socket.type("typed after the old token expired")
+        await wait_until(
+            lambda: str(observer.get("code", type=Text)) == "typed after the old token expired",
+            what="the edit relayed",
+        )
+    assert socket.websocket.close_code is None
+    await socket.websocket.close()
 
 
 async def test_a_socket_that_keeps_an_expired_token_is_closed_4401_and_its_edits_kept(
-    tmp_path: Path, room: str
+    server: LiveServer, room: str
 ):
-    async with live_server(quick_settings(tmp_path, token_ttl_s=2)) as server:
-        signed = await _sign_in(server.http_url)
-        ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
-        await ada.join(room)
-        socket = await _open(server, room, signed["access_token"])
-        await socket.type("kept")
-        assert await socket.closed_with() == 4401
-        renewed = (await _refresh(server.http_url, signed["refresh_token"])).json()
-        again = User(server.http_url, renewed["access_token"], ada.id, "Ada")
-        body = (await again.call("GET", f"/api/rooms/{room}/snapshot")).json()
-        restored: Doc = Doc()
-        restored.apply_update(base64.b64decode(body["snapshot_b64"]))
-        assert str(restored.get("code", type=Text)) == "kept"
+    signed = await _sign_in(server.http_url)
+    ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
+    await ada.join(room)
+    expiry = int(time.time()) + 4
+    socket = await _open(server, room, _expiring_at(server, signed, expiry))
+    await socket.type("kept")
+    await wait_until(
+        lambda: _live_text(server, room) == "kept", what="the edit applied before the expiry"
+    )
+    assert await socket.closed_with(timeout=30) == 4401
+    assert time.time() >= expiry  # closed at its expiry, not before
+    body = (await ada.call("GET", f"/api/rooms/{room}/snapshot")).json()
+    restored: Doc = Doc()
+    restored.apply_update(base64.b64decode(body["snapshot_b64"]))
+    assert str(restored.get("code", type=Text)) == "kept"
 
 
 async def test_a_renewal_with_another_users_token_closes_4401(server: LiveServer, room: str):
