@@ -74,6 +74,17 @@ class RoomDeletedError(PairPilotError):
     """The room was deleted by an owner; its id is never used again."""
 
 
+class RoomMovedError(RoomDeletedError):
+    """An owner moved the room to ``new_room_id``; its old id is never used again.
+
+    Only members of the room it went to are told (others get NotFoundError).
+    """
+
+    def __init__(self, room_id: str, new_room_id: str) -> None:
+        super().__init__(f"room {room_id} moved to {new_room_id}")
+        self.new_room_id = new_room_id
+
+
 class InviteError(ForbiddenError):
     """An invite link that grants nothing (see pairpilot.access.invites)."""
 

@@ -97,16 +97,16 @@ class RoomBus(Protocol):
         """The store refused this process's fence: another process persists the room now."""
         ...
 
-    def erase(self, room_id: str) -> None:
-        """The room was deleted here: every other process drops it too; its keys go."""
+    def erase(self, room_id: str, moved_to: str | None = None) -> None:
+        """The room was deleted (moved to ``moved_to``) here: the others drop it; its keys go."""
         ...
 
     def backlogged(self) -> bool:
         """Whether frames waiting for the other processes reached their bound (refuse edits)."""
         ...
 
-    def on_erased(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(room_id)`` when another process deleted a room."""
+    def on_erased(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(room_id, moved_to)`` when another process deleted (moved) a room."""
         ...
 
     def access_changed(self, room_id: str, user_id: str | None) -> None:

@@ -54,7 +54,7 @@ class LocalBus:
     def fenced(self, room_id: str) -> None:
         """Never happens without fences."""
 
-    def erase(self, room_id: str) -> None:
+    def erase(self, room_id: str, moved_to: str | None = None) -> None:  # noqa: ARG002 - Protocol
         """No other process to tell."""
         self._replicas.pop(room_id, None)
 
@@ -62,7 +62,7 @@ class LocalBus:
         """Frames are delivered at once: nothing waits."""
         return False
 
-    def on_erased(self, callback: Callable[[str], None]) -> None:
+    def on_erased(self, callback: Callable[[str, str | None], None]) -> None:
         """No other process deletes rooms."""
 
     def access_changed(self, room_id: str, user_id: str | None) -> None:

@@ -58,7 +58,7 @@ log = structlog.get_logger(__name__)
 FRAME = b"F"
 SYNC_REQUEST = b"S"
 STORED = b"P"  # the persister stored the room up to this state vector
-ERASED = b"D"  # the room was deleted: drop it unwritten and close its sockets
+ERASED = b"D"  # the room was deleted (or moved: the body is its new id): drop it, close sockets
 ACCESS = b"A"  # a member's rights changed (body: the user id; empty: anyone's): re-check them
 # A deleted room's stream outlives its ERASED entry this long, for the other processes to read.
 ERASED_TTL_MS = 10_000
@@ -162,7 +162,7 @@ class RedisStreamBus:
         self._stopping = asyncio.Event()
         self._releases: list[tuple[str, bytes]] = []
         self._erasures: list[str] = []  # deleted rooms whose keys are still to go
-        self._on_erased: Callable[[str], None] | None = None
+        self._on_erased: Callable[[str, str | None], None] | None = None
         self._on_access: Callable[[str, str | None], None] | None = None
         self.down = False
         self._closed = False
@@ -274,15 +274,18 @@ class RedisStreamBus:
         self._leases.forget(room_id)
         log.warning("persister fence refused; another process writes the room", room_id=room_id)
 
-    def erase(self, room_id: str) -> None:
-        """Append the room's ERASED entry, then let its stream expire and delete its lease."""
+    def erase(self, room_id: str, moved_to: str | None = None) -> None:
+        """Append the room's ERASED entry, then let its stream expire and delete its lease.
+
+        The entry's body is the id a moved room went to (empty for a deleted room).
+        """
         self.unsubscribe(room_id)
         self._drop_queued(room_id)
-        self._queue(room_id, ERASED, b"")
+        self._queue(room_id, ERASED, (moved_to or "").encode())
         self._erasures.append(room_id)
 
-    def on_erased(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(room_id)`` when another process deleted a live room."""
+    def on_erased(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(room_id, moved_to)`` when another process deleted (moved) a live room."""
         self._on_erased = callback
 
     def access_changed(self, room_id: str, user_id: str | None) -> None:
@@ -300,10 +303,10 @@ class RedisStreamBus:
         if self._on_access is not None:
             self._on_access(room_id, body.decode() or None)
 
-    def _erased(self, room_id: str) -> None:
-        """Another process deleted the room: drop it here, and what it still had to send."""
+    def _erased(self, room_id: str, body: bytes = b"") -> None:
+        """Another process deleted (moved) the room: drop it here, and what it still had to send."""
         if self._on_erased is not None:
-            self._on_erased(room_id)
+            self._on_erased(room_id, body.decode() or None)
         self.unsubscribe(room_id)
         self._drop_queued(room_id)
 
@@ -517,7 +520,7 @@ class RedisStreamBus:
             for frame in replica.catch_up(body):
                 self._queue(room_id, FRAME, frame)
         elif kind == ERASED:
-            self._erased(room_id)
+            self._erased(room_id, body)
         elif kind == ACCESS:
             self._access(room_id, body)
 

@@ -28,9 +28,10 @@ from pairpilot.access.policy import (
     check_role_change,
     require_owner,
 )
-from pairpilot.errors import NotFoundError, RoomDeletedError, StorageError
-from pairpilot.storage.deletion import erase_rows, is_deleted, lock_for_deletion
+from pairpilot.errors import NotFoundError, StorageError
+from pairpilot.storage.deletion import erase_rows, lock_for_deletion
 from pairpilot.storage.invites import presented_invite
+from pairpilot.storage.moving import move_rows, retired_error
 from pairpilot.storage.schema import room_members, rooms
 from pairpilot.storage.sql import ROLES_LOCK, lock_room, read_stored_room
 from pairpilot.storage.store import StoredRoom, utc
@@ -111,8 +112,9 @@ class RoomDirectory:
         ``invite``'s role (which never creates a room; Expired/RevokedInviteError).
         """
         async with self.as_user(identity) as conn:
-            if await is_deleted(conn, room_id):  # on PostgreSQL the INSERT policy refuses it too
-                raise RoomDeletedError(f"room {room_id} was deleted")
+            retired = await retired_error(conn, room_id, identity.user_id)
+            if retired is not None:  # on PostgreSQL the INSERT policy refuses it too
+                raise retired
             found = await self._membership(conn, room_id, identity.user_id)
             if found is not None:
                 return found
@@ -178,12 +180,14 @@ class RoomDirectory:
     async def membership(self, room_id: str, identity: Identity) -> tuple[RoomInfo, Member]:
         """The room and the caller's membership; NotFoundError for non-members.
 
-        RoomDeletedError when the room was deleted (its id is retired: that is no secret).
+        RoomDeletedError when the room was deleted (its id is retired: that is no secret);
+        RoomMovedError when it moved to a room the caller is a member of.
         """
         async with self.as_user(identity) as conn:
             found = await self._membership(conn, room_id, identity.user_id)
-            if found is None and await is_deleted(conn, room_id):
-                raise RoomDeletedError(f"room {room_id} was deleted")
+            retired = None if found else await retired_error(conn, room_id, identity.user_id)
+            if retired is not None:
+                raise retired
         if found is None:
             raise NotFoundError(f"room {room_id} not found")
         return found
@@ -319,14 +323,28 @@ class RoomDirectory:
         """
         async with self.as_user(identity) as conn:
             await lock_for_deletion(conn)
-            found = await self._membership(conn, room_id, identity.user_id)
-            if found is None:
-                if await is_deleted(conn, room_id):
-                    raise RoomDeletedError(f"room {room_id} was deleted")
-                raise NotFoundError(f"room {room_id} not found")
-            require_owner(found[1].role)
+            await self._owned(conn, room_id, identity)
             if not await erase_rows(conn, room_id):  # only if RLS refused the delete
                 raise NotFoundError(f"room {room_id} not found")
+
+    async def move_room(self, room_id: str, identity: Identity, new_id: str) -> None:
+        """An owner moves the room to ``new_id``: every row re-keyed, the old id retired.
+
+        The same refusals as ``delete_room``. On PostgreSQL the move is one SECURITY DEFINER
+        function that checks the caller's ownership again (pairpilot.storage.moving).
+        """
+        async with self.as_user(identity) as conn:
+            await lock_for_deletion(conn)
+            await self._owned(conn, room_id, identity)
+            await move_rows(conn, room_id, new_id)
+
+    async def _owned(self, conn: AsyncConnection, room_id: str, identity: Identity) -> None:
+        """Return if the caller owns the room; else raise why not."""
+        found = await self._membership(conn, room_id, identity.user_id)
+        if found is None:
+            retired = await retired_error(conn, room_id, identity.user_id)
+            raise retired or NotFoundError(f"room {room_id} not found")
+        require_owner(found[1].role)
 
     async def delete_user(self, identity: Identity) -> tuple[list[str], list[str]]:
         """The caller leaves every room; the rooms they alone own are deleted as by their owner.

@@ -108,6 +108,8 @@ room_tombstones = sa.Table(
     sa.Column(
         "deleted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # The id a moved room went to (None: deleted); see pairpilot.storage.moving (0008).
+    sa.Column("moved_to", sa.String(64), nullable=True),
 )
 
 # Invite links: the sha256 of each signed token, its role, expiry and revocation (0007).

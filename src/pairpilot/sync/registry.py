@@ -10,7 +10,7 @@ import structlog
 from pycrdt import Doc
 
 from pairpilot.bus import RoomBus
-from pairpilot.errors import StorageError
+from pairpilot.errors import PairPilotError, StorageError
 from pairpilot.guardrails import DocumentQuota
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
@@ -24,6 +24,9 @@ log = structlog.get_logger(__name__)
 # The close code of a deleted room's sockets (web/ws.py maps RoomDeletedError to it too).
 DELETED_CLOSE = 4410
 DELETED_REASON = "This room was deleted"
+# The close code of a moved room's sockets; the reason is the id it moved to (the page goes
+# there). web/ws.py maps RoomMovedError to it too.
+MOVED_CLOSE = 4301
 
 
 class RoomRegistry:
@@ -64,7 +67,8 @@ class RoomRegistry:
         self._unloads: set[asyncio.Task[None]] = set()
         self._unloading: set[Room] = set()  # rooms with an unload in flight (one each at most)
         self._closed = False  # shutting down: no more idle timers or unloads
-        bus.on_erased(self._deleted_elsewhere)  # another process deleted a room
+        bus.on_erased(self._deleted_elsewhere)  # another process deleted (moved) a room
+        self._carrying: set[asyncio.Task[None]] = set()
 
     async def acquire(self, room_id: str) -> Room:
         """The live room, loading it from storage first if needed (StorageError if that fails)."""
@@ -104,7 +108,9 @@ class RoomRegistry:
         for timer in self._idle.values():
             timer.cancel()
         self._idle.clear()
-        await asyncio.gather(*self._loading.values(), *self._unloads, return_exceptions=True)
+        await asyncio.gather(
+            *self._loading.values(), *self._unloads, *self._carrying, return_exceptions=True
+        )
         await self._flusher.close()
         self._holds.close()
 
@@ -121,20 +127,63 @@ class RoomRegistry:
         self._bus.erase(room_id)
         return closed
 
-    def _deleted_elsewhere(self, room_id: str) -> None:
-        self._drop_deleted(room_id)
+    async def move(self, room_id: str, new_id: str) -> int:
+        """The room's rows moved to ``new_id``: drop it unwritten, close its sockets (4301).
 
-    def _drop_deleted(self, room_id: str) -> int:
-        """Drop a deleted room from memory without writing it, closing its sockets."""
+        What its live document held that storage may not have yet goes into the room at
+        ``new_id`` (a CRDT merge), so nothing acknowledged is lost and nothing is written
+        under the old id; the other processes do the same. Returns the sockets closed here.
+        """
+        loading = self._loading.get(room_id)
+        if loading is not None:
+            await asyncio.gather(loading, return_exceptions=True)
+        room = self.rooms.get(room_id)
+        closed = self._drop_deleted(room_id, new_id)
+        self._bus.erase(room_id, new_id)
+        if room is not None:
+            await self._carry_over(room.doc, new_id)
+        return closed
+
+    def _deleted_elsewhere(self, room_id: str, moved_to: str | None) -> None:
+        room = self.rooms.get(room_id)
+        self._drop_deleted(room_id, moved_to)
+        if room is not None and moved_to is not None:
+            task = asyncio.create_task(self._carry_over(room.doc, moved_to), name=f"move-{room_id}")
+            self._carrying.add(task)
+            task.add_done_callback(self._carrying.discard)
+
+    async def _carry_over(self, doc: Doc[Any], new_id: str) -> None:
+        """Merge what a moved room's document has and the room at ``new_id`` lacks into it."""
+        try:
+            room = await self.acquire(new_id)
+        except PairPilotError as exc:
+            log.error("a moved room's live edits were not carried over", room_id=new_id)
+            report(exc, task="move", room_id=new_id)
+            return
+        try:
+            missing = doc.get_update(room.doc.get_state())
+            if missing != EMPTY_UPDATE:
+                room.apply_update(missing)
+        except PairPilotError as exc:
+            log.error("a moved room's live edits were refused", room_id=new_id, error=str(exc))
+            report(exc, task="move", room_id=new_id)
+        finally:
+            self.release(room)
+
+    def _drop_deleted(self, room_id: str, moved_to: str | None = None) -> int:
+        """Drop a deleted (moved) room from memory without writing it, closing its sockets."""
         timer = self._idle.pop(room_id, None)
         if timer is not None:
             timer.cancel()
         room = self.rooms.pop(room_id, None)
         if room is None:
             return 0
-        closed = room.delete(DELETED_CLOSE, DELETED_REASON)
+        if moved_to is None:
+            closed = room.delete(DELETED_CLOSE, DELETED_REASON)
+        else:
+            closed = room.delete(MOVED_CLOSE, moved_to)
         room.close()
-        log.info("room deleted", room_id=room_id, sockets=closed)
+        log.info("room deleted", room_id=room_id, sockets=closed, moved_to=moved_to)
         return closed
 
     async def _load(self, room_id: str) -> Room:

@@ -22,6 +22,7 @@ from pairpilot.web import (
     health,
     invites,
     monitoring,
+    moving,
     rooms,
     runs,
     transfer,
@@ -78,7 +79,19 @@ def create_app(settings: Settings) -> FastAPI:
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
     app.add_middleware(RequestIdMiddleware)
-    routers = (health, auth, rooms, invites, deletion, versions, transfer, runs, client, monitoring)
+    routers = (
+        health,
+        auth,
+        rooms,
+        invites,
+        deletion,
+        moving,
+        versions,
+        transfer,
+        runs,
+        client,
+        monitoring,
+    )
     for module in routers:
         app.include_router(module.router)
     client.mount_client(app, settings.client_dir)

@@ -20,6 +20,7 @@ from pairpilot.errors import (
     RefusedError,
     RevokedInviteError,
     RoomDeletedError,
+    RoomMovedError,
     StorageError,
     UnauthenticatedError,
 )
@@ -35,6 +36,7 @@ STATUSES: dict[type[PairPilotError], tuple[int, str]] = {
     InvalidRoomIdError: (400, "invalid_room_id"),
     StorageError: (503, "storage_unavailable"),
     RoomDeletedError: (410, "room_deleted"),
+    RoomMovedError: (410, "room_moved"),  # the body also says new_room_id
     InvalidInviteError: (403, "invite_invalid"),
     ExpiredInviteError: (403, "invite_expired"),
     RevokedInviteError: (403, "invite_revoked"),
@@ -79,6 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
             request.app.state.services.refusals.count(exc, client, path=request.url.path)
             if exc.retry_after_s is not None:
                 headers = {"Retry-After": str(max(1, exc.retry_after_s))}
+        if isinstance(exc, RoomMovedError):
+            moved = {"error": code, "message": str(exc), "new_room_id": exc.new_room_id}
+            return JSONResponse(moved, status_code=status)
         return error_response(status, code, str(exc), headers)
 
     @app.exception_handler(RequestValidationError)

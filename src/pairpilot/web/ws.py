@@ -36,6 +36,7 @@ from pairpilot.errors import (
     RateLimitedError,
     RefusedError,
     RoomDeletedError,
+    RoomMovedError,
     SlowConsumerError,
     StorageError,
     UnauthenticatedError,
@@ -69,6 +70,7 @@ CLOSE_CODES: dict[type[PairPilotError], int] = {
     SlowConsumerError: 1013,
     StorageError: 1011,
     RoomDeletedError: 4410,
+    RoomMovedError: 4301,  # the reason is the new room id (sync.registry.MOVED_CLOSE)
 }
 CLOSE_TIMEOUT_S = 1.0
 # Once websockets is done with a connection, what the peer still sends is read and dropped
@@ -437,7 +439,8 @@ class CollabConnection(asyncio.Protocol):
         self._fail(SlowConsumerError("send queue overflowed"))
 
     def _fail(self, error: PairPilotError) -> None:
-        self._close(close_code(error), str(error)[:120])
+        reason = error.new_room_id if isinstance(error, RoomMovedError) else str(error)[:120]
+        self._close(close_code(error), reason)
 
     def _close(self, code: int, reason: str) -> None:
         """Send a close frame, leave the room, and give the peer a bounded time to answer."""
