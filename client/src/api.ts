@@ -46,6 +46,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Headers | null = null,
+    /** The error's JSON body (e.g. `new_room_id` of a 410 `room_moved`). */
+    readonly body: unknown = null,
   ) {
     super(message);
     this.name = "ApiError";
@@ -120,7 +122,7 @@ async function send(method: string, path: string, body: Body | undefined, token:
       typeof err?.message === "string" ? err.message
       : typeof err?.detail === "string" ? err.detail
       : `${method} ${path} failed`;
-    throw new ApiError(response.status, code, message, response.headers);
+    throw new ApiError(response.status, code, message, response.headers, err);
   }
   return response;
 }
@@ -344,6 +346,11 @@ export class Api {
   /** Deletes the room for everyone (owners); its id is never used again. */
   deleteRoom(roomId: string): Promise<unknown> {
     return this.call("DELETE", roomPath(roomId));
+  }
+
+  /** Owners: moves the room to a new random id (content, members, history; not invites). */
+  moveRoom(roomId: string): Promise<{ room_id: string; new_room_id: string }> {
+    return this.call("POST", `${roomPath(roomId)}/move`);
   }
 
   /** Deletes the caller's data: memberships, refresh tokens, the rooms they alone own. */

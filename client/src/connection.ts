@@ -30,6 +30,8 @@ export const CLOSE_ROOM_FULL = 4413;
 export const CLOSE_CROWDED = 4503;
 /** An owner deleted the room; its id is never reused. */
 export const CLOSE_ROOM_DELETED = 4410;
+/** An owner moved the room to a new id; the close reason is that id (see `moving.ts`). */
+export const CLOSE_ROOM_MOVED = 4301;
 
 /**
  * A message over the server's size limit (PAIRPILOT_MAX_MESSAGE_BYTES, 16 MiB): the edit (or the
@@ -95,6 +97,8 @@ export interface ConnectionOptions {
    * written for people (empty when it sent none); reconnecting stops until `resume()`.
    */
   onRefused: (code: RefusalCode, reason: string) => void;
+  /** The room moved to a new id (close 4301, the reason); reconnecting is stopped. */
+  onMoved?: (reason: string) => void;
   backoff?: BackoffConfig;
 }
 
@@ -228,6 +232,12 @@ export function openConnection(options: ConnectionOptions): Connection {
           scheduleReconnect();
         },
       );
+      return;
+    }
+    if (code === CLOSE_ROOM_MOVED) {
+      fatal = true;
+      options.onState("offline", "This room moved to a new link");
+      options.onMoved?.(reason);
       return;
     }
     if (isRefusal(code)) {

@@ -14,6 +14,7 @@ import { createEditor } from "./editor";
 import { mountFileList } from "./file-list";
 import { ensureStarterFile, filesMap } from "./files";
 import { mountHistoryPanel } from "./history-panel";
+import { goToMovedRoom, mountMoveRoom, movedTo, validRoomId } from "./moving";
 import { forgetInviteInLocation, inviteFromLocation, mountInvite } from "./invite";
 import { initMonitoring, reportError, setMonitoringUser } from "./monitoring";
 import { randomGuestName } from "./names";
@@ -88,7 +89,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const output = h("pre", { class: "output", "data-testid": "output", "aria-live": "polite" });
 
   const reportFailure = (what: string, err: unknown): void => {
-    if (err instanceof ApiError && err.status === 410) roomDeleted(err.message);
+    const moved = movedTo(err);
+    if (moved !== null) roomMoved(moved);
+    else if (err instanceof ApiError && err.status === 410) roomDeleted(err.message);
     else showError(`${what}: ${describe(err)}`);
   };
   const refusals = mountRefusalBanners({
@@ -117,6 +120,12 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     onLinkAccessChanged: (room) => { defaultRole = room.default_role; renderPeople(); },
     onError: (message) => showError(message),
   });
+  /** The room moved to a new id (the owner's move, close 4301, or a 410 `room_moved`): go there. */
+  const roomMoved = (newRoomId: string): void => {
+    stopUnloadWarning(); // the server carried the room's content over to the new id
+    goToMovedRoom(roomId, newRoomId);
+  };
+  invite.note.append(" ", mountMoveRoom({ api, roomId, onMoved: roomMoved }));
   const history = mountHistoryPanel({ api, roomId, files, currentFile: () => currentFile, onError: reportFailure });
   const transfer = mountTransfer({
     api, roomId, onError: reportFailure,
@@ -465,6 +474,11 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       },
       onSaved: (stateVector) => saves.saved(stateVector),
       onFatal: (_code, message) => showError(message, "connection"),
+      onMoved: (reason) => {
+        const moved = validRoomId(reason);
+        if (moved !== null) roomMoved(moved);
+        else roomDeleted("This room moved to a new link.");
+      },
       onRefused: (code, reason) => {
         if (code === CLOSE_ROOM_DELETED) roomDeleted(reason);
         else refusals.show(code, reason);
@@ -505,6 +519,11 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   start().catch((err: unknown) => {
     setStatus("offline", describe(err));
     const refused = err instanceof StepError ? err.cause : err;
+    const moved = movedTo(refused);
+    if (moved !== null) {
+      roomMoved(moved);
+      return;
+    }
     if (refused instanceof ApiError && refused.status === 410) {
       roomDeleted(refused.message);
       return;
