@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Text
+from redis.asyncio import Redis
 from tests.conftest import backend_settings
 from websockets.asyncio.client import connect
 
+from pairpilot.bus.leases import LEASE
 from pairpilot.sync import protocol
 from pairpilot.testing import (
     LiveServer,
@@ -35,27 +37,48 @@ async def _stored_text(server: LiveServer, room: str) -> str:
     return str(doc.get("code", type=Text))
 
 
+async def _eventually(check, what: str, timeout: float = 20.0) -> None:
+    """Poll the async ``check`` until it holds; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
 async def test_exactly_one_process_holds_a_rooms_lease_and_the_other_takes_over(
     tmp_path: Path, redis_url, room
 ):
     settings = quick_settings(tmp_path, redis_url=redis_url)
-    async with AsyncExitStack() as on_a, AsyncExitStack() as on_b:
+    lease_key = LEASE + room
+    async with (
+        Redis.from_url(redis_url) as redis,
+        AsyncExitStack() as on_a,
+        AsyncExitStack() as on_b,
+    ):
         a = await on_a.enter_async_context(live_server(settings))
         b = await on_b.enter_async_context(live_server(settings))
         # Plain sockets: pycrdt's Provider holds a cancel scope, which must close in order.
         await on_a.enter_async_context(connect(await a.member_url(room), compression=None))
         await on_b.enter_async_context(connect(await b.member_url(room), compression=None))
+        rounds = [_count_lease_rounds(a, room), _count_lease_rounds(b, room)]
         await wait_until(lambda: _holds(a, room) or _holds(b, room), what="a holder")
-        await asyncio.sleep(2.5)  # a few renewals later: still exactly one
+        # A few rounds of renewing on one side and trying on the other: exactly one holder
+        # at every look.
+        deadline = time.monotonic() + 20
+        while min(count() for count in rounds) < 3:
+            assert _holds(a, room) != _holds(b, room)
+            assert time.monotonic() < deadline, "timed out waiting for rounds of the leases"
+            await asyncio.sleep(0.02)
         assert _holds(a, room) != _holds(b, room)
         (holder, holder_stack), (other, _) = (
             ((a, on_a), (b, on_b)) if _holds(a, room) else ((b, on_b), (a, on_a))
         )
+        value = holder.services.bus._leases.held[room].value
         await holder_stack.aclose()  # its client leaves, the holder stops and releases
-        started = time.monotonic()
-        await wait_until(lambda: _holds(other, room), timeout=8, what="the other to take over")
-        assert time.monotonic() - started < 3  # released, not expired: taken at the next renewal
-        del holder
+        # Released, not left to expire: the key is no longer the holder's once it has stopped.
+        assert await redis.get(lease_key) != value
+        await wait_until(lambda: _holds(other, room), timeout=20, what="the other to take over")
+        assert await redis.get(lease_key) == other.services.bus._leases.held[room].value
 
 
 async def test_a_killed_persisters_unflushed_edits_are_stored_by_the_one_taking_over(
@@ -72,25 +95,54 @@ async def test_a_killed_persisters_unflushed_edits_are_stored_by_the_one_taking_
     )
     a.start()
     try:
-        async with synced_client(await a.member_url(room)) as on_a:
-            await asyncio.sleep(1.5)  # A takes the lease first
+        async with (
+            Redis.from_url(redis_url) as redis,
+            synced_client(await a.member_url(room)) as on_a,
+        ):
+
+            async def leased() -> bool:
+                return bool(await redis.exists(LEASE + room))
+
+            await _eventually(leased, what="A to take the lease")  # alone with the room: A's
+            a_lease = await redis.get(LEASE + room)
             async with live_server(quick_settings(tmp_path, redis_url=redis_url)) as b:
+                rounds = _count_lease_rounds(b, room)
                 async with synced_client(await b.member_url(room)) as on_b:
                     on_a.get("code", type=Text).insert(0, "typed on A")
                     await wait_until(lambda: str(on_b.get("code", type=Text)) == "typed on A")
-                    await asyncio.sleep(1.5)
+                    # B tried for the lease (with the edit in its replica) and did not get it,
+                    # so it stored nothing.
+                    await wait_until(lambda: rounds() >= 2, what="B to try for the lease twice")
                     assert not _holds(b, room)
+                    assert await redis.get(LEASE + room) == a_lease
                     assert await _stored_text(b, room) == ""
                     a.kill()
-                    await wait_until(lambda: _holds(b, room), timeout=10, what="B takes over")
+                    await wait_until(lambda: _holds(b, room), timeout=20, what="B takes over")
                     await wait_until(lambda: not b.services.registry.rooms[room].pending)
-                    for _ in range(50):
-                        if await _stored_text(b, room) == "typed on A":
-                            break
-                        await asyncio.sleep(0.1)
-                    assert await _stored_text(b, room) == "typed on A"
+
+                    async def stored() -> bool:
+                        return await _stored_text(b, room) == "typed on A"
+
+                    await _eventually(stored, what="B to store A's edit")
     finally:
         a.kill()
+
+
+def _count_lease_rounds(server: LiveServer, room: str):  # type: ignore[no-untyped-def]
+    """Count the server's lease rounds (renew or try) that named ``room``; a reader."""
+    leases = server.services.bus._leases
+    original = leases.keep
+    rounds = 0
+
+    async def counted(room_ids):  # type: ignore[no-untyped-def]
+        nonlocal rounds
+        named = list(room_ids)
+        taken = await original(named)
+        rounds += room in named
+        return taken
+
+    leases.keep = counted  # type: ignore[method-assign]
+    return lambda: rounds
 
 
 async def test_a_client_of_the_process_that_does_not_persist_is_told_saved(
