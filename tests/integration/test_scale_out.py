@@ -170,11 +170,14 @@ async def test_a_replica_whose_reader_stalled_reads_on_from_where_it_stopped(
             assert not bus_b.down  # read from the stream, not rebuilt by a full exchange
 
 
+RETAIN_MS = 200
+
+
 async def test_stored_entries_are_trimmed_and_a_replica_left_behind_recovers(redis_url, room):
     """Bus level: A's persisted entries are trimmed; B, stalled past the retention, falls
     back to a full state exchange and converges."""
-    a = RedisStreamBus(redis_url, retain_ms=200, block_ms=50)
-    b = RedisStreamBus(redis_url, retain_ms=200, block_ms=50)
+    a = RedisStreamBus(redis_url, retain_ms=RETAIN_MS, block_ms=50)
+    b = RedisStreamBus(redis_url, retain_ms=RETAIN_MS, block_ms=50)
     doc_a, doc_b = DocReplica(a, room), DocReplica(b, room)
     await a.start()
     await b.start()
@@ -185,29 +188,52 @@ async def test_stored_entries_are_trimmed_and_a_replica_left_behind_recovers(red
         await b.catch_up(room)
         doc_a.type("before ")
         await wait_until(lambda: doc_b.text() == "before ", what="B to follow")
-        stall = asyncio.Event()
+        stall, stalled = asyncio.Event(), asyncio.Event()
         original = b._redis.xread
 
         async def stalled_xread(*args, **kwargs):  # type: ignore[no-untyped-def]
+            stalled.set()
             await stall.wait()
             return await original(*args, **kwargs)
 
         b._redis.xread = stalled_xread  # type: ignore[method-assign]
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(stalled.wait(), 10)  # B's read in flight returned; it waits now
         doc_a.type("while B was away")
-        await asyncio.sleep(0.4)
-        a.persisted(room, a.position(room))
-        await asyncio.sleep(0.3)
-        client = redis.asyncio.Redis.from_url(redis_url)
-        try:
-            assert await client.xlen(stream_key(room)) == 0  # stored and old: trimmed
-        finally:
-            await client.aclose()
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            key = stream_key(room)
+
+            async def read_by_a() -> bool:  # A's entry is the stream's newest, read by A
+                newest = await client.xrevrange(key, count=1)
+                return (
+                    bool(newest)
+                    and b"while B was away" in newest[0][1][b"f"]
+                    and newest[0][0].decode() == a.position(room)
+                )
+
+            await _eventually(read_by_a, what="A's entry in the stream, read by A")
+            entry_ms = int(str(a.position(room)).split("-")[0])
+            await wait_until(
+                lambda: time.time() * 1000 - RETAIN_MS > entry_ms, what="the entry past retention"
+            )
+            a.persisted(room, a.position(room))  # stored, and older than the retention
+
+            async def trimmed() -> bool:
+                return await client.xlen(key) == 0
+
+            await _eventually(trimmed, what="the stored entries trimmed")
         stall.set()
         await wait_until(lambda: doc_b.text() == "before while B was away", what="full exchange")
     finally:
         await a.close()
         await b.close()
+
+
+async def _eventually(check, what: str, timeout: float = 10.0) -> None:
+    """Poll the async ``check`` until it holds; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 class DocReplica:
@@ -237,6 +263,12 @@ class DocReplica:
         return self.doc.get_state()
 
     def drop_process(self, process: bytes) -> None:
+        pass
+
+    def became_persister(self) -> None:  # a test's replica takes a lease as a room would
+        pass
+
+    def stored_elsewhere(self, state_vector: bytes) -> None:
         pass
 
     def catch_up(self, state_vector: bytes) -> list[bytes]:
