@@ -337,6 +337,10 @@ class CollabConnection(asyncio.Protocol):
             self._fail(ProtocolError("text frames are not part of the y-websocket protocol"))
             return
         message = self._reassemble(frame)
+        # websockets' parser keeps its last frame referenced until the next one arrives (a
+        # suspended generator's local): a document handed over in a sync step was held a second
+        # time per socket, for as long as the socket stayed quiet (bench/README.md, issue #23).
+        frame.data = b""
         if message is not None:
             self._message(message)
 
