@@ -10,6 +10,7 @@ from contextlib import suppress
 import structlog
 
 from pairpilot.errors import StorageError
+from pairpilot.observability.memory import HeapTrimmer
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.storage import RoomStore
@@ -64,6 +65,8 @@ class Flusher:
         self._failing = False
         self._compacting: dict[str, asyncio.Task[None]] = {}  # one compaction per room
         self._task: asyncio.Task[None] | None = None  # the loop, once started
+        # Written batches and compactions let big buffers go: their pages back to the OS.
+        self.trimmer = HeapTrimmer()
 
     def record(self, room: Room, update: bytes) -> None:
         """Queue an applied update for storage (Room's on_update hook)."""
@@ -91,6 +94,7 @@ class Flusher:
             with suppress(asyncio.CancelledError):
                 await self._task
         await self.flush_all()
+        self.trimmer.cancel()
 
     async def run(self) -> None:
         """Flush forever: a batch at most ``flush_ms`` after its first update."""
@@ -177,6 +181,7 @@ class Flusher:
             raise
         room.log_bytes = max(0, room.log_bytes - log_bytes)
         room.log_count = max(0, room.log_count - log_count)
+        self.trimmer.freed(room.snapshot_bytes + log_bytes)
         if checkpoint:
             room.versioned_at = time.time()
         self._metrics.compactions.labels("done").inc()
@@ -227,6 +232,7 @@ class Flusher:
                     self._give_back(taken[index:])  # stored, but not yet marked: written again
                     raise
                 written.append(room)
+            self.trimmer.freed(sum(len(update) for _, update in batch))
         # Compactions run beside the flushes (their merge in a worker process when it is
         # big): a flush never waits for one, so the log keeps up with the edits.
         for room in written:
