@@ -41,7 +41,10 @@ def create_engine(url: str) -> AsyncEngine:
     # The most recently used connection first: SQLite drops a connection's page cache when
     # another connection wrote since its last use, so rotating through the pool (the default)
     # re-read the pages every flush touches (~100 reads per flush at K100; bench/README.md).
-    engine = create_async_engine(url, pool_use_lifo=True)
+    # No statement cache (sqlite3's, per connection): a cached statement keeps the values last
+    # bound to it, so every pooled connection held the last snapshot or update it wrote, ~1 MB
+    # a connection with 1 MB documents (bench/README.md, "Memory per live room").
+    engine = create_async_engine(url, pool_use_lifo=True, connect_args={"cached_statements": 0})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API has no type
@@ -54,6 +57,10 @@ def create_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # 512 KiB of page cache per pooled connection instead of 2 MiB: flushes touch ~100
+        # pages, and the big rows of 1 MB documents filled every connection's 2 MiB, ~16 MB
+        # a process (bench/README.md, "Memory per live room").
+        cursor.execute("PRAGMA cache_size=-512")
         cursor.close()
 
     return engine
