@@ -32,6 +32,23 @@ the bus keeps nothing but the positions.
 - A change of a member's rights gets an ``ACCESS`` entry naming the user (``access_changed``):
   every process re-reads that membership for its sockets. Back from an outage, every live room
   re-checks all its sockets (``on_access`` with no user), since entries may have been lost.
+
+Quiet rooms (issue #23: Redis bills per command). A room whose lease this process holds and
+that no other process has shown interest in for ``SHARED_FOR_S`` is *quiet*: its frames and
+"stored" entries are not appended (its sockets are all here; storage is written here), its
+lease is renewed every ``SLOW_RENEW_S``, and the reader waits on it with one blocking read.
+Everything else rests on the other processes saying they are there:
+
+- A room that opens here appends a ``SYNC_REQUEST`` with its state vector (its first entry,
+  so every process with the room sees it at once); when another process holds the lease, the
+  catch-up waits (at most ``CATCH_UP_WAIT_S``) for the holder's answer: what the newcomer
+  lacks, then ``ANSWERED``. So the first client here gets the holder's unflushed edits.
+- Any frame, request, "stored" or ``INTEREST`` entry from another process makes the room
+  shared here for ``SHARED_FOR_S``; a process with the room live that does not hold its lease
+  appends ``INTEREST`` whenever it sent nothing for ``INTEREST_S``, so the holder stays loud.
+- A quiet room that withheld frames and stops being quiet without a request to answer (its
+  lease lost or fenced, another process's frame) appends its whole state first.
+- Control entries (``ERASED``, ``ACCESS``) are appended for quiet rooms too.
 """
 
 from __future__ import annotations
@@ -60,6 +77,10 @@ SYNC_REQUEST = b"S"
 STORED = b"P"  # the persister stored the room up to this state vector
 ERASED = b"D"  # the room was deleted (or moved: the body is its new id): drop it, close sockets
 ACCESS = b"A"  # a member's rights changed (body: the user id; empty: anyone's): re-check them
+INTEREST = b"I"  # this process has the room live (sent by processes that do not hold its lease)
+ANSWERED = b"R"  # the lease holder answered a SYNC_REQUEST (a newcomer's catch-up waits for it)
+# Entries that say their sender has the room live (ERASED and ACCESS come from anyone).
+SHARING = (FRAME, SYNC_REQUEST, STORED, INTEREST)
 # A deleted room's stream outlives its ERASED entry this long, for the other processes to read.
 ERASED_TTL_MS = 10_000
 LEASE_RENEW_S = 1.0
@@ -81,6 +102,12 @@ SHARED_FOR_S = 60.0
 UNSHARED_POLL_S = 0.05
 GATHER_BELOW = 32
 GATHER_S = 0.002
+# A non-holder says it is there at least this often (< SHARED_FOR_S); with no shared room the
+# reader blocks this long (capped by the client's timeout); a newcomer waits this long for the
+# holder's answer.
+INTEREST_S = 20.0
+IDLE_BLOCK_MS = 1000
+CATCH_UP_WAIT_S = 1.5
 # What one outbox entry costs beside its frame (the tuple, the deque's slot), for its bound.
 OUTBOX_ENTRY_BYTES = 100
 AWARENESS = b"\x01"  # a y-websocket awareness message's first byte
@@ -141,6 +168,7 @@ class RedisStreamBus:
         self._outbox_bytes = 0
         self._me = os.urandom(8).hex().encode()
         self._block_ms = block_ms
+        self._idle_block_ms = max(block_ms, min(IDLE_BLOCK_MS, int(timeout_s * 1000)))
         self._max_entries = max_entries
         self._retain_ms = retain_ms
         self._replicas: dict[str, Replica] = {}
@@ -148,6 +176,9 @@ class RedisStreamBus:
         self._positions: dict[str, str | None] = {}
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
         self._trims: dict[str, str] = {}
+        self._trimmed: dict[str, str] = {}  # the last position trimmed per room
+        self._silent: set[str] = set()  # quiet rooms whose frames were not appended
+        self._sent_at: dict[str, float] = {}  # when an entry of this process's was last queued
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._read_at = time.monotonic()
@@ -179,17 +210,31 @@ class RedisStreamBus:
         self._replicas.pop(room_id, None)
         self._positions.pop(room_id, None)
         self._shared.pop(room_id, None)
+        self._trimmed.pop(room_id, None)
+        self._silent.discard(room_id)
+        self._sent_at.pop(room_id, None)
         lease = self._leases.held.pop(room_id, None)
         if lease is not None:
             self._releases.append((room_id, lease.value))
             self._wake.set()
 
     def publish(self, room_id: str, frame: bytes, origin: int | None) -> None:
-        """Deliver locally now; queue the frame for the room's stream."""
+        """Deliver locally now; queue the frame for the room's stream unless the room is quiet."""
         replica = self._replicas.get(room_id)
         if replica is not None:
             replica.deliver(frame, origin)
+        if self.quiet(room_id):
+            self._silent.add(room_id)
+            return
         self._queue(room_id, FRAME, frame)
+
+    def quiet(self, room_id: str) -> bool:
+        """Whether the room stays here: its lease is ours and no other process showed interest."""
+        return (
+            not self.down
+            and room_id in self._leases.held
+            and self._shared.get(room_id, 0.0) <= time.monotonic()
+        )
 
     async def catch_up(self, room_id: str) -> None:
         """Apply everything the room's stream holds (other replicas' edits, stored or not).
@@ -217,12 +262,52 @@ class RedisStreamBus:
                     self._catch_up_entry(room_id, replica, fields)
                 if len(entries) < 1000:
                     break
+            position = await self._announce(room_id, replica, position)
         except (RedisError, OSError) as exc:
             self._outage(exc)
             return
         if self._replicas.get(room_id) is replica:
             self._positions[room_id] = position
             self._wake.set()
+
+    async def _announce(self, room_id: str, replica: Replica, position: str) -> str:
+        """Say the room is live here; with another process holding it, await its answer.
+
+        Returns the position read up to.
+        """
+        holder = await self._leases.holder(room_id)
+        request = await self._redis.xadd(
+            stream_key(room_id),
+            {"p": self._me, "k": SYNC_REQUEST, "f": replica.state_vector()},
+            maxlen=self._max_entries,
+            approximate=True,
+        )
+        self._sent_at[room_id] = time.monotonic()
+        position = request.decode() if isinstance(request, bytes) else str(request)
+        process = holder.split(b":", 1)[0] if holder else self._me
+        if holder is None or process == self._me:
+            return position
+        deadline = time.monotonic() + CATCH_UP_WAIT_S
+        while (left := deadline - time.monotonic()) > 0:
+            block = max(1, min(int(left * 1000), self._idle_block_ms))
+            answer: Any = await self._redis.xread(
+                {stream_key(room_id): position},
+                count=1000,
+                block=block,
+            )
+            for _key, raw in answer or []:
+                for entry_id, fields in _entries(raw):
+                    position = entry_id
+                    sender = fields.get(b"p")
+                    if sender != self._me and self._replicas.get(room_id) is replica:
+                        self._shared[room_id] = time.monotonic() + SHARED_FOR_S
+                    self._catch_up_entry(room_id, replica, fields)
+                    if sender == process and fields.get(b"k") == ANSWERED:
+                        return position
+        # No answer: if the holder's process is gone, free its lease now (not in SLOW_TTL_MS).
+        if not await self._redis.exists(ALIVE + process.decode()):
+            await self._leases.release(room_id, holder)
+        return position
 
     def _catch_up_entry(self, room_id: str, replica: Replica, fields: dict[bytes, bytes]) -> None:
         kind = fields.get(b"k")
@@ -243,7 +328,7 @@ class RedisStreamBus:
 
     def persisted(self, room_id: str, position: str | None) -> None:
         """Everything up to ``position`` is stored: those entries may be trimmed."""
-        if position is not None and position != START:
+        if position is not None and position != START and self._trimmed.get(room_id) != position:
             self._trims[room_id] = position
             self._wake.set()
 
@@ -270,11 +355,13 @@ class RedisStreamBus:
 
     def stored(self, room_id: str, state_vector: bytes) -> None:
         """Tell the other replicas (their sockets get "saved"; idle ones may unload)."""
-        self._queue(room_id, STORED, state_vector)
+        if not self.quiet(room_id):
+            self._queue(room_id, STORED, state_vector)
 
     def fenced(self, room_id: str) -> None:
         """Another process took the lease: stop writing the room."""
         self._leases.forget(room_id)
+        self._speak(room_id)
         log.warning("persister fence refused; another process writes the room", room_id=room_id)
 
     def erase(self, room_id: str, moved_to: str | None = None) -> None:
@@ -312,6 +399,15 @@ class RedisStreamBus:
             self._on_erased(room_id, body.decode() or None)
         self.unsubscribe(room_id)
         self._drop_queued(room_id)
+
+    def _speak(self, room_id: str) -> None:
+        """A room that withheld frames is no longer quiet: append everything it has."""
+        replica = self._replicas.get(room_id)
+        if room_id not in self._silent or replica is None:
+            return
+        self._silent.discard(room_id)
+        for frame in replica.catch_up(b"\x00"):
+            self._queue(room_id, FRAME, frame)
 
     def _drop_queued(self, room_id: str) -> None:
         self._keep_queued(lambda entry: entry[0] != room_id)
@@ -380,6 +476,7 @@ class RedisStreamBus:
                 return  # presence is renewed and "stored" is said again; edits are refused
         self._outbox.append((room_id, kind, frame))
         self._outbox_bytes += len(frame) + OUTBOX_ENTRY_BYTES
+        self._sent_at[room_id] = time.monotonic()
         self._wake.set()
 
     async def _publish_loop(self) -> None:
@@ -440,6 +537,7 @@ class RedisStreamBus:
                 minid = f"{stored_ms}-{sequence + 1}" if stored_ms <= oldest_kept else oldest_kept
                 pipe.xtrim(stream_key(room_id), minid=minid, approximate=False)
             await pipe.execute()
+        self._trimmed.update(trims)
 
     # the reader
 
@@ -481,6 +579,10 @@ class RedisStreamBus:
             if position is not None and (everyone or self._shared.get(room_id, 0.0) > now)
         }
         block_ms = self._block_ms if everyone else min(self._block_ms, int(UNSHARED_POLL_S * 1000))
+        if everyone and not any(until > now for until in self._shared.values()):
+            # Nothing shared: one blocking read of every room, woken by any other process's
+            # entry (a newcomer's request, a deletion), is all the reader costs.
+            block_ms = self._idle_block_ms
         if not streams:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), block_ms / 1000)
@@ -511,21 +613,31 @@ class RedisStreamBus:
         self._positions[room_id] = entry_id
         if fields.get(b"p") == self._me:
             return
-        self._shared[room_id] = time.monotonic() + SHARED_FOR_S
         sender = fields.get(b"p", b"")
         self._peers.setdefault(sender, None)
         kind, body = fields.get(b"k"), fields.get(b"f", b"")
+        if kind in SHARING:
+            self._shared[room_id] = time.monotonic() + SHARED_FOR_S
+            if kind != SYNC_REQUEST:  # a request gets what it lacks (below)
+                self._speak(room_id)
         if kind == FRAME:
             replica.apply_remote(body, sender)
         elif kind == STORED:
             replica.stored_elsewhere(body)
         elif kind == SYNC_REQUEST:
-            for frame in replica.catch_up(body):
-                self._queue(room_id, FRAME, frame)
+            self._answer(room_id, replica, body)
         elif kind == ERASED:
             self._erased(room_id, body)
         elif kind == ACCESS:
             self._access(room_id, body)
+
+    def _answer(self, room_id: str, replica: Replica, state_vector: bytes) -> None:
+        """Send a replica at ``state_vector`` what it lacks; the holder then says it answered."""
+        for frame in replica.catch_up(state_vector):
+            self._queue(room_id, FRAME, frame)
+        self._silent.discard(room_id)  # the only other replica has everything now
+        if room_id in self._leases.held:
+            self._queue(room_id, ANSWERED, b"")
 
     async def _recover(self) -> None:
         """Back from an outage: every live room does a full state exchange, then reads on."""
@@ -567,7 +679,16 @@ class RedisStreamBus:
     async def _keep_leases(self) -> None:
         # Rooms not caught up with their stream must not write yet.
         live = [room for room, position in self._positions.items() if position is not None]
-        for room_id in await self._leases.keep(live):
+        now = time.monotonic()
+        unshared = {room for room in live if self._shared.get(room, 0.0) <= now}
+        self._leases.slow_down(unshared)
+        taken = await self._leases.keep(live)
+        for room_id in live:
+            if room_id not in self._leases.held:
+                self._speak(room_id)  # a quiet room whose lease was lost
+                if now - self._sent_at.get(room_id, 0.0) >= INTEREST_S:
+                    self._queue(room_id, INTEREST, b"")  # keep the holder streaming
+        for room_id in taken:
             replica = self._replicas.get(room_id)
             if replica is None:  # unloaded while the leases were out: give this one up
                 lease = self._leases.held.pop(room_id)
@@ -590,6 +711,8 @@ class RedisStreamBus:
             await self._pause(HEARTBEAT_S)
 
     async def _heartbeat(self) -> None:
+        if not self._replicas:  # no live room: nobody needs to know this process is alive
+            return
         peers = [peer for peer in self._peers if peer and peer != self._me]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(ALIVE + self._me.decode(), b"1", px=ALIVE_TTL_MS)
