@@ -260,6 +260,7 @@ class Flusher:
                 continue
             persistence = room.persistence()
             if not persistence.here:  # another process's lease: it writes these
+                self.trimmer.freed(room.pending_bytes)  # let go here all the same
                 room.drop_pending()
                 continue
             updates, state_vector, waiting = room.take_pending()
