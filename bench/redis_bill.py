@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--label", default="")
+    # Idle windows longer than a quiet room's lease renewal (20 s) count that renewal too.
+    parser.add_argument("--hold", type=float, default=15.0, help="idle window, seconds")
+    parser.add_argument("--idle-only", action="store_true", help="skip the typing rounds")
+    parser.add_argument("--typing-only", action="store_true", help="skip the idle cases")
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is needed")
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
     bench = Bench(out, quick=args.quick, servers=SERVERS)
     bench.observe = True
     duration = 5.0 if args.quick else 15.0
-    hold = 5.0 if args.quick else 15.0
+    hold = 5.0 if args.quick else args.hold
     rows: list[dict[str, Any]] = []
 
     def typing(server: Any) -> dict[str, Any]:
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
         }
 
     try:
-        for round_ in range(1, args.rounds + 1):
+        for round_ in range(1, 0 if args.idle_only else args.rounds + 1):
             order = SERVERS if round_ % 2 else list(reversed(SERVERS))
             for name in order:
                 row = bench.with_server(name, typing)
@@ -230,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
                 row["case"] = {"rooms": K, "clients": N, "rate": R, "duration_s": duration}
                 bench.record(row)
                 rows.append(row)
-        for name in SERVERS[1:]:
+        for name in [] if args.typing_only else SERVERS[1:]:
             for rooms in (1, 50):
                 row = bench.with_server(name, lambda server, n=rooms: idle(server, n))
-                row.update({"scenario": "idle", "server": name, "case": {"rooms": rooms}})
+                row.update({"scenario": "idle", "server": name})
+                row["case"] = {"rooms": rooms, "hold_s": hold}
                 bench.record(row)
                 rows.append(row)
     finally:

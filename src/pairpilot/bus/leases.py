@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 
 LEASE = "pairpilot:lease:"
 TTL_MS = 5000
-SLOW_TTL_MS = 30_000
-SLOW_RENEW_S = 10.0
+SLOW_TTL_MS = 60_000
+SLOW_RENEW_S = 20.0
 # Renew the lease if it is still ours; release it likewise. One round trip each.
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"  # noqa: E501
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"  # noqa: E501

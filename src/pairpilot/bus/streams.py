@@ -91,6 +91,10 @@ ALIVE = "pairpilot:alive:"
 # 30 s for their own timeout).
 HEARTBEAT_S = 1.0
 ALIVE_TTL_MS = 3000
+# With no room shared, nobody watches this process's key but a newcomer that got no answer
+# (see _announce): it is renewed this seldom, for this long.
+QUIET_HEARTBEAT_S = 5.0
+QUIET_ALIVE_TTL_MS = 15_000
 DEAD_AFTER_S = 2.0
 RETRY_MAX_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
@@ -106,6 +110,7 @@ GATHER_S = 0.002
 # reader blocks this long (capped by the client's timeout); a newcomer waits this long for the
 # holder's answer.
 INTEREST_S = 20.0
+TRIM_EVERY_S = 5.0
 IDLE_BLOCK_MS = 1000
 CATCH_UP_WAIT_S = 1.5
 # What one outbox entry costs beside its frame (the tuple, the deque's slot), for its bound.
@@ -177,6 +182,10 @@ class RedisStreamBus:
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
         self._trims: dict[str, str] = {}
         self._trimmed: dict[str, str] = {}  # the last position trimmed per room
+        self._trimmed_at: dict[str, float] = {}
+        # Entries younger than the retention are kept anyway: trimming a room more often than
+        # this cost one XTRIM per room per flush and freed nothing more (issue #23).
+        self._trim_every_s = min(TRIM_EVERY_S, retain_ms / 1000)
         self._silent: set[str] = set()  # quiet rooms whose frames were not appended
         self._sent_at: dict[str, float] = {}  # when an entry of this process's was last queued
         self._wake = asyncio.Event()
@@ -189,6 +198,7 @@ class RedisStreamBus:
         # Other processes seen in the streams: None while alive, else when their key was
         # first found missing.
         self._peers: dict[bytes, float | None] = {}
+        self._beat_at = 0.0  # when this process's key was last set
         self._leases = Leases(self._redis, self._me)
         self._stopping = asyncio.Event()
         self._releases: list[tuple[str, bytes]] = []
@@ -211,6 +221,7 @@ class RedisStreamBus:
         self._positions.pop(room_id, None)
         self._shared.pop(room_id, None)
         self._trimmed.pop(room_id, None)
+        self._trimmed_at.pop(room_id, None)
         self._silent.discard(room_id)
         self._sent_at.pop(room_id, None)
         lease = self._leases.held.pop(room_id, None)
@@ -328,7 +339,11 @@ class RedisStreamBus:
 
     def persisted(self, room_id: str, position: str | None) -> None:
         """Everything up to ``position`` is stored: those entries may be trimmed."""
-        if position is not None and position != START and self._trimmed.get(room_id) != position:
+        if position is None or position == START or self._trimmed.get(room_id) == position:
+            return
+        now = time.monotonic()
+        if now - self._trimmed_at.get(room_id, -self._trim_every_s) >= self._trim_every_s:
+            self._trimmed_at[room_id] = now
             self._trims[room_id] = position
             self._wake.set()
 
@@ -713,9 +728,15 @@ class RedisStreamBus:
     async def _heartbeat(self) -> None:
         if not self._replicas:  # no live room: nobody needs to know this process is alive
             return
+        now = time.monotonic()
+        sharing = any(until > now for until in self._shared.values())
+        if not sharing and now - self._beat_at < QUIET_HEARTBEAT_S:
+            return
+        self._beat_at = now
         peers = [peer for peer in self._peers if peer and peer != self._me]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(ALIVE + self._me.decode(), b"1", px=ALIVE_TTL_MS)
+            ttl = ALIVE_TTL_MS if sharing else QUIET_ALIVE_TTL_MS
+            pipe.set(ALIVE + self._me.decode(), b"1", px=ttl)
             for peer in peers:
                 pipe.exists(ALIVE + peer.decode())
             answers = await pipe.execute()

@@ -12,7 +12,7 @@ from pairpilot.guardrails import WRITE_RATE
 from pairpilot.observability.sentry import set_tag
 
 if TYPE_CHECKING:
-    from pairpilot.web.app import Services
+    from pairpilot.web.services import Services
 
 _bearer = HTTPBearer(auto_error=False, description="A Supabase-shaped JWT")
 
