@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from pycrdt import Doc
@@ -101,4 +102,29 @@ def flusher_over(store: RoomStore, *, flush_ms: int = 200, retry_max_ms: int = 1
         compact_max_updates=1 << 30,
         version_min_s=1 << 30,
         metrics=Metrics(),
+    )
+
+
+async def seed_room_rows(
+    connection: asyncpg.Connection, room: str, owner: str, editor: str, viewer: str
+) -> None:
+    """A room with a snapshot, a log row and a version, an owner, an editor and a viewer.
+
+    Written straight in SQL as the persistence writer would, for the RLS tests.
+    """
+    await connection.execute("INSERT INTO rooms (id, owner_id) VALUES ($1, $2)", room, owner)
+    await connection.executemany(
+        "INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)",
+        [(room, owner, "owner"), (room, editor, "editor"), (room, viewer, "viewer")],
+    )
+    await connection.execute(
+        "INSERT INTO room_snapshots (room_id, snapshot_b64) VALUES ($1, 'AAA=')", room
+    )
+    await connection.execute(
+        "INSERT INTO room_updates (room_id, update) VALUES ($1, '\\x00')", room
+    )
+    await connection.execute(
+        "INSERT INTO room_versions (room_id, kind, state, size_bytes, created_at)"
+        " VALUES ($1, 'auto', '\\x00', 1, now())",
+        room,
     )

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 from pycrdt import Doc, Map, Text
-from tests.support import new_user
+from tests.support import new_user, seed_room_rows
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -238,22 +238,7 @@ async def seeded(migrated_postgres: str):
     """A room with every kind of row, an owner, an editor and a viewer (as the writer seeds it)."""
     connection = await asyncpg.connect(migrated_postgres)
     room = f"rls-{uuid.uuid4().hex[:8]}"
-    await connection.execute("INSERT INTO rooms (id, owner_id) VALUES ($1, $2)", room, OWNER)
-    await connection.executemany(
-        "INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)",
-        [(room, OWNER, "owner"), (room, EDITOR, "editor"), (room, VIEWER, "viewer")],
-    )
-    await connection.execute(
-        "INSERT INTO room_snapshots (room_id, snapshot_b64) VALUES ($1, 'AAA=')", room
-    )
-    await connection.execute(
-        "INSERT INTO room_updates (room_id, update) VALUES ($1, '\\x00')", room
-    )
-    await connection.execute(
-        "INSERT INTO room_versions (room_id, kind, state, size_bytes, created_at)"
-        " VALUES ($1, 'auto', '\\x00', 1, now())",
-        room,
-    )
+    await seed_room_rows(connection, room, OWNER, EDITOR, VIEWER)
     await connection.execute("INSERT INTO room_fences (room_id, fence) VALUES ($1, 1)", room)
     try:
         yield connection, room

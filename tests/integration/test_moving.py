@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 from pycrdt import Doc, Map, Text
-from tests.support import User, new_user
+from tests.support import User, new_user, seed_room_rows
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -181,22 +181,7 @@ TABLES = ["room_members", "room_snapshots", "room_updates", "room_versions"]
 async def seeded(migrated_postgres: str):
     connection = await asyncpg.connect(migrated_postgres)
     room = f"rls-{uuid.uuid4().hex[:8]}"
-    await connection.execute("INSERT INTO rooms (id, owner_id) VALUES ($1, $2)", room, OWNER)
-    await connection.executemany(
-        "INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)",
-        [(room, OWNER, "owner"), (room, EDITOR, "editor"), (room, VIEWER, "viewer")],
-    )
-    await connection.execute(
-        "INSERT INTO room_snapshots (room_id, snapshot_b64) VALUES ($1, 'AAA=')", room
-    )
-    await connection.execute(
-        "INSERT INTO room_updates (room_id, update) VALUES ($1, '\\x00')", room
-    )
-    await connection.execute(
-        "INSERT INTO room_versions (room_id, kind, state, size_bytes, created_at)"
-        " VALUES ($1, 'auto', '\\x00', 1, now())",
-        room,
-    )
+    await seed_room_rows(connection, room, OWNER, EDITOR, VIEWER)
     try:
         yield connection, room
     finally:
