@@ -18,10 +18,15 @@ class ErrorOut(BaseModel):
     message: str
 
 
+# A display name people read: no control characters (PostgreSQL's text cannot even hold a NUL,
+# so one reached storage as a 503).
+DISPLAY_NAME = r"^[^\x00-\x1f\x7f]+$"
+
+
 class AnonymousIn(BaseModel):
     """Anonymous sign-in: a display name."""
 
-    name: str = Field(min_length=1, max_length=80)
+    name: str = Field(min_length=1, max_length=80, pattern=DISPLAY_NAME)
 
 
 class UserOut(BaseModel):
@@ -172,7 +177,7 @@ class VersionDetailOut(VersionOut):
 class VersionNameIn(BaseModel):
     """A name for the room's current state."""
 
-    name: str = Field(min_length=1, max_length=80)
+    name: str = Field(min_length=1, max_length=80, pattern=DISPLAY_NAME)
 
 
 class RestoreOut(BaseModel):
