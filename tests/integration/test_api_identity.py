@@ -71,6 +71,21 @@ async def test_a_name_beyond_the_basic_plane_signs_in_on_either_backend(api_serv
     assert user.name == "Ada \U0001f680 ©"
 
 
+async def test_a_token_whose_name_has_control_characters_joins_with_them_removed(
+    api_server: LiveServer, room: str
+):
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "role": "authenticated", "aud": "authenticated"}
+    claims |= {"exp": now + 600, "user_metadata": {"name": "Ada\x00\nLovelace"}}
+    token = jwt.encode(claims, _secret(api_server), algorithm="HS256")
+    async with httpx.AsyncClient(base_url=api_server.http_url) as client:
+        response = await client.post(
+            f"/api/rooms/{room}/join", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 200
+    assert response.json()["member"]["name"] == "AdaLovelace"
+
+
 async def test_malformed_json_is_a_400(server: LiveServer):
     async with httpx.AsyncClient(base_url=server.http_url) as client:
         response = await client.post(

@@ -114,4 +114,7 @@ class Identities:
             raise UnauthenticatedError("token role is not 'authenticated'")
         metadata = claims.get("user_metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else None
-        return Identity(user_id, str(name or "anonymous")[:80], claims)
+        # A name from another issuer (a Supabase project's metadata) is shown and stored: no
+        # control characters (PostgreSQL's text cannot hold a NUL).
+        shown = "".join(c for c in str(name or "") if c >= " " and c != "\x7f")[:80]
+        return Identity(user_id, shown or "anonymous", claims)

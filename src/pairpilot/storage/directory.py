@@ -85,7 +85,7 @@ class RoomDirectory:
         try:
             async with self._engine.begin() as conn:
                 if self._postgres:
-                    claims = json.dumps(identity.claims if identity else {})
+                    claims = json.dumps(_without_nul(identity.claims if identity else {}))
                     await conn.execute(
                         sa.text(
                             "SELECT set_config('role', 'authenticated', true),"
@@ -434,3 +434,18 @@ class RoomDirectory:
             LinkAccess(row.link_access),
         )
         return room, Member(user_id, Role(row.role), row.name)
+
+
+def _without_nul(value: object) -> object:
+    """``value`` with the NUL character removed from every string.
+
+    PostgreSQL's jsonb refuses it, RLS reads the claims as jsonb, and a token from another
+    issuer may carry one in any claim.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
