@@ -3,7 +3,9 @@
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import jwt
@@ -12,7 +14,7 @@ from tests.support import User, new_user
 
 from pairpilot.access.invites import AUDIENCE
 from pairpilot.storage.directory import RoomDirectory
-from pairpilot.testing import LiveServer
+from pairpilot.testing import LiveServer, live_server, quick_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -207,10 +209,10 @@ async def test_an_invite_never_creates_a_room(api_server, room):
 
 
 @pytest.fixture
-def postgres_server(api_server: LiveServer) -> LiveServer:
-    if api_server.services.store.engine.dialect.name != "postgresql":
-        pytest.skip("Row Level Security is PostgreSQL's")
-    return api_server
+async def postgres_server(tmp_path: Path, migrated_postgres: str) -> AsyncIterator[LiveServer]:
+    """A server on PostgreSQL alone: Row Level Security is PostgreSQL's."""
+    async with live_server(quick_settings(tmp_path, database_url=migrated_postgres)) as running:
+        yield running
 
 
 async def test_rls_refuses_a_join_by_link_to_an_invite_only_room_without_the_python_check(
