@@ -14,9 +14,11 @@ from pairpilot.access import Grant
 from pairpilot.bus import LocalBus
 from pairpilot.observability.metrics import Metrics
 from pairpilot.storage import RoomStore
+from pairpilot.storage.deletion import room_rows
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.room import OnUpdate, Room
 from pairpilot.sync.session import Session, TokenBucket
+from pairpilot.testing import LiveServer
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -128,3 +130,21 @@ async def seed_room_rows(
         " VALUES ($1, 'auto', '\\x00', 1, now())",
         room,
     )
+
+
+# A deleted or moved-away room's rows: none left, and its id retired by a tombstone.
+RETIRED_ROWS = {
+    "rooms": 0,
+    "room_members": 0,
+    "room_snapshots": 0,
+    "room_updates": 0,
+    "room_versions": 0,
+    "room_fences": 0,
+    "room_tombstones": 1,
+}
+
+
+async def stored_rows(server: LiveServer, room: str) -> dict[str, int]:
+    """How many rows the room has in each of its tables (storage.deletion.room_rows)."""
+    async with server.services.store.engine.connect() as conn:
+        return await room_rows(conn, room)

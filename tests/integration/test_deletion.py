@@ -16,32 +16,16 @@ import asyncpg
 import pytest
 import redis.asyncio
 from pycrdt import Doc, Map, Text
-from tests.support import new_user, seed_room_rows
+from tests.support import RETIRED_ROWS, new_user, seed_room_rows, stored_rows
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from pairpilot.bus.leases import LEASE
 from pairpilot.bus.streams import stream_key
-from pairpilot.storage.deletion import room_rows
 from pairpilot.storage.schema import refresh_tokens
 from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
-
-GONE = {
-    "rooms": 0,
-    "room_members": 0,
-    "room_snapshots": 0,
-    "room_updates": 0,
-    "room_versions": 0,
-    "room_fences": 0,
-    "room_tombstones": 1,
-}
-
-
-async def _rows(server: LiveServer, room: str) -> dict[str, int]:
-    async with server.services.store.engine.connect() as conn:
-        return await room_rows(conn, room)
 
 
 def _typed(doc: Doc, text: str) -> None:
@@ -60,7 +44,7 @@ async def _closed_with(websocket, timeout: float = 10.0) -> int | None:
 
 
 async def _stored(server: LiveServer, room: str) -> bool:
-    rows = await _rows(server, room)
+    rows = await stored_rows(server, room)
     return rows["room_updates"] + rows["room_snapshots"] > 0
 
 
@@ -76,13 +60,13 @@ async def test_an_owner_deletes_a_room_and_every_row_of_it_is_gone(api_server, r
         named = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "v1"})
         assert named.status_code == 201
         await api_server.services.flusher.compact(api_server.services.registry.rooms[room])
-        before = await _rows(api_server, room)
+        before = await stored_rows(api_server, room)
         assert before["room_updates"] + before["room_snapshots"] > 0
         assert before["room_versions"] >= 1
         answer = await owner.call("DELETE", f"/api/rooms/{room}")
     assert answer.status_code == 200
     assert answer.json() == {"room_id": room, "deleted": True}
-    assert await _rows(api_server, room) == GONE
+    assert await stored_rows(api_server, room) == RETIRED_ROWS
     assert room not in api_server.services.registry.rooms
     assert (await owner.call("GET", f"/api/rooms/{room}/snapshot")).status_code == 410
 
@@ -103,7 +87,7 @@ async def test_only_owners_delete_and_strangers_are_told_nothing(api_server, roo
     missing = await stranger.call("DELETE", "/api/rooms/no-such-room-here")
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json()["error"] == missing.json()["error"] == "not_found"
-    rows = await _rows(api_server, room)
+    rows = await stored_rows(api_server, room)
     assert rows["rooms"] == 1
     assert rows["room_members"] == 3
     assert rows["room_tombstones"] == 0
@@ -140,7 +124,7 @@ async def test_a_stale_client_cannot_bring_a_deleted_room_back(api_server, room)
     async with connect(api_server.ws_url(room, owner.token), compression=None) as websocket:
         assert await _closed_with(websocket) == 4410
     await api_server.services.flusher.flush_all()
-    assert await _rows(api_server, room) == GONE
+    assert await stored_rows(api_server, room) == RETIRED_ROWS
     again = await owner.call("DELETE", f"/api/rooms/{room}")
     assert again.status_code == 410
 
@@ -156,7 +140,7 @@ async def test_a_write_after_the_delete_stores_nothing(api_server, room):
     assert await store.append([(room, doc.get_update())]) == {room}
     assert await store.append([(room, doc.get_update())], {room: 1}) == {room}
     await store.compact(room, checkpoint=True)
-    assert await _rows(api_server, room) == GONE
+    assert await stored_rows(api_server, room) == RETIRED_ROWS
 
 
 async def test_deleting_my_data_deletes_rooms_i_alone_own_and_leaves_the_others(api_server):
@@ -179,9 +163,9 @@ async def test_deleting_my_data_deletes_rooms_i_alone_own_and_leaves_the_others(
         assert answer.json() == {"deleted_rooms": [mine], "left_rooms": sorted([shared, theirs])}
         assert await _closed_with(in_mine) == 4410
         assert await _closed_with(in_shared) == 4403
-    assert await _rows(api_server, mine) == GONE
+    assert await stored_rows(api_server, mine) == RETIRED_ROWS
     for room in (shared, theirs):
-        rows = await _rows(api_server, room)
+        rows = await stored_rows(api_server, room)
         assert rows["rooms"] == 1
         assert rows["room_members"] == 1  # the other user's
     members = await other.call("GET", f"/api/rooms/{shared}/members")
@@ -215,7 +199,7 @@ async def test_a_socket_on_another_process_is_closed_and_nothing_is_stored_after
                 await wait_until(lambda: room not in b.services.registry.rooms)
                 await b.services.flusher.flush_all()
                 await a.services.flusher.flush_all()
-                assert await _rows(a, room) == GONE
+                assert await stored_rows(a, room) == RETIRED_ROWS
                 for key in (stream_key(room), LEASE + room):
                     for _ in range(400):  # the stream expires ERASED_TTL_MS after its entry
                         if not await client.exists(key):
@@ -224,7 +208,7 @@ async def test_a_socket_on_another_process_is_closed_and_nothing_is_stored_after
                     assert not await client.exists(key), key
             finally:
                 await client.aclose()
-        assert await _rows(b, room) == GONE
+        assert await stored_rows(b, room) == RETIRED_ROWS
 
 
 # Row Level Security: the delete as each role, straight in SQL as `authenticated` (no Python).
@@ -411,6 +395,6 @@ async def test_the_operator_lists_exports_and_deletes_rooms(tmp_path: Path):
     assert status == 1
     assert "deleted already" in err
     async with live_server(settings) as server:
-        assert await _rows(server, "big") == GONE
+        assert await stored_rows(server, "big") == RETIRED_ROWS
         again = dataclasses.replace(owner, base=server.http_url)  # the same user, new server
         assert (await again.join("big")).status_code == 410

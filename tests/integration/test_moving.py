@@ -9,30 +9,15 @@ import uuid
 import asyncpg
 import pytest
 from pycrdt import Doc, Map, Text
-from tests.support import User, new_user, seed_room_rows
+from tests.support import RETIRED_ROWS, User, new_user, seed_room_rows, stored_rows
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pairpilot.storage.deletion import room_rows
 from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
 NEW_ID = re.compile(r"^[a-z]+-[a-z]+-[A-Za-z0-9_-]{22}$")  # readable words + 128 random bits
-MOVED_AWAY = {
-    "rooms": 0,
-    "room_members": 0,
-    "room_snapshots": 0,
-    "room_updates": 0,
-    "room_versions": 0,
-    "room_fences": 0,
-    "room_tombstones": 1,
-}
-
-
-async def _rows(server: LiveServer, room: str) -> dict[str, int]:
-    async with server.services.store.engine.connect() as conn:
-        return await room_rows(conn, room)
 
 
 def _typed(doc: Doc, text: str) -> None:
@@ -98,7 +83,7 @@ async def test_a_moved_room_keeps_content_members_roles_and_versions(api_server,
     assert "v1" in [version.get("name") for version in listed]
     joined = await owner.join(new)
     assert joined.json()["member"]["role"] == "owner"
-    assert await _rows(api_server, room) == MOVED_AWAY
+    assert await stored_rows(api_server, room) == RETIRED_ROWS
 
 
 async def test_the_old_id_tells_members_where_it_went_and_strangers_nothing(api_server, room):
@@ -124,7 +109,9 @@ async def test_the_old_id_tells_members_where_it_went_and_strangers_nothing(api_
     ):
         assert answer.status_code == 404, answer.text
         assert new not in answer.text
-    assert (await _rows(api_server, room))["rooms"] == 0  # the stranger's join created nothing
+    assert (await stored_rows(api_server, room))[
+        "rooms"
+    ] == 0  # the stranger's join created nothing
 
 
 async def test_a_connected_client_is_closed_with_4301_and_the_new_id(api_server, room):
@@ -156,7 +143,7 @@ async def test_edits_not_yet_stored_reach_the_new_id_and_nothing_is_written_unde
         new = await _move(owner, room)
     await api_server.services.flusher.flush_all()
     assert await _stored_text(owner, new) == "typed just before the move"
-    assert await _rows(api_server, room) == MOVED_AWAY
+    assert await stored_rows(api_server, room) == RETIRED_ROWS
 
 
 async def test_a_write_in_flight_after_the_move_writes_nothing_under_the_old_id(api_server, room):
@@ -168,7 +155,7 @@ async def test_a_write_in_flight_after_the_move_writes_nothing_under_the_old_id(
     assert await store.append([(room, doc.get_update())]) == {room}
     assert await store.append([(room, doc.get_update())], {room: 1}) == {room}
     await store.compact(room, checkpoint=True)
-    assert await _rows(api_server, room) == MOVED_AWAY
+    assert await stored_rows(api_server, room) == RETIRED_ROWS
 
 
 # Row Level Security: the move function as each role, straight in SQL as `authenticated`.
@@ -255,4 +242,4 @@ async def test_a_socket_on_another_process_is_closed_with_the_new_id(tmp_path, r
         await b.services.flusher.flush_all()
         await a.services.flusher.flush_all()
         assert await _stored_text(editor, new) == "typed on A"
-        assert await _rows(a, room) == MOVED_AWAY
+        assert await stored_rows(a, room) == RETIRED_ROWS
