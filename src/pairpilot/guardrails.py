@@ -137,15 +137,26 @@ class DocumentQuota:
 
         Nothing is counted: the room sets ``size`` to the answer once the update is applied.
         """
-        grown = self.size + len(update)
-        if grown > self.limit and update[:1] != b"\x00":
+        return self._admit(len(update), inserts=update[:1] != b"\x00")
+
+    def check_at_least(self, length: int) -> None:
+        """RefusedError(ROOM_FULL) if an update of at least ``length`` bytes would be refused.
+
+        For a change the server is about to compute (an upload holds at least the bytes of its
+        texts): a full room refuses it before the room's document is copied to build it.
+        """
+        self._admit(length, inserts=True)
+
+    def _admit(self, length: int, *, inserts: bool) -> int:
+        grown = self.size + length
+        if grown > self.limit and inserts:
             now = time.monotonic()
             # Re-measured only if something was admitted since the last measure: refusals
             # alone (a client hammering a full room) cost no encoding at all.
             if self.size != self._measured_size and now - self._measured_at >= REMEASURE_S:
                 self._measured_size = self.size = len(self._doc.get_update())
                 self._measured_at = now
-                grown = self.size + len(update)
+                grown = self.size + length
             if grown > self.limit:
                 message = f"This room is full ({human_size(self.size)} of {human_size(self.limit)})"
                 raise RefusedError(ROOM_FULL, message)

@@ -31,16 +31,21 @@ async def current_state(services: Services, room_id: str, identity: Identity) ->
 
 
 async def change_room(
-    services: Services, room_id: str, change: Callable[[Doc[Any]], bytes]
+    services: Services, room_id: str, change: Callable[[Doc[Any]], bytes], at_least: int = 0
 ) -> bool:
     """Apply ``change(live doc)``'s update to the room, loading it if needed; True if it was live.
 
     ``change`` runs on the live document with nothing awaited before the update is applied,
-    so no edit can slip in between.
+    so no edit can slip in between. ``at_least`` is a lower bound of the update's length: a
+    room that is full (413) or backlogged (503) refuses before ``change`` runs, so a loop of
+    uploads into a full room costs no copy of its document.
     """
     was_live = room_id in services.registry.rooms
     room = await services.registry.acquire(room_id)
     try:
+        if at_least:
+            room.refuse_if_backlogged()
+            room.quota.check_at_least(at_least)
         room.apply_update(change(room.doc))
     finally:
         services.registry.release(room)

@@ -152,7 +152,9 @@ async def _add(services: ServicesDep, room_id: str, files: list[tuple[str, str, 
         added.extend(names)
         return update
 
-    await change_room(services, room_id, change)
+    # Every text is in the update in full (UTF-8): a lower bound of its length.
+    at_least = sum(len(text.encode()) for _, _, text in files)
+    await change_room(services, room_id, change, at_least)
     return FilesOut(
         files=[
             FileAddedOut(name=name, source=source)
