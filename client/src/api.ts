@@ -12,6 +12,8 @@ export type LinkAccess = "edit" | "view" | "none";
 export interface RoomInfo { id: string; owner_id: string; default_role: Role; created_at: string; link_access: LinkAccess }
 /** A new invite link (`token` is shown once); `url` is the server's idea of the page's address. */
 export interface CreatedInvite { id: string; token: string; url: string; role: Role; expires_at: string }
+/** A live invite as owners list it (never its token). */
+export interface InviteInfo { id: string; role: Role; created_by: string; created_at: string; expires_at: string; revoked: boolean }
 export interface MemberInfo { user_id: string; role: Role; name?: string | null }
 export interface JoinResult { room: RoomInfo; member: MemberInfo }
 export interface SnapshotInfo { room_id: string; snapshot_b64: string | null; updated_at: string | null }
@@ -341,6 +343,16 @@ export class Api {
   /** Owners: a new invite link granting `role` (editor or viewer). */
   createInvite(roomId: string, role: Role): Promise<CreatedInvite> {
     return this.call("POST", `${roomPath(roomId)}/invites`, { role });
+  }
+
+  /** Owners: the room's live invites, newest first (without their tokens). */
+  listInvites(roomId: string): Promise<InviteInfo[]> {
+    return this.call("GET", `${roomPath(roomId)}/invites`);
+  }
+
+  /** Owners: revokes an invite; members it already brought in stay. */
+  revokeInvite(roomId: string, inviteId: string): Promise<InviteInfo> {
+    return this.call("DELETE", `${roomPath(roomId)}/invites/${encodeURIComponent(inviteId)}`);
   }
 
   /** Deletes the room for everyone (owners); its id is never used again. */

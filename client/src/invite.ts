@@ -1,12 +1,13 @@
 /**
  * "Copy invite link": a menu offering the plain room link (`/r/{roomId}`, saying what the
  * room's link access lets its holder do) and, for owners, a new invite link (editor or viewer:
- * `/r/{roomId}?invite=<token>`, made by the server, signed and expiring) and the link access
- * select. The link goes to the clipboard; where the clipboard API is missing or refused (plain
+ * `/r/{roomId}?invite=<token>`, made by the server, signed and expiring), the link access
+ * select and the room's live invites, each with who made it, its role, when it expires and a
+ * Revoke button (`invite-item`, `revoke-invite`). The link goes to the clipboard; where the clipboard API is missing or refused (plain
  * http on another host, no permission), a selected read-only field to copy it from by hand.
  * Owners of a room whose id could be guessed also get a note saying so (`guessable-note`).
  */
-import { ApiError, type Api, type LinkAccess, type Role, type RoomInfo } from "./api";
+import { ApiError, type Api, type InviteInfo, type LinkAccess, type Role, type RoomInfo } from "./api";
 import { h } from "./dom";
 import { isGuessableRoomId } from "./names";
 
@@ -67,10 +68,13 @@ export function mountInvite(options: InviteOptions): InviteControls {
     h("option", { value: "none" }, "Invite only"));
   const copyEditor = h("button", { type: "button", "data-testid": "copy-invite-editor" }, "Copy invite link: editor");
   const copyViewer = h("button", { type: "button", "data-testid": "copy-invite-viewer" }, "Copy invite link: viewer");
+  const describe = (err: unknown): string => (err instanceof ApiError ? err.describe() : String(err));
+  const inviteList = mountInviteList(roomId, api, (message) => options.onError(message));
   const ownerPart = h("div", { class: "invite-owner", hidden: true },
     h("label", {}, "Link access ", accessSelect),
     h("div", { class: "invite-new" }, copyEditor, copyViewer),
-    h("p", { class: "muted" }, "An invite link lets one or more people join with its role, even when the room is invite only; it expires in 7 days."));
+    h("p", { class: "muted" }, "An invite link lets one or more people join with its role, even when the room is invite only; it expires in 7 days."),
+    inviteList.element);
   const menu = h("div", { class: "invite-menu", "data-testid": "invite-menu", hidden: true },
     h("div", { class: "invite-room" }, copyRoom, accessText),
     ownerPart);
@@ -109,6 +113,7 @@ export function mountInvite(options: InviteOptions): InviteControls {
   const setOpen = (open: boolean): void => {
     menu.hidden = !open;
     button.setAttribute("aria-expanded", String(open));
+    if (open && role === "owner") inviteList.refresh();
   };
 
   button.addEventListener("click", () => setOpen(menu.hidden !== false));
@@ -118,7 +123,7 @@ export function mountInvite(options: InviteOptions): InviteControls {
       control.disabled = true;
       api.createInvite(roomId, invited).then(
         (made) => { copy(inviteUrl(roomId, window.location.origin, made.token)); setOpen(false); },
-        (err: unknown) => options.onError(`Could not make an invite link: ${err instanceof ApiError ? err.describe() : String(err)}`),
+        (err: unknown) => options.onError(`Could not make an invite link: ${describe(err)}`),
       ).finally(() => { control.disabled = false; });
     });
   }
@@ -128,7 +133,7 @@ export function mountInvite(options: InviteOptions): InviteControls {
     api.setLinkAccess(roomId, chosen).then(
       (room) => { access = room.link_access; render(); options.onLinkAccessChanged(room); },
       (err: unknown) => {
-        options.onError(`Could not change link access: ${err instanceof ApiError ? err.describe() : String(err)}`);
+        options.onError(`Could not change link access: ${describe(err)}`);
         render();
       },
     ).finally(() => { accessSelect.disabled = false; });
@@ -145,4 +150,41 @@ export function mountInvite(options: InviteOptions): InviteControls {
       render();
     },
   };
+}
+
+/** When an invite expires, as a person reads it ("expires 13 Dec, 10:42"). */
+function expiry(invite: InviteInfo): string {
+  const at = new Date(invite.expires_at);
+  return `expires ${at.toLocaleString(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" })}`;
+}
+
+/** The owners' list of live invites, refreshed each time the menu opens and after a revoke. */
+function mountInviteList(roomId: string, api: Api, onError: (message: string) => void): { element: HTMLElement; refresh(): void } {
+  const items = h("ul", { class: "invite-items", "data-testid": "invite-list" });
+  const empty = h("p", { class: "muted", "data-testid": "invite-list-empty" }, "No invite links are live.");
+  const element = h("div", { class: "invite-list" }, h("strong", {}, "Live invite links"), items, empty);
+  const describe = (err: unknown): string => (err instanceof ApiError ? err.describe() : String(err));
+
+  const render = (invites: InviteInfo[]): void => {
+    empty.hidden = invites.length > 0;
+    items.replaceChildren(...invites.map((invite) => {
+      const revoke = h("button", { type: "button", "data-testid": "revoke-invite" }, "Revoke");
+      revoke.addEventListener("click", () => {
+        revoke.disabled = true;
+        api.revokeInvite(roomId, invite.id).then(
+          () => refresh(),
+          (err: unknown) => { revoke.disabled = false; onError(`Could not revoke the invite link: ${describe(err)}`); },
+        );
+      });
+      return h("li", { "data-testid": "invite-item", "data-role": invite.role },
+        h("span", {}, `${invite.role === "viewer" ? "Viewer" : "Editor"} link, ${expiry(invite)}`), revoke);
+    }));
+  };
+  const refresh = (): void => {
+    api.listInvites(roomId).then(
+      (invites) => render(invites.filter((invite) => !invite.revoked)),
+      (err: unknown) => onError(`Could not list the invite links: ${describe(err)}`),
+    );
+  };
+  return { element, refresh };
 }

@@ -98,3 +98,34 @@ async def test_owners_of_a_room_with_a_guessable_id_see_a_note(
     await by_test_id(ada, "copy-invite").click()
     await by_test_id(ada, "link-access").select_option("none")
     await expect(note).to_be_hidden()
+
+
+async def test_an_owner_lists_and_revokes_invite_links_and_the_revoked_link_is_refused(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await ada.context.grant_permissions(["clipboard-write"], origin=server.http_url)
+    await open_room(ada, server.http_url, room)
+    await by_test_id(ada, "copy-invite").click()
+    await by_test_id(ada, "link-access").select_option("none")
+    await expect(by_test_id(ada, "invite-list-empty")).to_be_visible()
+    # The link as the server made it (the clipboard is the other test's subject).
+    async with ada.expect_response(
+        lambda r: r.url.endswith("/invites") and r.request.method == "POST"
+    ) as made:
+        await by_test_id(ada, "copy-invite-viewer").click()
+    token = (await (await made.value).json())["token"]
+    await expect(by_test_id(ada, "invite-copied")).to_have_text("Link copied")
+
+    await by_test_id(ada, "copy-invite").click()  # the menu lists what is live when it opens
+    items = by_test_id(ada, "invite-item")
+    await expect(items).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    await expect(items.first).to_have_attribute("data-role", "viewer")
+    await expect(items.first).to_contain_text("Viewer link, expires")
+    await by_test_id(ada, "revoke-invite").click()
+    await expect(items).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(ada, "invite-list-empty")).to_be_visible()
+
+    bob = await person("Bob")
+    await bob.goto(f"{server.http_url}/r/{room}?invite={token}")
+    await expect(by_test_id(bob, "error-message")).to_contain_text("revoked", timeout=UI_TIMEOUT_MS)
