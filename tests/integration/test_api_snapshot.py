@@ -157,3 +157,30 @@ async def test_a_duplicated_post_is_idempotent(api_server: LiveServer, room: str
         *(ada.call("POST", f"/api/rooms/{room}/snapshot", json=body) for _ in range(3))
     )
     assert _text(_doc_from((await _snapshot(ada, room))["snapshot_b64"])) == "once"  # type: ignore[arg-type]
+
+
+async def test_a_big_snapshot_is_cut_to_what_the_room_lacks_before_it_is_applied(
+    api_server: LiveServer, room: str
+):
+    """pycrdt holds the GIL while it applies an update: a big snapshot is diffed against the
+    live room in the merge worker, so posting the same 15 MiB again costs the event loop (and
+    every other room) nothing, and the quota counts only what is new."""
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    merger = api_server.services.store.merger
+    doc: Doc = Doc()
+    doc["code"] = Text("b" * (merger.offload_min_bytes + 1000))
+    body = {"snapshot_b64": _b64(doc.get_update())}
+    offloaded = merger.offloaded
+    assert (await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)).status_code == 200
+    live = api_server.services.registry.rooms[room]
+    size = live.quota.size
+    answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)
+    assert answer.status_code == 200
+    assert answer.json()["live"] is True
+    assert live.quota.size == size  # nothing new was applied
+    assert merger.offloaded >= offloaded + 2  # both diffs ran in the worker (compactions may too)
+    assert _text(_doc_from((await _snapshot(ada, room))["snapshot_b64"])) == str(doc["code"])  # type: ignore[arg-type]
+    garbage = {"snapshot_b64": _b64(b"\x05" * (merger.offload_min_bytes + 1000))}
+    answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=garbage)
+    assert (answer.status_code, answer.json()["error"]) == (400, "bad_request")

@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, get_update
 
 from pairpilot.errors import StorageError
 from pairpilot.storage.store import fold
@@ -63,6 +63,15 @@ def encode_document(update: bytes) -> bytes:
     doc.apply_update(update)
     encoded: bytes = doc.get_update()
     return encoded
+
+
+def missing_part(update: bytes, state_vector: bytes) -> bytes:
+    """What of ``update`` a document at ``state_vector`` lacks (its delete set kept whole).
+
+    ValueError when ``update`` is not a Yjs update.
+    """
+    part: bytes = get_update(update, state_vector)
+    return part
 
 
 def _start_worker(parent: int) -> None:
@@ -121,6 +130,29 @@ class Merger:
         finally:
             self._in_flight -= 1
             self._stop_when_idle()
+
+    async def missing(self, update: bytes, state_vector: bytes) -> bytes:
+        """``missing_part(update, state_vector)``, in the worker when ``update`` is big.
+
+        A big update posted to a live room is cut to what the room lacks before it is applied
+        on the event loop: the same snapshot posted again costs the loop nothing, and the
+        quota counts only what is new. ValueError for bytes that are not an update;
+        StorageError when the worker dies or fails otherwise.
+        """
+        if len(update) < self.offload_min_bytes:
+            return update
+        pool = self._started_pool()
+        self.offloaded += 1
+        self._in_flight += 1
+        try:
+            part: bytes = await asyncio.wrap_future(pool.submit(missing_part, update, state_vector))
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            raise StorageError("the merge worker died") from exc
+        finally:
+            self._in_flight -= 1
+            self._stop_when_idle()
+        return part
 
     async def close(self) -> None:
         """Stop the worker (waiting for a merge in flight, off the loop); idempotent."""
