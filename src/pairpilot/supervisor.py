@@ -37,10 +37,17 @@ class Supervisor:
     """Runs named background tasks, restarts them when they fail, and knows which are down."""
 
     def __init__(
-        self, *, backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S
+        self,
+        *,
+        backoff_first_s: float = BACKOFF_FIRST_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._first = backoff_first_s
         self._max = backoff_max_s
+        self._sleep = sleep
+        self._clock = clock
         self._down: dict[str, BaseException] = {}
         self._reported: set[str] = set()
         self.restarts: dict[str, int] = {}
@@ -70,11 +77,11 @@ class Supervisor:
     async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         delay = self._first
         while True:
-            started = time.monotonic()
+            started = self._clock()
             try:
                 await run()
             except Exception as exc:  # a supervisor's point: log, report, start again
-                if time.monotonic() - started >= STABLE_S:
+                if self._clock() - started >= STABLE_S:
                     delay = self._first
                     self._reported.discard(name)
                 self._down[name] = exc
@@ -84,7 +91,7 @@ class Supervisor:
                     self._reported.add(name)
                     report(exc, task=name)
                 try:
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
                 finally:
                     self._down.pop(name, None)
                 delay = min(delay * 2, self._max)
