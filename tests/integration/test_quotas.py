@@ -10,12 +10,14 @@ import base64
 import itertools
 from pathlib import Path
 
+import httpx
 import pytest
 from pycrdt import Doc, Map, Text
 from tests.support import User, new_user
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from pairpilot.errors import StorageError
 from pairpilot.sync import protocol
 from pairpilot.sync.files import FILES_KEY
 from pairpilot.testing import LiveServer, live_server, quick_settings, wait_until
@@ -282,3 +284,64 @@ async def test_connections_past_the_user_limit_close_4503(tmp_path: Path):
         assert (await other.join("r3")).status_code == 200
         async with connect(server.ws_url("r3", other.token), compression=None) as d:
             await _synced(d)
+
+
+async def _type_until_closed(ws: ClientConnection) -> int:
+    """Send 1,000-character edits until the server closes the socket; how many were sent."""
+    client: Doc = Doc()
+    text = client.get("t", type=Text)
+    sent = 0
+    async with asyncio.timeout(30):
+        try:
+            while True:
+                before = client.get_state()
+                text.insert(len(text), f"{sent:04d}" + "x" * 996)
+                await ws.send(protocol.sync_update(client.get_update(before)))
+                sent += 1
+                await asyncio.sleep(0)  # lets the socket's reader see the close
+        except ConnectionClosed:
+            return sent
+
+
+async def test_a_room_whose_storage_is_down_refuses_past_its_byte_bound_and_loses_nothing(
+    tmp_path: Path,
+):
+    """Updates waiting for storage are bounded in bytes: past the bound a socket that keeps
+    typing reads close 1013 (try again later), REST writes get 503 try_again_later and /readyz
+    says storage_backlog; once storage is back every admitted edit is stored."""
+    settings = quick_settings(tmp_path, room_max_pending_bytes=8192, idle_unload_ms=60_000)
+    async with live_server(settings) as server:
+        store = server.services.store
+        append = store.append
+        storage_down = True
+
+        async def failing_append(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if storage_down:
+                raise StorageError("injected: storage down")
+            return await append(*args, **kwargs)
+
+        store.append = failing_append  # type: ignore[method-assign]
+        owner, url = await _member(server, "backlog")
+        async with connect(url, compression=None) as ws:
+            await _synced(ws)
+            sent = await _type_until_closed(ws)
+            code, reason = await _close_of(ws)
+        assert (code, bool(reason)) == (1013, True)
+        room = server.services.registry.rooms["backlog"]
+        admitted = str(room.doc.get("t", type=Text))
+        assert 8 <= len(admitted) // 1000 < sent  # some admitted, the rest refused
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+            ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert "storage_backlog" in ready.json()["reasons"]
+        files = {"files": [{"name": "late.txt", "text": "late"}]}
+        answer = await owner.call("POST", "/api/rooms/backlog/files", json=files)
+        assert (answer.status_code, answer.json()["error"]) == (503, "try_again_later")
+
+        storage_down = False
+        await wait_until(lambda: not room.pending and not room.writing, what="the backlog stored")
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+            assert (await http.get("/readyz")).status_code == 200
+        stored: Doc = Doc()
+        stored.apply_update((await store.load("backlog")).merged() or b"\x00\x00")
+        assert str(stored.get("t", type=Text)) == admitted
