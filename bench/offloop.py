@@ -8,9 +8,10 @@ when each arrives), and "uploads", the same pair while one client posts an ~8 MB
 ``import.zip`` in a loop and another posts 15 MiB snapshots (~21 MB of JSON) to ``snapshot`` in
 a loop, each waiting for its answer before the next. The rooms fill up (32 MiB) after a few
 posts; every later post is still read, parsed, decoded or inflated in full before the quota
-refuses it (413), which is the work this measures. The server runs on CPU 0, this process on
-CPU 1. ``--source`` runs the server from another checkout's ``src/`` (e.g. a ``git worktree``
-of the commit before), for before/after figures. Raw rounds go to results/offloop-<stamp>.json.
+refuses it (413), which is the work this measures; the table's last row is the honest pair
+from the moment both loops were refused (both rooms full). The server runs on CPU 0, this
+process on CPU 1. ``--source`` runs the server from another checkout's ``src/`` (e.g. a
+``git worktree`` of the commit before), for before/after figures. Raw rounds go to results/offloop-<stamp>.json.
 """
 
 from __future__ import annotations
@@ -78,17 +79,19 @@ def snapshot_payload() -> bytes:
 async def _post_loop(
     server: ServerProcess,
     token: str,
-    path: str,
-    body: bytes,
-    content_type: str,
+    post: tuple[str, bytes, str],
     stop: asyncio.Event,
     statuses: collections.Counter[str],
+    full: asyncio.Event,
 ) -> None:
+    path, body, content_type = post
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     async with httpx.AsyncClient(base_url=server.http_url, timeout=120) as client:
         while not stop.is_set():
             answer = await client.post(path, content=body, headers=headers)
             statuses[f"{path.rsplit('/', 1)[-1]} {answer.status_code}"] += 1
+            if answer.status_code == 413:  # the room is full: every later post is refused
+                full.set()
 
 
 async def _case(
@@ -129,6 +132,7 @@ async def _measure(
     pair = asyncio.create_task(_honest_pair(server, [ada, bob], honest, ready, stop))
     await asyncio.wait_for(ready.wait(), 30)
     loops = []
+    zips_full, snaps_full = asyncio.Event(), asyncio.Event()
     if payloads is not None:
         archive, snapshot = payloads
         loops = [
@@ -136,33 +140,32 @@ async def _measure(
                 _post_loop(
                     server,
                     mallory,
-                    "/api/rooms/zips/import.zip",
-                    archive,
-                    "application/zip",
+                    ("/api/rooms/zips/import.zip", archive, "application/zip"),
                     posting,
                     statuses,
+                    zips_full,
                 )
             ),
             asyncio.create_task(
                 _post_loop(
                     server,
                     mallory,
-                    "/api/rooms/snaps/snapshot",
-                    snapshot,
-                    "application/json",
+                    ("/api/rooms/snaps/snapshot", snapshot, "application/json"),
                     posting,
                     statuses,
+                    snaps_full,
                 )
             ),
         ]
-    started = time.monotonic()
+    started, started_perf = time.monotonic(), time.perf_counter()
+    full_at = asyncio.create_task(_when_both(zips_full, snaps_full))
     await asyncio.sleep(seconds)
     posting.set()
     stop.set()
     await pair
     await asyncio.gather(*loops)
     latencies = honest.latencies_ms()
-    return {
+    row = {
         "case": "quiet" if payloads is None else "uploads",
         "seconds": round(time.monotonic() - started, 1),
         "typed": len(honest.sent),
@@ -172,6 +175,25 @@ async def _measure(
         "max_ms": round(max(latencies), 2),
         "posts": dict(statuses),
     }
+    if full_at.done():  # the honest pair once both rooms were full and every post refused
+        after = [
+            (honest.seen[t] - honest.sent[t]) * 1000
+            for t in honest.seen
+            if t in honest.sent and honest.sent[t] >= full_at.result()
+        ]
+        row["full_s"] = round(full_at.result() - started_perf, 1)
+        row["full_p50_ms"] = round(statistics.median(after), 2)
+        row["full_p99_ms"] = round(statistics.quantiles(after, n=100)[98], 2)
+    else:
+        full_at.cancel()
+    return row
+
+
+async def _when_both(first: asyncio.Event, second: asyncio.Event) -> float:
+    """The ``time.perf_counter()`` (the honest pair's clock) once both events are set."""
+    await first.wait()
+    await second.wait()
+    return time.perf_counter()
 
 
 def main() -> None:
@@ -210,6 +232,12 @@ def main() -> None:
             statistics.median(float(r[k]) for r in mine) for k in ("p50_ms", "p99_ms", "max_ms")
         ]
         print(f"| {case} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    full = [r for r in rows if "full_p99_ms" in r]
+    if full:  # the honest pair once every post was refused (the rooms full)
+        keys = ("full_p50_ms", "full_p99_ms")
+        cells = [statistics.median(float(r[k]) for r in full) for k in keys]
+        at = statistics.median(float(r["full_s"]) for r in full)
+        print(f"| uploads, both rooms full (from {at:.1f} s) | {cells[0]:.1f} | {cells[1]:.1f} | |")
 
 
 if __name__ == "__main__":
