@@ -11,7 +11,8 @@ posts; every later post is still read, parsed, decoded or inflated in full befor
 refuses it (413), which is the work this measures; the table's last row is the honest pair
 from the moment both loops were refused (both rooms full). The server runs on CPU 0, this
 process on CPU 1. ``--source`` runs the server from another checkout's ``src/`` (e.g. a
-``git worktree`` of the commit before), for before/after figures. Raw rounds go to results/offloop-<stamp>.json.
+``git worktree`` of the commit before), for before/after figures. Raw rounds go to
+results/offloop-<stamp>.json.
 """
 
 from __future__ import annotations
