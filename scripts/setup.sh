@@ -11,8 +11,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
 fi
 
-# ss (iproute2) and pgrep (procps): the multi-worker test looks at which process holds a socket.
-for tool in ss:iproute2 pgrep:procps; do
+# ss (iproute2) and pgrep (procps): the multi-worker test looks at which process holds a socket;
+# openssl: the Redis-over-TLS test makes its own CA.
+for tool in ss:iproute2 pgrep:procps openssl:openssl; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     echo "setup: installing ${tool#*:}"
     if [ "$(id -u)" -eq 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
