@@ -172,15 +172,19 @@ async def test_a_big_snapshot_is_cut_to_what_the_room_lacks_before_it_is_applied
     doc["code"] = Text("b" * (merger.offload_min_bytes + 1000))
     body = {"snapshot_b64": _b64(doc.get_update())}
     offloaded = merger.offloaded
-    assert (await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)).status_code == 200
-    live = api_server.services.registry.rooms[room]
-    size = live.quota.size
-    answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)
-    assert answer.status_code == 200
-    assert answer.json()["live"] is True
-    assert live.quota.size == size  # nothing new was applied
-    assert merger.offloaded >= offloaded + 2  # both diffs ran in the worker (compactions may too)
-    assert _text(_doc_from((await _snapshot(ada, room))["snapshot_b64"])) == str(doc["code"])  # type: ignore[arg-type]
-    garbage = {"snapshot_b64": _b64(b"\x05" * (merger.offload_min_bytes + 1000))}
-    answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=garbage)
-    assert (answer.status_code, answer.json()["error"]) == (400, "bad_request")
+    # A connected peer keeps the room live between the posts (and sees what was applied).
+    async with synced_client(await api_server.member_url(room, "Watcher")) as watcher:
+        answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)
+        assert answer.status_code == 200
+        await wait_until(lambda: _text(watcher) == str(doc["code"]), what="the snapshot relayed")
+        live = api_server.services.registry.rooms[room]
+        size = live.quota.size
+        answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=body)
+        assert (answer.status_code, answer.json()["live"]) == (200, True)
+        assert api_server.services.registry.rooms[room] is live
+        assert live.quota.size == size  # nothing new was applied
+        assert merger.offloaded >= offloaded + 2  # both diffs ran in the worker
+        garbage = {"snapshot_b64": _b64(b"\x05" * (merger.offload_min_bytes + 1000))}
+        answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=garbage)
+        assert (answer.status_code, answer.json()["error"]) == (400, "bad_request")
+        assert _text(watcher) == str(doc["code"])

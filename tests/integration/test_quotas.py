@@ -211,7 +211,9 @@ async def test_an_upload_into_a_full_room_is_refused_before_the_document_is_copi
 
 
 async def test_a_restore_past_the_quota_is_413_and_leaves_no_restore_point(tmp_path: Path, room):
-    async with live_server(quick_settings(tmp_path, room_max_bytes=QUOTA)) as server:
+    # The room stays live between the calls (the test edits the live document).
+    settings = quick_settings(tmp_path, room_max_bytes=QUOTA, idle_unload_ms=60_000)
+    async with live_server(settings) as server:
         owner, _ = await _member(server, room)
         files = {"files": [{"name": "a.txt", "text": "a" * 2500}]}
         assert (await owner.call("POST", f"/api/rooms/{room}/files", json=files)).status_code == 200
