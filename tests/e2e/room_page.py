@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from playwright.async_api import Locator, Page, expect
@@ -137,3 +139,17 @@ async def open_file(page: Page, name: str) -> None:
     """Open `name` from the file list (waiting for it to arrive)."""
     await file_item(page, name).click(timeout=UI_TIMEOUT_MS)
     await expect(by_test_id(page, "current-file")).to_have_text(name, timeout=UI_TIMEOUT_MS)
+
+
+async def clipboard_text(page: Page, prefix: str, timeout_s: float = UI_TIMEOUT_MS / 1000) -> str:
+    """The clipboard's text once it starts with ``prefix`` (read again until then).
+
+    On a busy machine Chromium's ``readText`` has answered "" right after ``writeText``
+    resolved; the text arrives a moment later.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text: str = await page.evaluate("navigator.clipboard.readText()")
+        if text.startswith(prefix) or time.monotonic() > deadline:
+            return text
+        await asyncio.sleep(0.05)

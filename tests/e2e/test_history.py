@@ -12,6 +12,7 @@ from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
     ada_and_bob,
     by_test_id,
+    clipboard_text,
     create_file,
     editor_content,
     editor_text,
@@ -331,7 +332,8 @@ async def test_copy_invite_link_puts_the_room_address_on_the_clipboard(
     await by_test_id(ada, "copy-invite").click()
     await by_test_id(ada, "copy-room-link").click()
     await expect(by_test_id(ada, "invite-copied")).to_have_text("Link copied")
-    assert await ada.evaluate("navigator.clipboard.readText()") == f"{server.http_url}/r/{room}"
+    room_link = f"{server.http_url}/r/{room}"
+    assert await clipboard_text(ada, room_link) == room_link
 
 
 async def test_without_a_clipboard_the_invite_link_is_shown_selected(

@@ -8,6 +8,7 @@ from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
     by_test_id,
+    clipboard_text,
     editor_text,
     expect_connected,
     expect_editor_text,
@@ -52,7 +53,7 @@ async def test_an_editor_invite_to_an_invite_only_room_lets_a_second_person_edit
     await expect(by_test_id(ada, "room-link-access")).to_contain_text("Invite only")
     await by_test_id(ada, "copy-invite-editor").click()
     await expect(by_test_id(ada, "invite-copied")).to_have_text("Link copied")
-    link = await ada.evaluate("navigator.clipboard.readText()")
+    link = await clipboard_text(ada, f"{server.http_url}/r/{room}?invite=")
     assert link.startswith(f"{server.http_url}/r/{room}?invite=")
 
     # Without the invite, the room's plain link finds nothing.
