@@ -1,17 +1,19 @@
 """Release gate: is PairPilot still ahead of the reference server on the K100 fan-out case?
 
-    uv run --group bench python bench/gate.py        # ~4 min; exit 1 when PairPilot is behind
+    uv run --group bench python bench/gate.py        # ~6 min; exit 1 when PairPilot is behind
     uv run --group bench python bench/gate.py --aa   # the noise: PairPilot against itself
 
 K100 N5 R2 in the quick mode's cases (1 s warm-up, 4 s measured), PairPilot and the reference
 (@y/websocket-server) taking turns for ``--rounds`` rounds, the order flipping each round, as
-the matrix's target rounds do. The gate compares medians of the rounds: PairPilot fails when its
-p99 or its server CPU is above the reference's by more than the noise, the largest ratio seen
-between two identical servers in A/A runs of this same gate (``--aa`` runs PairPilot against a
-second PairPilot and prints the ratios; bench/README.md, "Release gate", has the measurements
-behind ``NOISE``). A case disturbed by other work on the machine is run again, as in the matrix.
-Raw lines go to results/dev/gate-*.jsonl. Run it on demand and before a release, on an otherwise
-idle machine; it is not part of .ci/run.
+the matrix's target rounds do. Each round gives a paired ratio (PairPilot's p99 and server CPU
+over the other server's, measured one after the other); the gate takes the median of the
+rounds' ratios and fails when it is above the noise: what the same statistic reaches between
+two identical servers. The noise is derived from every A/A round on record
+(``results/dev/gate-aa-*.jsonl``, written by ``--aa``): the 95th percentile of the median of
+``--rounds`` paired ratios drawn from them (a bootstrap), so it narrows as rounds are added and
+as A/A runs accumulate; the gate prints how many it rests on. A case disturbed by other work on
+the machine is run again, as in the matrix. Raw lines go to results/dev/gate-*.jsonl. Run it on
+demand and before a release, on an otherwise idle machine; it is not part of .ci/run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
+import math
+import random
 import statistics
 import sys
 from typing import Any
@@ -28,21 +33,49 @@ from servers import SERVERS
 
 K, N, R = 100, 5, 2
 DURATION_S = 4.0
-# The largest median ratio seen between two identical PairPilots (A/A) in three runs of this
-# gate, rounded up (bench/README.md, "Release gate": p99 1.04, 1.01, 2.04; CPU 1.02, 1.00,
-# 1.07): a gap smaller than this is not a gap.
-NOISE = {"p99_ms": 2.05, "cpu_pct": 1.10}
+KEYS = ("p99_ms", "cpu_pct")
 TWIN = "pairpilot-twin"
+CONFIDENCE = 0.95
+BOOTSTRAP_DRAWS = 20_000
 
 
-def _medians(rows: list[dict[str, Any]], name: str) -> dict[str, float]:
-    mine = [row["summary"] for row in rows if row["server"] == name]
-    return {key: statistics.median(s[key] for s in mine) for key in NOISE}
+def paired_ratios(rows: list[dict[str, Any]], ours: str, theirs: str) -> dict[str, list[float]]:
+    """Per round and key, ``ours``'s figure over ``theirs``'s (the two ran one after the other)."""
+    by_round: dict[int, dict[str, dict[str, float]]] = {}
+    for row in rows:
+        by_round.setdefault(row["round"], {})[row["server"]] = row["summary"]
+    pairs = [r for r in by_round.values() if ours in r and theirs in r]
+    return {key: [r[ours][key] / max(r[theirs][key], 1e-9) for r in pairs] for key in KEYS}
+
+
+def aa_ratios() -> tuple[dict[str, list[float]], int]:
+    """Every A/A round's paired ratios on record, and how many runs they came from."""
+    found: dict[str, list[float]] = {key: [] for key in KEYS}
+    files = sorted((RESULTS / "dev").glob("gate-aa-*.jsonl"))
+    for path in files:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for key, ratios in paired_ratios(rows, "pairpilot", TWIN).items():
+            found[key].extend(ratios)
+    return found, len(files)
+
+
+def noise(ratios: list[float], rounds: int) -> float:
+    """The ratio a median of ``rounds`` A/A paired ratios stays within, at ``CONFIDENCE``.
+
+    Either way: an identical server may come out faster or slower, so the margin is the
+    quantile of ``max(m, 1/m)`` over bootstrap draws (seeded: the same record, the same margin).
+    """
+    rng = random.Random(22)
+    spread = sorted(
+        math.exp(abs(math.log(statistics.median(rng.choices(ratios, k=rounds)))))
+        for _ in range(BOOTSTRAP_DRAWS)
+    )
+    return spread[int(CONFIDENCE * len(spread))]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per server (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per server (default 5)")
     ap.add_argument("--aa", action="store_true", help="PairPilot against a second PairPilot")
     args = ap.parse_args()
     if args.aa:
@@ -62,21 +95,22 @@ def main() -> int:
             row = {"scenario": "gate", "server": name, "round": round_, **row}
             bench.record(row)
             rows.append(row)
-    ours, theirs = _medians(rows, pair[0]), _medians(rows, pair[1])
+    record, runs = aa_ratios()
+    ratios = paired_ratios(rows, pair[0], pair[1])
     behind = []
-    for key, noise in NOISE.items():
-        ratio = ours[key] / max(theirs[key], 1e-9)
-        verdict = "behind" if ratio > noise else "ok"
+    for key in KEYS:
+        ratio = statistics.median(ratios[key])
+        margin = noise(record[key], args.rounds) if record[key] else float("inf")
+        verdict = "behind" if ratio > margin else "ok"
         print(
-            f"gate: {key}: {pair[0]} {ours[key]:.2f}, {pair[1]} {theirs[key]:.2f}, "
-            f"ratio {ratio:.2f} (noise {noise:.2f}): {verdict}"
+            f"gate: {key}: median paired ratio {ratio:.2f} over {len(ratios[key])} rounds "
+            f"(noise {margin:.2f}, from {len(record[key])} A/A rounds in {runs} runs): {verdict}"
         )
-        if ratio > noise:
+        if ratio > margin:
             behind.append(key)
     print(f"gate: raw lines in {out}")
-    if args.aa:  # the noise is the larger of the ratio and its inverse
-        spread = {key: max(r := ours[key] / theirs[key], 1 / r) for key in NOISE}
-        print(f"gate: A/A spread: {spread}")
+    if args.aa:
+        print(f"gate: A/A paired ratios of this run: {ratios}")
         return 0
     return 1 if behind else 0
 
