@@ -110,7 +110,8 @@ def flusher_over(store: RoomStore, *, flush_ms: int = 200, retry_max_ms: int = 1
 async def seed_room_rows(
     connection: asyncpg.Connection, room: str, owner: str, editor: str, viewer: str
 ) -> None:
-    """A room with a snapshot, a log row and a version, an owner, an editor and a viewer.
+    """A room with a snapshot, a log row, a version and the owner's comment thread, an owner,
+    an editor and a viewer.
 
     Written straight in SQL as the persistence writer would, for the RLS tests.
     """
@@ -130,6 +131,14 @@ async def seed_room_rows(
         " VALUES ($1, 'auto', '\\x00', 1, now())",
         room,
     )
+    await connection.execute(
+        "INSERT INTO room_comments (id, room_id, file, anchor_start, anchor_end, quote,"
+        " author_id, body, created_at) VALUES ($1, $2, 'main.py', 'AAA=', 'AAA=', 'x', $3,"
+        " 'a thread', now())",
+        f"t-{room}"[:32],
+        room,
+        owner,
+    )
 
 
 # A deleted or moved-away room's rows: none left, and its id retired by a tombstone.
@@ -140,6 +149,7 @@ RETIRED_ROWS = {
     "room_updates": 0,
     "room_versions": 0,
     "room_fences": 0,
+    "room_comments": 0,
     "room_tombstones": 1,
 }
 
