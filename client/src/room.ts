@@ -11,6 +11,7 @@ import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pag
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
 import { createEditor } from "./editor";
+import { mountComments } from "./comments-panel";
 import { mountFileList } from "./file-list";
 import { ensureStarterFile, filesMap } from "./files";
 import { mountHistoryPanel } from "./history-panel";
@@ -126,6 +127,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     goToMovedRoom(roomId, newRoomId);
   };
   invite.note.append(" ", mountMoveRoom({ api, roomId, onMoved: roomMoved }));
+  const comments = mountComments({
+    api, roomId, files, selfId: () => self.id, role: () => role, view: () => editor.current?.view ?? null, onError: reportFailure,
+  });
   const history = mountHistoryPanel({ api, roomId, files, currentFile: () => currentFile, onError: reportFailure });
   const transfer = mountTransfer({
     api, roomId, onError: reportFailure,
@@ -146,6 +150,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       h("span", { class: "room-id", "data-testid": "room-id" }, roomId),
       status,
       saveStatusLabel,
+      comments.count,
       h("span", { class: "spacer" }),
       invite.element,
       ...transfer.elements,
@@ -155,8 +160,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note),
     h("div", { class: "workspace" },
       filesPane,
-      h("section", { class: "editor-pane" }, currentFileLabel, editorHost),
-      h("aside", { class: "people" }, h("h2", {}, "Participants"), peoplePane),
+      h("section", { class: "editor-pane" }, currentFileLabel, comments.composer, editorHost),
+      h("aside", { class: "people" }, h("h2", {}, "Participants"), peoplePane, comments.element),
       history.element),
     h("section", { class: "output-pane" },
       h("div", { class: "run-bar" }, runButton, stopButton, runStatus, pyodideLoading, rateLimitMessage, runError),
@@ -213,6 +218,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     stopButton.disabled = readOnly || !(runBusy || shared?.status === "running");
     history.setEditable(!readOnly);
     transfer.setEditable(!readOnly);
+    comments.setEditable(!readOnly);
     deleteRoom.setOwner(role === "owner" && !refusals.deleted());
     invite.update(refusals.deleted() ? null : role);
     renderSave();
@@ -294,6 +300,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     if (text && editor.current) editor.current.open(currentFile!, text);
     else editor.current?.close();
     fileList?.setCurrent(currentFile);
+    comments.setFile(currentFile);
     if (awarenessRef.current) setLocalFile(awarenessRef.current, currentFile);
     refreshControls();
   };
@@ -489,7 +496,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     resanitisePeers = bindPeerPresence(awareness, (id) => members.find((m) => m.user_id === id));
     awarenessRef.current = awareness;
     setLocalUser(awareness, { id: self.id, name, role });
-    editor.current = createEditor(editorHost, awareness);
+    editor.current = createEditor(editorHost, awareness, [comments.extension]);
+    comments.connect(connection.provider);
 
     let knownClients = "";
     awareness.on("change", () => {

@@ -280,3 +280,16 @@ async def test_bad_query_parameters_are_400(api_server, room):
         await owner.call("PATCH", f"/api/rooms/{room}/comments/x", json={"resolved": "maybe"})
     ).status_code == 400
     assert (await owner.call("DELETE", f"/api/rooms/{room}/comments/bad%20id")).status_code == 400
+
+
+async def test_a_restore_leaves_the_threads_alone(api_server, room):
+    owner, *_ = await people(api_server, room)
+    version = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "empty"})
+    assert version.status_code == 201
+    thread = (await owner.call("POST", f"/api/rooms/{room}/comments", json=thread_body())).json()
+    restored = await owner.call(
+        "POST", f"/api/rooms/{room}/versions/{version.json()['id']}/restore"
+    )
+    assert restored.status_code == 200, restored.text
+    [kept] = (await owner.call("GET", f"/api/rooms/{room}/comments")).json()["threads"]
+    assert kept == thread

@@ -95,6 +95,21 @@ const scripts = {
     await until(() => text.toString().includes("python after comments\n"));
     say("final", { commentFrames, errors, closes, synced: provider.synced });
   },
+  // Once file FILE holds FIND: insert BEFORE at its start and INSIDE at FIND's index + INSIDE_AT
+  // (one transaction), and wait until the server says it is stored.
+  async editAround() {
+    const { FILE, FIND, BEFORE, INSIDE, INSIDE_AT } = process.env;
+    await until(() => provider.synced && files.get(FILE)?.toString().includes(FIND), 30000);
+    const target = files.get(FILE);
+    const at = target.toString().indexOf(FIND) + Number(INSIDE_AT);
+    const before = savedFrames;
+    doc.transact(() => {
+      target.insert(at, INSIDE);
+      target.insert(0, BEFORE);
+    });
+    await until(() => savedFrames > before);
+    say("final", { files: filesJson(), errors });
+  },
   // Stay connected until the room's files are exactly process.env.EXPECT (JSON).
   async follow() {
     await until(() => provider.synced);
