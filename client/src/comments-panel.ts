@@ -13,6 +13,7 @@ import { anchorOf, resolveAnchor, type Span } from "./comment-anchors";
 import { commentGutter, showCommentMarks } from "./comment-gutter";
 import { CommentStore, listenForComments } from "./comments";
 import { h, replaceChildren } from "./dom";
+import { fileIdentity, fileNamed } from "./file-identity";
 
 /** A quote longer than this is cut (the server keeps at most 2,000 characters). */
 const MAX_QUOTE_CHARS = 2000;
@@ -101,7 +102,7 @@ export function mountComments(options: CommentsOptions): CommentsPanel {
     const { from, to } = selection;
     const quoted = text.toString().slice(from, to);
     const quote = quoted.length > MAX_QUOTE_CHARS ? `${quoted.slice(0, MAX_QUOTE_CHARS - 1)}…` : quoted;
-    draft = { file, anchor: anchorOf(text, from, to), quote };
+    draft = { file: fileIdentity(file), anchor: anchorOf(text, from, to), quote };
     draftQuote.textContent = quote;
     formError.hidden = true;
     form.hidden = false;
@@ -129,7 +130,8 @@ export function mountComments(options: CommentsOptions): CommentsPanel {
 
   // ---- threads ----
   const spanOf = (thread: CommentThread): Span | null => {
-    const text = files.get(thread.file);
+    const name = fileNamed(files, thread.file);
+    const text = name === null ? undefined : files.get(name);
     return text === undefined ? null : resolveAnchor(text, thread.anchor);
   };
 
@@ -163,7 +165,7 @@ export function mountComments(options: CommentsOptions): CommentsPanel {
         h("div", { class: "comment-text", "data-testid": "reply-text" }, reply.body),
         remove));
     }
-    const jump = h("button", { type: "button", "data-testid": "comment-jump", disabled: span === null || thread.file !== file }, "Show in code");
+    const jump = h("button", { type: "button", "data-testid": "comment-jump", disabled: span === null }, "Show in code");
     jump.addEventListener("click", () => { if (span !== null) jumpTo(span); });
     const actions = h("div", { class: "comment-actions" }, jump);
     if (editable) {
@@ -224,7 +226,8 @@ export function mountComments(options: CommentsOptions): CommentsPanel {
 
   const render = (): void => {
     count.textContent = `💬 ${store.openCount()} open`;
-    const threads = file === null ? [] : store.all().filter((thread) => thread.file === file);
+    const shown = file === null ? null : fileIdentity(file);
+    const threads = store.all().filter((thread) => thread.file === shown);
     const spans = new Map(threads.map((thread) => [thread.id, spanOf(thread)] as const));
     const typed = typedReplies();
     const active = document.activeElement?.closest<HTMLElement>("[data-thread-id]")?.dataset.threadId;
