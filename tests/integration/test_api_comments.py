@@ -1,29 +1,14 @@
 """Comment threads over the REST API, on both backends: each status, from the client's side."""
 
-import base64
+import asyncio
 
 import pytest
-from tests.support import User, new_user
+from tests.support import ANCHOR, User, comment_events, new_user, thread_body
+from websockets.asyncio.client import connect
 
 from pairpilot.testing import LiveServer, live_server, quick_settings
 
 pytestmark = pytest.mark.anyio
-
-ANCHOR = {
-    "start": base64.b64encode(b"\x01\x02start").decode(),
-    "end": base64.b64encode(b"\x01\x02end").decode(),
-}
-
-
-def thread_body(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "file": "main.py",
-        "anchor": ANCHOR,
-        "quote": "print(1)",
-        "body": "Why print here?",
-    }
-    body.update(overrides)
-    return body
 
 
 async def people(server: LiveServer, room: str) -> tuple[User, User, User, User]:
@@ -293,3 +278,25 @@ async def test_a_restore_leaves_the_threads_alone(api_server, room):
     assert restored.status_code == 200, restored.text
     [kept] = (await owner.call("GET", f"/api/rooms/{room}/comments")).json()["threads"]
     assert kept == thread
+
+
+async def test_deleting_my_data_erases_my_comments_even_where_i_am_a_viewer(api_server, room):
+    ada = await new_user(api_server.http_url, "Ada")
+    bob = await new_user(api_server.http_url, "Bob")
+    await bob.join(room)  # Bob's room
+    await ada.join(room)
+    base = f"/api/rooms/{room}/comments"
+    bobs = (await bob.call("POST", base, json=thread_body(body="Bob's"))).json()
+    adas = (await ada.call("POST", base, json=thread_body(body="Ada's"))).json()
+    await bob.call("POST", f"{base}/{adas['id']}/replies", json={"body": "Bob on Ada's"})
+    adas_reply = await ada.call("POST", f"{base}/{bobs['id']}/replies", json={"body": "Ada's"})
+    await bob.call("PUT", f"/api/rooms/{room}/members/{ada.id}", json={"role": "viewer"})
+    async with connect(api_server.ws_url(room, bob.token), compression=None) as page:
+        assert (await ada.call("DELETE", "/api/me")).status_code == 200
+        events = await asyncio.wait_for(comment_events(page, 2), 30)
+    assert sorted(event["deleted"]["comment_id"] for event in events) == sorted(
+        [adas["id"], adas_reply.json()["id"]]
+    )
+    [left] = (await bob.call("GET", base)).json()["threads"]
+    assert left["id"] == bobs["id"]
+    assert left["replies"] == []

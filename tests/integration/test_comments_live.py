@@ -7,31 +7,14 @@ from pathlib import Path
 
 import pytest
 from pycrdt import Text
-from tests.integration.test_api_comments import thread_body
-from tests.support import new_user
-from websockets.asyncio.client import ClientConnection, connect
+from tests.support import comment_events, new_user, thread_body
+from websockets.asyncio.client import connect
 
-from pairpilot.sync.protocol import COMMENTS_PREFIX
 from pairpilot.testing import ServerProcess, live_server, quick_settings, synced_client
 
 pytestmark = pytest.mark.anyio
 
 PEER = Path(__file__).parents[1] / "interop" / "peer.mjs"
-
-
-async def _comment_events(websocket: ClientConnection, count: int) -> list[dict[str, object]]:
-    """The next ``count`` comments messages the socket receives (other frames are skipped)."""
-    events: list[dict[str, object]] = []
-    while len(events) < count:
-        frame = await websocket.recv()
-        if isinstance(frame, bytes) and frame.startswith(COMMENTS_PREFIX):
-            # [2, 4] + varuint length + JSON; the JSON here is short enough for one length byte
-            # or two: skip the varuint.
-            pos = 2
-            while frame[pos] & 0x80:
-                pos += 1
-            events.append(json.loads(frame[pos + 1 :]))
-    return events
 
 
 async def test_every_change_reaches_a_page_on_another_process_and_stock_clients_ignore_it(
@@ -75,7 +58,7 @@ async def test_every_change_reaches_a_page_on_another_process_and_stock_clients_
                 ).json()
                 await ada.call("PATCH", f"{base}/{thread['id']}", json={"resolved": True})
                 await ada.call("DELETE", f"{base}/{thread['id']}")
-                events = await asyncio.wait_for(_comment_events(page, 4), 30)
+                events = await asyncio.wait_for(comment_events(page, 4), 30)
                 assert [event["event"] for event in events] == [
                     "thread",
                     "reply",

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 from pycrdt import Doc, Map, Text
-from tests.support import RETIRED_ROWS, new_user, seed_room_rows, stored_rows
+from tests.support import RETIRED_ROWS, new_user, seed_room_rows, stored_rows, thread_body
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -59,8 +59,7 @@ async def test_an_owner_deletes_a_room_and_every_row_of_it_is_gone(api_server, r
             await asyncio.sleep(0.05)
         named = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "v1"})
         assert named.status_code == 201
-        comment = {"file": "main.py", "anchor": {"start": "AAA=", "end": "AAA="}, "quote": "p"}
-        made = await owner.call("POST", f"/api/rooms/{room}/comments", json=comment | {"body": "?"})
+        made = await owner.call("POST", f"/api/rooms/{room}/comments", json=thread_body())
         assert made.status_code == 201
         await api_server.services.flusher.compact(api_server.services.registry.rooms[room])
         before = await stored_rows(api_server, room)

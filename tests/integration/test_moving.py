@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 from pycrdt import Doc, Map, Text
-from tests.support import RETIRED_ROWS, User, new_user, seed_room_rows, stored_rows
+from tests.support import RETIRED_ROWS, User, new_user, seed_room_rows, stored_rows, thread_body
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -72,10 +72,7 @@ async def test_a_moved_room_keeps_content_members_roles_and_versions(api_server,
         await api_server.services.flusher.flush_all()
         named = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "v1"})
         assert named.status_code == 201, named.text
-        comment = {"file": "main.py", "anchor": {"start": "AAA=", "end": "AAA="}, "quote": "p"}
-        made = await editor.call(
-            "POST", f"/api/rooms/{room}/comments", json=comment | {"body": "?"}
-        )
+        made = await editor.call("POST", f"/api/rooms/{room}/comments", json=thread_body())
         assert made.status_code == 201, made.text
         new = await _move(owner, room)
     assert NEW_ID.match(new), new

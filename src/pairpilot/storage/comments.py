@@ -87,6 +87,7 @@ class NewThread:
 class Deleted:
     """What a delete removed: a whole thread (``comment_id == thread_id``) or one reply."""
 
+    room_id: str
     thread_id: str
     comment_id: str
 
@@ -274,7 +275,7 @@ class RoomComments:
             check_comment_delete(role, identity.user_id, row.author_id)
             # A thread's replies go with it (the foreign key cascades, past RLS, on both backends).
             await conn.execute(room_comments.delete().where(room_comments.c.id == comment_id))
-        return Deleted(row.thread_id or comment_id, comment_id)
+        return Deleted(room_id, row.thread_id or comment_id, comment_id)
 
     async def _thread_row(self, conn: AsyncConnection, room_id: str, thread_id: str) -> sa.Row[Any]:
         row = (
@@ -289,3 +290,31 @@ class RoomComments:
         if row is None:
             raise NotFoundError(f"room {room_id} has no comment thread {thread_id}")
         return row
+
+
+async def erase_authored(directory: RoomDirectory, identity: Identity) -> list[Deleted]:
+    """Delete every comment the caller wrote, in every room: their data, whatever their role.
+
+    Returns what went, for the rooms' pages: threads (with their replies) and replies; replies
+    under a thread that went are not listed, the thread's deletion covers them.
+    """
+    async with directory.as_user(identity) as conn:
+        if conn.dialect.name == "postgresql":
+            # Viewers may not delete comments under RLS, but their data is theirs to erase.
+            rows = list(await conn.execute(sa.text("SELECT * FROM pairpilot_erase_my_comments()")))
+        else:
+            rows = list(
+                await conn.execute(
+                    room_comments.delete()
+                    .where(room_comments.c.author_id == identity.user_id)
+                    .returning(
+                        room_comments.c.room_id, room_comments.c.thread_id, room_comments.c.id
+                    )
+                )
+            )
+    threads = {row.id for row in rows if row.thread_id is None}
+    return [
+        Deleted(row.room_id, row.thread_id or row.id, row.id)
+        for row in rows
+        if row.thread_id is None or row.thread_id not in threads
+    ]

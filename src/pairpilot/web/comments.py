@@ -16,7 +16,14 @@ from pydantic import BaseModel
 from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import BadRequestError, RefusedError
 from pairpilot.guardrails import COMMENT_SIZE
-from pairpilot.storage.comments import Anchor, Comment, NewThread, RoomComments, Thread
+from pairpilot.storage.comments import (
+    Anchor,
+    Comment,
+    Deleted,
+    NewThread,
+    RoomComments,
+    Thread,
+)
 from pairpilot.sync.protocol import comments_changed
 from pairpilot.web.comment_schemas import (
     FILE_NAME,
@@ -91,6 +98,12 @@ def _thread_out(thread: Thread) -> ThreadOut:
         resolved_at=thread.resolved_at,
         replies=[_comment_out(reply, thread.id) for reply in thread.replies],
     )
+
+
+def tell_deleted(services: Services, gone: Deleted) -> None:
+    """The room's pages drop a deleted thread or reply."""
+    out = DeletedOut(thread_id=gone.thread_id, comment_id=gone.comment_id)
+    _tell_room(services, gone.room_id, "deleted", deleted=out)
 
 
 def _tell_room(services: Services, room_id: str, event: str, **payload: BaseModel) -> None:
@@ -186,6 +199,5 @@ async def delete_comment(
     gone = await RoomComments(services.directory).delete(
         check_room_id(room_id), identity, comment_id
     )
-    out = DeletedOut(thread_id=gone.thread_id, comment_id=gone.comment_id)
-    _tell_room(services, room_id, "deleted", deleted=out)
-    return out
+    tell_deleted(services, gone)
+    return DeletedOut(thread_id=gone.thread_id, comment_id=gone.comment_id)

@@ -6,7 +6,9 @@ positions, base64) and the text it quoted when it was made; its replies are rows
 rewrite another person's words. On PostgreSQL, RLS: members read; editors and owners write
 their own (the author is the caller); editors and owners resolve or reopen threads, and only
 the resolution columns are granted for UPDATE (nobody rewrites a body or an author); authors
-delete their own, owners any. Moving a room re-keys its comments (``pairpilot_move_room`` is
+delete their own, owners any; a person deleting their data erases every comment they wrote,
+in any role, through ``pairpilot_erase_my_comments`` (SECURITY DEFINER, the caller's rows only).
+Moving a room re-keys its comments (``pairpilot_move_room`` is
 replaced with one that does); deleting a room deletes them (owners may).
 
 Revision ID: 0009
@@ -50,6 +52,14 @@ CREATE POLICY comments_delete ON room_comments FOR DELETE TO authenticated
   );
 GRANT SELECT, INSERT, DELETE ON room_comments TO authenticated;
 GRANT UPDATE (resolved, resolved_by, resolved_at) ON room_comments TO authenticated;
+CREATE OR REPLACE FUNCTION public.pairpilot_erase_my_comments()
+  RETURNS TABLE (room_id text, thread_id text, id text)
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DELETE FROM public.room_comments c WHERE c.author_id = (SELECT auth.uid())::text
+    RETURNING c.room_id, c.thread_id, c.id
+  $$;
+REVOKE ALL ON FUNCTION public.pairpilot_erase_my_comments() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.pairpilot_erase_my_comments() TO authenticated;
 """
 
 MOVE = """
@@ -148,6 +158,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop the comments, and put 0008's move function back."""
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS public.pairpilot_erase_my_comments()")
         for statement in _statements(_previous_move_function()):
             op.execute(statement)
     op.drop_index("ix_room_comments_thread_id", table_name="room_comments")
