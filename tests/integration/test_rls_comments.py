@@ -171,3 +171,16 @@ async def test_authors_delete_their_own_and_owners_any(seeded, role, deletable):
     left = await _ids(connection, room)
     gone = {ids[key] for key in deletable} | ({ids["r"]} if "e" in deletable else set())
     assert left == set(ids.values()) - gone
+
+
+async def test_erasing_my_data_deletes_my_comments_only_in_any_role(seeded):
+    connection, room = seeded
+    erased = await _as(connection, VIEWER, "SELECT * FROM pairpilot_erase_my_comments()")
+    assert erased != "SELECT 0"  # this room's, and other tests' rooms' (the ids are shared)
+    mine = "SELECT count(*) FROM room_comments WHERE author_id = $1"
+    assert await connection.fetchval(mine, VIEWER) == 0
+    assert await _ids(connection, room) == {f"e-{room}", f"r-{room}", f"t-{room}"[:32]}
+    assert await _as(connection, STRANGER, "SELECT * FROM pairpilot_erase_my_comments()") == (
+        "SELECT 0"
+    )
+    assert len(await _ids(connection, room)) == 3
