@@ -285,6 +285,10 @@ export function mountFollow(options: FollowOptions): Follow {
     }
   }
 
+  // Their file may arrive after their view names it (a file they just made).
+  files.observe(() => {
+    if (following !== null) follow();
+  });
   stopButton.addEventListener("click", () => stop(null));
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && following !== null) stop("you pressed Esc");

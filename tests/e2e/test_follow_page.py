@@ -93,6 +93,10 @@ async def test_following_opens_their_file_and_keeps_their_lines_in_view(
     await expect(by_test_id(ada, "followers")).to_have_text(
         "Bob is following you", timeout=UI_TIMEOUT_MS
     )
+    # A file Ada makes now (its name may reach Bob's awareness before its text): Bob opens it.
+    await create_file(ada, "fresh.py")
+    await expect(by_test_id(bob, "current-file")).to_have_text("fresh.py", timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(cy, "current-file")).to_have_text("long.py")
 
 
 async def test_selecting_keeps_following_typing_scrolling_or_another_file_stops_it(
