@@ -44,7 +44,7 @@ SIGNIN_RATE = "signin_rate"  # anonymous sign-ins per client address
 REFRESH_RATE = "refresh_rate"  # token refreshes per client address
 CREATE_RATE = "create_rate"  # rooms created per user
 WRITE_RATE = "write_rate"  # REST writes per user
-COMMENT_SIZE = "comment_size"  # a comment's body or quote past its bound (README, "Limits")
+COMMENT_SIZE = "comment_size"  # a comment's body or quote past its bound
 COMMENTS_PER_ROOM = "comments_per_room"  # threads per room, replies per thread
 BACKLOG = "backlog"  # updates waiting for storage (the room's) or Redis (the bus's) at the bound
 

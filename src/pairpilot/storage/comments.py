@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from pairpilot.access.identity import Identity
     from pairpilot.storage.directory import RoomDirectory
 
-# Open and resolved threads a room holds, and replies a thread holds (README, "Limits").
+# Open and resolved threads a room holds, and replies a thread holds (README, "Quotas and
+# abuse limits").
 MAX_THREADS_PER_ROOM = 1000
 MAX_REPLIES_PER_THREAD = 200
 ID_BYTES = 12  # 16 URL-safe characters

@@ -29,7 +29,6 @@ AUTH_SAVED = 1
 AUTH_TOKEN_EXPIRING = 2  # server -> client: send a new token before the old one expires
 AUTH_TOKEN = 3  # client -> server: a new token for the same user
 AUTH_COMMENTS = 4  # server -> client: a room's comments changed (JSON; stock clients ignore it)
-COMMENTS_PREFIX = bytes([2, AUTH_COMMENTS])  # MessageType.AUTH, AUTH_COMMENTS
 
 
 class MessageType(IntEnum):
@@ -39,6 +38,9 @@ class MessageType(IntEnum):
     AWARENESS = YMessageType.AWARENESS
     AUTH = 2
     QUERY_AWARENESS = 3
+
+
+COMMENTS_PREFIX = bytes([MessageType.AUTH, AUTH_COMMENTS])
 
 
 @dataclass(frozen=True, slots=True)

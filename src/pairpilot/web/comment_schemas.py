@@ -15,8 +15,8 @@ FILE_NAME = r"^[^\x00-\x1f\x7f]+$"
 # base64 of Y.encodeRelativePosition: a few dozen bytes; 256 characters leave room to spare.
 ENCODED_POSITION = r"^[A-Za-z0-9+/]+={0,2}$"
 MAX_POSITION_CHARS = 256
-# Bodies and quotes past these are refused with 413 comment_too_long (README, "Limits"); the
-# schema's own bound (400) only stops absurd payloads before they are read into the limit check.
+# Bodies and quotes past these are refused with 413 comment_too_long (README, "Comment threads");
+# the schema's own bound (400) only stops absurd payloads before they reach the limit check.
 MAX_BODY_CHARS = 4000
 MAX_QUOTE_CHARS = 2000
 SCHEMA_MAX_CHARS = 100_000
