@@ -1,6 +1,8 @@
 """Test-suite helpers beyond pairpilot.testing: CI's rule for missing services, an API user,
 a room with sessions on recording sockets, a flusher (no server)."""
 
+import base64
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 from pycrdt import Doc
+from websockets.asyncio.client import ClientConnection
 
 from pairpilot.access import Grant
 from pairpilot.bus import LocalBus
@@ -16,6 +19,7 @@ from pairpilot.observability.metrics import Metrics
 from pairpilot.storage import RoomStore
 from pairpilot.storage.deletion import room_rows
 from pairpilot.sync.flusher import Flusher
+from pairpilot.sync.protocol import COMMENTS_PREFIX
 from pairpilot.sync.room import OnUpdate, Room
 from pairpilot.sync.session import Session, TokenBucket
 from pairpilot.testing import LiveServer
@@ -110,7 +114,8 @@ def flusher_over(store: RoomStore, *, flush_ms: int = 200, retry_max_ms: int = 1
 async def seed_room_rows(
     connection: asyncpg.Connection, room: str, owner: str, editor: str, viewer: str
 ) -> None:
-    """A room with a snapshot, a log row and a version, an owner, an editor and a viewer.
+    """A room with a snapshot, a log row, a version and the owner's comment thread, an owner,
+    an editor and a viewer.
 
     Written straight in SQL as the persistence writer would, for the RLS tests.
     """
@@ -130,6 +135,14 @@ async def seed_room_rows(
         " VALUES ($1, 'auto', '\\x00', 1, now())",
         room,
     )
+    await connection.execute(
+        "INSERT INTO room_comments (id, room_id, file, anchor_start, anchor_end, quote,"
+        " author_id, body, created_at) VALUES ($1, $2, 'main.py', 'AAA=', 'AAA=', 'x', $3,"
+        " 'a thread', now())",
+        f"t-{room}"[:32],
+        room,
+        owner,
+    )
 
 
 # A deleted or moved-away room's rows: none left, and its id retired by a tombstone.
@@ -140,6 +153,7 @@ RETIRED_ROWS = {
     "room_updates": 0,
     "room_versions": 0,
     "room_fences": 0,
+    "room_comments": 0,
     "room_tombstones": 1,
 }
 
@@ -148,3 +162,36 @@ async def stored_rows(server: LiveServer, room: str) -> dict[str, int]:
     """How many rows the room has in each of its tables (storage.deletion.room_rows)."""
     async with server.services.store.engine.connect() as conn:
         return await room_rows(conn, room)
+
+
+# Comment threads (issue #25): a valid thread body, and the comments messages a socket hears.
+ANCHOR = {
+    "start": base64.b64encode(b"\x01\x02start").decode(),
+    "end": base64.b64encode(b"\x01\x02end").decode(),
+}
+
+
+def thread_body(**overrides: object) -> dict[str, object]:
+    """A new thread's body for ``POST …/comments``, with ``overrides``."""
+    body: dict[str, object] = {
+        "file": "main.py",
+        "anchor": ANCHOR,
+        "quote": "print(1)",
+        "body": "Why print here?",
+    }
+    body.update(overrides)
+    return body
+
+
+async def comment_events(websocket: ClientConnection, count: int) -> list[dict[str, object]]:
+    """The next ``count`` comments messages the socket receives (other frames are skipped)."""
+    events: list[dict[str, object]] = []
+    while len(events) < count:
+        frame = await websocket.recv()
+        if isinstance(frame, bytes) and frame.startswith(COMMENTS_PREFIX):
+            # [2, 4] + varuint length + JSON: skip the varuint.
+            pos = 2
+            while frame[pos] & 0x80:
+                pos += 1
+            events.append(json.loads(frame[pos + 1 :]))
+    return events

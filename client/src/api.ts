@@ -41,6 +41,22 @@ export type RunPermit =
   | { allowed: true; limit?: number; remaining?: number; reset_s?: number; degraded?: boolean }
   | { allowed: false; retryAfterS: number };
 
+/** A comment thread: its file, anchor (encoded Yjs relative positions), quote and replies. */
+export interface CommentReply { id: string; thread_id: string; author_id: string; author_name: string | null; body: string; created_at: string }
+export interface ThreadState { thread_id: string; resolved: boolean; resolved_by: string | null; resolved_at: string | null }
+export interface NewCommentThread { file: string; anchor: { start: string; end: string }; quote: string; body: string }
+export interface CommentThread extends NewCommentThread {
+  id: string;
+  author_id: string;
+  author_name: string | null;
+  created_at: string;
+  resolved: boolean;
+  resolved_by: string | null;
+  resolved_at: string | null;
+  replies: CommentReply[];
+}
+export interface DeletedComment { thread_id: string; comment_id: string }
+
 /** An API call that failed: HTTP status (0 when the server was not reached) and the server's code. */
 export class ApiError extends Error {
   constructor(
@@ -411,6 +427,31 @@ export class Api {
   /** Makes the room's files equal to the version's; the live room converges on it. */
   restoreVersion(roomId: string, versionId: number): Promise<RestoreResult> {
     return this.call("POST", `${roomPath(roomId)}/versions/${versionId}/restore`);
+  }
+
+  // ---- comment threads (README, "Comment threads") ----
+
+  /** The room's threads with their replies, oldest first. */
+  async listComments(roomId: string): Promise<CommentThread[]> {
+    return (await this.call<{ threads: CommentThread[] }>("GET", `${roomPath(roomId)}/comments`)).threads;
+  }
+
+  /** Opens a thread on a range of a file (editors and owners). */
+  openThread(roomId: string, thread: NewCommentThread): Promise<CommentThread> {
+    return this.call("POST", `${roomPath(roomId)}/comments`, thread);
+  }
+
+  replyToThread(roomId: string, threadId: string, body: string): Promise<CommentReply> {
+    return this.call("POST", `${roomPath(roomId)}/comments/${encodeURIComponent(threadId)}/replies`, { body });
+  }
+
+  resolveThread(roomId: string, threadId: string, resolved: boolean): Promise<ThreadState> {
+    return this.call("PATCH", `${roomPath(roomId)}/comments/${encodeURIComponent(threadId)}`, { resolved });
+  }
+
+  /** Deletes a thread (with its replies) or one reply, by its id. */
+  deleteComment(roomId: string, commentId: string): Promise<DeletedComment> {
+    return this.call("DELETE", `${roomPath(roomId)}/comments/${encodeURIComponent(commentId)}`);
   }
 
   /** Every file of the room as a zip. */

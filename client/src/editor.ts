@@ -127,8 +127,11 @@ function readOnlyExtension(readOnly: boolean): Extension {
   return [EditorState.readOnly.of(readOnly), EditorView.editable.of(!readOnly)];
 }
 
-/** Mounts the editor in `parent`; remote cursors come from `awareness`. */
-export function createEditor(parent: HTMLElement, awareness: Awareness): Editor {
+/**
+ * Mounts the editor in `parent`; remote cursors come from `awareness`. `extensions` join every
+ * file's editor state (comments, follow mode).
+ */
+export function createEditor(parent: HTMLElement, awareness: Awareness, extensions: Extension = []): Editor {
   const view = new EditorView({ parent, state: EditorState.create({ doc: "", extensions: [readOnlyExtension(true)] }) });
   const undoManagers = new Map<Y.Text, Y.UndoManager>();
   const readOnlyCompartment = new Compartment();
@@ -155,6 +158,7 @@ export function createEditor(parent: HTMLElement, awareness: Awareness): Editor 
           languageFor(fileName),
           readOnlyCompartment.of(readOnlyExtension(readOnly)),
           yCollab(text, awareness, { undoManager: undoManagerFor(text) }),
+          extensions,
         ],
       }));
     },

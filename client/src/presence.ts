@@ -5,6 +5,7 @@
 import type { Awareness } from "y-protocols/awareness";
 import { ROLES, type MemberInfo, type Role } from "./api";
 import { h, replaceChildren } from "./dom";
+import { sanitisePairing } from "./follow-state";
 import { colourFor } from "./names";
 
 /** Our awareness fields. `cursor` is owned by y-codemirror.next. */
@@ -93,6 +94,7 @@ export function sanitisePeerState(raw: unknown, memberOf: (userId: string) => Me
     } satisfies PresenceUser;
   }
   clean.file = text(state.file) ?? null;
+  Object.assign(clean, sanitisePairing(state));
   return clean as PresenceState;
 }
 

@@ -11,7 +11,9 @@ import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pag
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
 import { createEditor } from "./editor";
+import { mountComments } from "./comments-panel";
 import { mountFileList } from "./file-list";
+import { mountFollow } from "./follow";
 import { ensureStarterFile, filesMap } from "./files";
 import { mountHistoryPanel } from "./history-panel";
 import { goToMovedRoom, mountMoveRoom, movedTo, validRoomId } from "./moving";
@@ -126,6 +128,14 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     goToMovedRoom(roomId, newRoomId);
   };
   invite.note.append(" ", mountMoveRoom({ api, roomId, onMoved: roomMoved }));
+  const comments = mountComments({
+    api, roomId, files, selfId: () => self.id, role: () => role, view: () => editor.current?.view ?? null, onError: reportFailure,
+  });
+  const follow = mountFollow({
+    files, selfId: () => self.id, role: () => role, currentFile: () => currentFile, openFile: (file) => openFile(file),
+    view: () => editor.current?.view ?? null,
+    nameOf: (userId) => (awarenessRef.current ? participants(awarenessRef.current, members, self.id) : []).find((p) => p.userId === userId)?.name ?? "someone",
+  });
   const history = mountHistoryPanel({ api, roomId, files, currentFile: () => currentFile, onError: reportFailure });
   const transfer = mountTransfer({
     api, roomId, onError: reportFailure,
@@ -146,17 +156,18 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       h("span", { class: "room-id", "data-testid": "room-id" }, roomId),
       status,
       saveStatusLabel,
+      comments.count,
       h("span", { class: "spacer" }),
       invite.element,
       ...transfer.elements,
       history.toggle,
       ...deleteRoom.elements,
       h("span", { class: "me", "data-testid": "my-name" }, name)),
-    h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note),
+    h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
     h("div", { class: "workspace" },
       filesPane,
-      h("section", { class: "editor-pane" }, currentFileLabel, editorHost),
-      h("aside", { class: "people" }, h("h2", {}, "Participants"), peoplePane),
+      h("section", { class: "editor-pane" }, h("div", {}, currentFileLabel, comments.composer), editorHost),
+      h("aside", { class: "people" }, h("h2", {}, "Participants"), follow.leadButton, follow.followers, peoplePane, comments.element),
       history.element),
     h("section", { class: "output-pane" },
       h("div", { class: "run-bar" }, runButton, stopButton, runStatus, pyodideLoading, rateLimitMessage, runError),
@@ -213,6 +224,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     stopButton.disabled = readOnly || !(runBusy || shared?.status === "running");
     history.setEditable(!readOnly);
     transfer.setEditable(!readOnly);
+    comments.setEditable(!readOnly);
+    follow.refresh();
     deleteRoom.setOwner(role === "owner" && !refusals.deleted());
     invite.update(refusals.deleted() ? null : role);
     renderSave();
@@ -249,6 +262,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
         );
       },
     });
+    follow.decorate(peoplePane);
   };
 
   const applyRole = (newRole: Role | null): void => {
@@ -294,6 +308,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     if (text && editor.current) editor.current.open(currentFile!, text);
     else editor.current?.close();
     fileList?.setCurrent(currentFile);
+    comments.setFile(currentFile);
+    follow.fileOpened();
     if (awarenessRef.current) setLocalFile(awarenessRef.current, currentFile);
     refreshControls();
   };
@@ -489,7 +505,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     resanitisePeers = bindPeerPresence(awareness, (id) => members.find((m) => m.user_id === id));
     awarenessRef.current = awareness;
     setLocalUser(awareness, { id: self.id, name, role });
-    editor.current = createEditor(editorHost, awareness);
+    editor.current = createEditor(editorHost, awareness, [comments.extension, follow.extension]);
+    follow.attach(awareness);
+    comments.connect(connection.provider);
 
     let knownClients = "";
     awareness.on("change", () => {

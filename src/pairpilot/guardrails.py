@@ -44,6 +44,8 @@ SIGNIN_RATE = "signin_rate"  # anonymous sign-ins per client address
 REFRESH_RATE = "refresh_rate"  # token refreshes per client address
 CREATE_RATE = "create_rate"  # rooms created per user
 WRITE_RATE = "write_rate"  # REST writes per user
+COMMENT_SIZE = "comment_size"  # a comment's body or quote past its bound
+COMMENTS_PER_ROOM = "comments_per_room"  # threads per room, replies per thread
 BACKLOG = "backlog"  # updates waiting for storage (the room's) or Redis (the bus's) at the bound
 
 # Close 4413 mirrors HTTP 413 and 4503 HTTP 503 ("come back later"): the page stops
@@ -58,6 +60,9 @@ REFUSALS: dict[str, Refusal] = {
     REFRESH_RATE: Refusal(429, "rate_limited", 4429),
     CREATE_RATE: Refusal(429, "rate_limited", 4429),
     WRITE_RATE: Refusal(429, "rate_limited", 4429),
+    # REST only (comments travel over HTTP): the close codes are never sent.
+    COMMENT_SIZE: Refusal(413, "comment_too_long", 4413),
+    COMMENTS_PER_ROOM: Refusal(413, "too_many_comments", 4413),
     # 1013 "try again later": the page reconnects (with backoff) and sends its edits again.
     BACKLOG: Refusal(503, "try_again_later", 1013),
 }

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 from pycrdt import Doc, Map, Text
-from tests.support import RETIRED_ROWS, new_user, seed_room_rows, stored_rows
+from tests.support import RETIRED_ROWS, new_user, seed_room_rows, stored_rows, thread_body
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -59,10 +59,13 @@ async def test_an_owner_deletes_a_room_and_every_row_of_it_is_gone(api_server, r
             await asyncio.sleep(0.05)
         named = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "v1"})
         assert named.status_code == 201
+        made = await owner.call("POST", f"/api/rooms/{room}/comments", json=thread_body())
+        assert made.status_code == 201
         await api_server.services.flusher.compact(api_server.services.registry.rooms[room])
         before = await stored_rows(api_server, room)
         assert before["room_updates"] + before["room_snapshots"] > 0
         assert before["room_versions"] >= 1
+        assert before["room_comments"] == 1
         answer = await owner.call("DELETE", f"/api/rooms/{room}")
     assert answer.status_code == 200
     assert answer.json() == {"room_id": room, "deleted": True}
@@ -214,7 +217,7 @@ async def test_a_socket_on_another_process_is_closed_and_nothing_is_stored_after
 # Row Level Security: the delete as each role, straight in SQL as `authenticated` (no Python).
 
 OWNER, EDITOR, VIEWER, STRANGER = (str(uuid.uuid4()) for _ in range(4))
-CONTENT = ["room_snapshots", "room_updates", "room_versions", "room_fences"]
+CONTENT = ["room_snapshots", "room_updates", "room_versions", "room_fences", "room_comments"]
 
 
 @pytest.fixture
@@ -280,7 +283,7 @@ async def test_rls_lets_nobody_but_an_owner_delete_a_room(seeded, user):
 async def test_rls_lets_an_owner_delete_every_row_and_the_id_is_never_inserted_again(seeded):
     connection, room = seeded
     statuses = await _delete_as(connection, OWNER, room)
-    assert statuses == ["DELETE 1"] * 4 + ["INSERT 0 1", "DELETE 1"]
+    assert statuses == ["DELETE 1"] * len(CONTENT) + ["INSERT 0 1", "DELETE 1"]
     assert await _counts(connection, room) == {
         "rooms": 0,
         "room_members": 0,  # cascaded from the room's row

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 from pycrdt import Doc, Map, Text
-from tests.support import RETIRED_ROWS, User, new_user, seed_room_rows, stored_rows
+from tests.support import RETIRED_ROWS, User, new_user, seed_room_rows, stored_rows, thread_body
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -72,6 +72,8 @@ async def test_a_moved_room_keeps_content_members_roles_and_versions(api_server,
         await api_server.services.flusher.flush_all()
         named = await owner.call("POST", f"/api/rooms/{room}/versions", json={"name": "v1"})
         assert named.status_code == 201, named.text
+        made = await editor.call("POST", f"/api/rooms/{room}/comments", json=thread_body())
+        assert made.status_code == 201, made.text
         new = await _move(owner, room)
     assert NEW_ID.match(new), new
     assert await _stored_text(viewer, new) == "print('kept')"
@@ -81,6 +83,8 @@ async def test_a_moved_room_keeps_content_members_roles_and_versions(api_server,
     versions = (await viewer.call("GET", f"/api/rooms/{new}/versions")).json()
     listed = versions["versions"] if isinstance(versions, dict) else versions
     assert "v1" in [version.get("name") for version in listed]
+    [thread] = (await viewer.call("GET", f"/api/rooms/{new}/comments")).json()["threads"]
+    assert thread["author_id"] == editor.id
     joined = await owner.join(new)
     assert joined.json()["member"]["role"] == "owner"
     assert await stored_rows(api_server, room) == RETIRED_ROWS
@@ -161,7 +165,7 @@ async def test_a_write_in_flight_after_the_move_writes_nothing_under_the_old_id(
 # Row Level Security: the move function as each role, straight in SQL as `authenticated`.
 
 OWNER, EDITOR, VIEWER, STRANGER = (str(uuid.uuid4()) for _ in range(4))
-TABLES = ["room_members", "room_snapshots", "room_updates", "room_versions"]
+TABLES = ["room_members", "room_snapshots", "room_updates", "room_versions", "room_comments"]
 
 
 @pytest.fixture

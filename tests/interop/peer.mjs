@@ -37,13 +37,16 @@ const errors = [];
 for (const level of ["error", "warn"]) {
   console[level] = (...args) => errors.push(args.map(String).join(" "));
 }
-// Raw frames of the server's "saved" message (auth, sub-type 1), which the stock client ignores.
+// Raw frames of the server's "saved" message (auth, sub-type 1) and "comments" message (auth,
+// sub-type 4), which the stock client ignores.
 let savedFrames = 0;
+let commentFrames = 0;
 provider.on("status", ({ status }) => {
   if (status === "connected") {
     provider.ws.addEventListener("message", (event) => {
       const bytes = new Uint8Array(event.data);
       if (bytes[0] === 2 && bytes[1] === 1) savedFrames += 1;
+      if (bytes[0] === 2 && bytes[1] === 4) commentFrames += 1;
     });
   }
 });
@@ -83,6 +86,29 @@ const scripts = {
     say("saved", { savedFrames, errors });
     await until(() => text.toString().includes("python after saved\n"));
     say("final", { savedFrames, errors, synced: provider.synced });
+  },
+  // Hear process.env.COMMENTS comment messages, then keep syncing: an edit after them arrives.
+  async comments() {
+    await until(() => provider.synced);
+    say("synced");
+    await until(() => commentFrames >= Number(process.env.COMMENTS), 20000);
+    await until(() => text.toString().includes("python after comments\n"));
+    say("final", { commentFrames, errors, closes, synced: provider.synced });
+  },
+  // Once file FILE holds FIND: insert BEFORE at its start and INSIDE at FIND's index + INSIDE_AT
+  // (one transaction), and wait until the server says it is stored.
+  async editAround() {
+    const { FILE, FIND, BEFORE, INSIDE, INSIDE_AT } = process.env;
+    await until(() => provider.synced && files.get(FILE)?.toString().includes(FIND), 30000);
+    const target = files.get(FILE);
+    const at = target.toString().indexOf(FIND) + Number(INSIDE_AT);
+    const before = savedFrames;
+    doc.transact(() => {
+      target.insert(at, INSIDE);
+      target.insert(0, BEFORE);
+    });
+    await until(() => savedFrames > before);
+    say("final", { files: filesJson(), errors });
   },
   // Stay connected until the room's files are exactly process.env.EXPECT (JSON).
   async follow() {

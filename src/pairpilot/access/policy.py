@@ -52,6 +52,13 @@ def check_removal(caller: Role, caller_id: str, target_id: str, target: Role, ow
         raise ConflictError("the last owner cannot be removed: a room keeps at least one owner")
 
 
+def check_comment_delete(role: Role, caller_id: str, author_id: str) -> None:
+    """ForbiddenError unless an owner, or an editor who wrote it, deletes a comment."""
+    require_editor(role)
+    if role is not Role.OWNER and caller_id != author_id:
+        raise ForbiddenError("only its author or the room's owners can delete a comment")
+
+
 class LinkAccess(StrEnum):
     """What joining a room by its id (the plain link) does."""
 

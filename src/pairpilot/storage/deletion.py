@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pairpilot.storage.schema import (
+    room_comments,
     room_fences,
     room_members,
     room_snapshots,
@@ -32,7 +33,7 @@ from pairpilot.storage.schema import (
 DELETION_LOCK = 0x5044
 # A room's rows besides ``rooms`` and ``room_members``, deleted first: on PostgreSQL the owner's
 # right to delete them is read from the membership that the room's row cascades to.
-CONTENT = (room_snapshots, room_updates, room_versions, room_fences)
+CONTENT = (room_snapshots, room_updates, room_versions, room_fences, room_comments)
 
 
 async def deleted_among(

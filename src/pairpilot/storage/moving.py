@@ -1,8 +1,8 @@
 """Moving a room to a new id: every row re-keyed in one transaction, the old id retired.
 
 An owner moves a room whose id could be guessed (issue #22): its row, memberships with their
-roles, snapshot, update log and versions go to a new random id; its invites (links that name
-the old id) and its persister fence are dropped. The old id gets a tombstone whose
+roles, snapshot, update log, versions and comments go to a new random id; its invites (links
+that name the old id) and its persister fence are dropped. The old id gets a tombstone whose
 ``moved_to`` names the new id, so it counts as gone for every writer (``deletion.deleted_among``
 answers it) and is never created again, and members of the moved room who open the old id are
 told where it went. The move takes the deletion lock, so a write in flight either committed
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pairpilot.errors import NotFoundError, RoomDeletedError, RoomMovedError
 from pairpilot.storage.schema import (
+    room_comments,
     room_fences,
     room_invites,
     room_members,
@@ -41,7 +42,7 @@ _DEFAULT_WORDS = "moved-room-"
 # Re-keyed from the old id to the new one, after the room's row exists under the new id.
 # What migration 0008's pairpilot_room_retired answers for a move the caller may not learn of.
 HIDDEN_MOVE = "-"
-REKEYED = (room_members, room_snapshots, room_updates, room_versions)
+REKEYED = (room_members, room_snapshots, room_updates, room_versions, room_comments)
 
 
 def new_room_id(old_id: str) -> str:

@@ -131,3 +131,35 @@ room_invites = sa.Table(
 )
 
 sa.Index("ix_room_invites_room_id", room_invites.c.room_id)
+
+# Comment threads and their replies (0009; pairpilot.storage.comments). A thread has no
+# ``thread_id``; a reply names its thread and carries no file, anchor or quote.
+room_comments = sa.Table(
+    "room_comments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "room_id", sa.String(64), sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "thread_id",
+        sa.String(32),
+        sa.ForeignKey("room_comments.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column("file", sa.Text, nullable=True),
+    # base64 of Y.encodeRelativePosition of the range's start and end.
+    sa.Column("anchor_start", sa.Text, nullable=True),
+    sa.Column("anchor_end", sa.Text, nullable=True),
+    sa.Column("quote", sa.Text, nullable=True),
+    sa.Column("author_id", sa.String(64), nullable=False),
+    sa.Column("author_name", sa.String(80), nullable=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("resolved_by", sa.String(64), nullable=True),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+sa.Index("ix_room_comments_room_id", room_comments.c.room_id, room_comments.c.created_at)
+sa.Index("ix_room_comments_thread_id", room_comments.c.thread_id)

@@ -28,6 +28,7 @@ AUTH_PERMISSION_DENIED = 0
 AUTH_SAVED = 1
 AUTH_TOKEN_EXPIRING = 2  # server -> client: send a new token before the old one expires
 AUTH_TOKEN = 3  # client -> server: a new token for the same user
+AUTH_COMMENTS = 4  # server -> client: a room's comments changed (JSON; stock clients ignore it)
 
 
 class MessageType(IntEnum):
@@ -37,6 +38,9 @@ class MessageType(IntEnum):
     AWARENESS = YMessageType.AWARENESS
     AUTH = 2
     QUERY_AWARENESS = 3
+
+
+COMMENTS_PREFIX = bytes([MessageType.AUTH, AUTH_COMMENTS])
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,3 +252,13 @@ def token_expiring(reason: str) -> bytes:
 def token_renewal(token: str) -> bytes:
     """Encode a client's new token (what PairPilot's client sends)."""
     return bytes([MessageType.AUTH, AUTH_TOKEN]) + write_message(token.encode())
+
+
+def comments_changed(change: bytes) -> bytes:
+    """Encode the auth message telling the room's pages a comment changed (``change``: JSON)."""
+    return COMMENTS_PREFIX + write_message(change)
+
+
+def is_comments_changed(frame: bytes) -> bool:
+    """Whether ``frame`` is a comments message (relayed by the bus, never sent by a client)."""
+    return frame.startswith(COMMENTS_PREFIX)

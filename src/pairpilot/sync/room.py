@@ -172,7 +172,11 @@ class Room:
         """Apply a frame from another process's replica and pass it to the local sockets.
 
         Presence it brings is remembered as ``process``'s, to be dropped if that process dies.
+        A comments message (web/comments.py) is only passed on.
         """
+        if protocol.is_comments_changed(frame):
+            self.deliver(frame, None)
+            return
         try:
             message = protocol.decode_message(frame)
             if isinstance(message, SyncUpdate | SyncStep2):

@@ -18,6 +18,7 @@ from pairpilot.storage.schema_version import at_head
 from pairpilot.web import (
     auth,
     client,
+    comments,
     deletion,
     health,
     invites,
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         deletion,
         moving,
         versions,
+        comments,
         transfer,
         runs,
         client,

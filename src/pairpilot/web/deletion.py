@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from pairpilot.access.authorizer import check_room_id
+from pairpilot.storage.comments import erase_authored
+from pairpilot.web.comments import tell_deleted
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
 
@@ -46,11 +48,16 @@ async def delete_room(room_id: RoomId, identity: Caller, services: ServicesDep) 
 
 @router.delete("/api/me", responses=DELETE_ERRORS, dependencies=[WriteRate])
 async def delete_me(identity: Caller, services: ServicesDep) -> UserDeletedOut:
-    """Delete the caller's data: memberships, refresh tokens, and the rooms they alone own.
+    """Delete the caller's data: comments, memberships, refresh tokens, the rooms they alone own.
 
     Rooms with another owner stay; the caller's sockets there close with 4403.
     """
+    # Their comments first, in every room and whatever their role there: they are their data.
+    erased = await erase_authored(services.directory, identity)
     deleted, left = await services.directory.delete_user(identity)
+    for gone in erased:
+        if gone.room_id not in deleted:
+            tell_deleted(services, gone)
     for room_id in deleted:
         await services.registry.delete(room_id)
     for room_id in left:
