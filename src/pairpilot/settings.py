@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pairpilot.errors import ConfigurationError
@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     token_ttl_s: PositiveInt = 3600
     refresh_ttl_s: PositiveInt = 30 * 24 * 3600
+    # Tokens of another issuer (README "Tokens from Supabase or another issuer"): its public
+    # signing keys (a JWKS) and its ``iss``; SUPABASE_URL names both.
+    supabase_url: str | None = Field(default=None, validation_alias="SUPABASE_URL")
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    # Supabase's own edge caches its key set for 10 minutes: never longer here.
+    jwks_cache_s: Annotated[int, Field(gt=0, le=600)] = 600
+    # An unknown ``kid`` fetches the key set again, at most this often (forged kids cost nothing).
+    jwks_refetch_s: Annotated[float, Field(gt=0)] = 5.0
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +90,24 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://")):
             raise ValueError("REDIS_URL must start with redis:// or rediss://")
         return value
+
+    @field_validator("supabase_url", "jwks_url", "jwt_issuer")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// address")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _issuer_known(self) -> Settings:
+        if self.jwks_url and not self.resolved_jwt_issuer:
+            raise ValueError(
+                "PAIRPILOT_JWKS_URL needs PAIRPILOT_JWT_ISSUER (or SUPABASE_URL): "
+                "tokens are checked against their issuer"
+            )
+        return self
 
     @field_validator("signin_rate", "refresh_rate", "room_create_rate", "write_rate")
     @classmethod
@@ -102,6 +129,24 @@ class Settings(BaseSettings):
         return level
 
     @property
+    def resolved_jwks_url(self) -> str | None:
+        """Where the issuer's public signing keys are: the setting, or Supabase's JWKS."""
+        if self.jwks_url:
+            return self.jwks_url
+        if self.supabase_url:
+            return f"{self.supabase_url}/auth/v1/.well-known/jwks.json"
+        return None
+
+    @property
+    def resolved_jwt_issuer(self) -> str | None:
+        """The ``iss`` asymmetric tokens must carry: the setting, or Supabase's Auth URL."""
+        if self.jwt_issuer:
+            return self.jwt_issuer
+        if self.supabase_url:
+            return f"{self.supabase_url}/auth/v1"
+        return None
+
+    @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy async URL: the embedded SQLite file unless DATABASE_URL says otherwise."""
         url = self.database_url or f"sqlite:///{self.data_dir / 'pairpilot.sqlite3'}"
@@ -119,6 +164,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        where = ".".join(str(part) for part in first["loc"])
+        if not where:  # a rule between settings: its message names them
+            raise ConfigurationError(f"invalid configuration: {first['msg']}") from exc
         name = where if where.isupper() else f"PAIRPILOT_{where.upper()}"
         raise ConfigurationError(f"invalid configuration: {name}: {first['msg']}") from exc

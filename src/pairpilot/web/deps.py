@@ -23,13 +23,13 @@ def services(request: Request) -> Services:
     return found
 
 
-def caller(
+async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Identity:
     """The verified identity behind ``Authorization: Bearer``; 401 otherwise."""
     token = credentials.credentials if credentials else None
-    identity = services(request).identities.verify(token)
+    identity = await services(request).identities.authenticate(token)
     set_tag("user_id", identity.user_id)
     return identity
 

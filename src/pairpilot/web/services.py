@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
+from pairpilot.access.keys import SigningKeys
 from pairpilot.access.live import LiveAccess
 from pairpilot.bus.base import RoomBus
 from pairpilot.bus.local import LocalBus
@@ -68,7 +69,9 @@ class Services:
         return self._http
 
     async def close_http(self) -> None:
-        """Close the outgoing HTTP client, if one was made."""
+        """Close the outgoing HTTP clients, if any were made."""
+        if self.identities.keys is not None:
+            await self.identities.keys.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -80,7 +83,12 @@ def build_services(settings: Settings) -> Services:
     store = SqlRoomStore(engine)
     directory = RoomDirectory(engine)
     secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
-    identities = Identities(secret, settings.token_ttl_s)
+    identities = Identities(
+        secret,
+        settings.token_ttl_s,
+        keys=_signing_keys(settings),
+        issuer=settings.resolved_jwt_issuer,
+    )
     metrics = Metrics()
     supervisor = Supervisor()
     metrics.watch_tasks(lambda: supervisor.restarts)
@@ -146,6 +154,14 @@ def build_services(settings: Settings) -> Services:
         access=LiveAccess(authorizer, registry, bus),
         supervisor=supervisor,
     )
+
+
+def _signing_keys(settings: Settings) -> SigningKeys | None:
+    """Another issuer's key set (Supabase's JWKS), when one is configured."""
+    url = settings.resolved_jwks_url
+    if url is None:
+        return None
+    return SigningKeys(url, max_age_s=settings.jwks_cache_s, refetch_min_s=settings.jwks_refetch_s)
 
 
 def _bus(settings: Settings, supervisor: Supervisor) -> RoomBus:
