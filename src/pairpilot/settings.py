@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pairpilot.errors import ConfigurationError
 
 PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,17 @@ class Settings(BaseSettings):
     jwks_cache_s: Annotated[int, Field(gt=0, le=600)] = 600
     # An unknown ``kid`` fetches the key set again, at most this often (forged kids cost nothing).
     jwks_refetch_s: Annotated[float, Field(gt=0)] = 5.0
+    # Webhooks (pairpilot.webhooks; README "Webhooks").
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout_s: PositiveFloat = 10.0
+    webhook_retry_first_s: PositiveFloat = 5.0
+    webhook_retry_max_s: PositiveFloat = 3600.0
+    webhook_retry_for_s: PositiveFloat = 24 * 3600.0
+    webhook_debounce_s: PositiveFloat = 2.0
+    webhook_debounce_max_s: PositiveFloat = 10.0
+    webhook_allow_private: bool = False
+    webhooks_per_room: PositiveInt = 10
 
     @field_validator("database_url")
     @classmethod
@@ -91,6 +103,28 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL must start with redis:// or rediss://")
         return value
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_address(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// address")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        from standardwebhooks.webhooks import Webhook  # noqa: PLC0415 - only when configured
+
+        try:
+            Webhook(value)
+        except Exception as exc:  # binascii.Error, its own EmptyWebhookSecretError
+            raise ValueError("must be a Standard Webhooks secret: whsec_ and base64") from exc
+        return value
+
     @field_validator("supabase_url", "jwks_url", "jwt_issuer")
     @classmethod
     def _web_address(cls, value: str | None) -> str | None:
@@ -99,6 +133,16 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http:// or https:// address")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if bool(self.webhook_url) != bool(self.webhook_secret):
+            raise ValueError("PAIRPILOT_WEBHOOK_URL and PAIRPILOT_WEBHOOK_SECRET go together")
+        if self.webhook_debounce_max_s < self.webhook_debounce_s:
+            raise ValueError(
+                "PAIRPILOT_WEBHOOK_DEBOUNCE_MAX_S is less than PAIRPILOT_WEBHOOK_DEBOUNCE_S"
+            )
+        return self
 
     @model_validator(mode="after")
     def _issuer_known(self) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 
 import structlog
@@ -62,6 +62,8 @@ class Flusher:
         self._write_lock = asyncio.Lock()
         self.failures = 0
         self._metrics = metrics
+        # Told the ids of the rooms each write stored (webhooks' room.updated); must not block.
+        self.on_written: Callable[[list[str]], None] | None = None
         self._failing = False
         self._compacting: dict[str, asyncio.Task[None]] = {}  # one compaction per room
         self._task: asyncio.Task[None] | None = None  # the loop, once started
@@ -233,6 +235,8 @@ class Flusher:
                     raise
                 written.append(room)
             self.trimmer.freed(sum(len(update) for _, update in batch))
+        if self.on_written is not None and written:
+            self.on_written([room.id for room in written])
         # Compactions run beside the flushes (their merge in a worker process when it is
         # big): a flush never waits for one, so the log keeps up with the edits.
         for room in written:

@@ -28,6 +28,7 @@ from pairpilot.web import (
     runs,
     transfer,
     versions,
+    webhooks,
 )
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
             await migrate(engine)
         await services.bus.start()
         services.flusher.start(services.supervisor).add_done_callback(_report_crash)
+        services.webhooks.start(services.supervisor)
         # What the imports and the migration left free goes back to the OS, once.
         release_free_memory()
         try:
@@ -67,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 await services.access.close()
                 await services.registry.close()  # stops the flusher's loop too
+                await services.webhooks.close()  # after the last flush's room.updated
             finally:
                 await services.bus.close()
                 await services.store.close()
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         runs,
         client,
         monitoring,
+        webhooks,
     )
     for module in routers:
         app.include_router(module.router)

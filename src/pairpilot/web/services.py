@@ -29,6 +29,7 @@ from pairpilot.storage.tokens import RefreshTokens
 from pairpilot.supervisor import Supervisor
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.registry import RoomRegistry
+from pairpilot.webhooks import WebhookOutbox, Webhooks
 
 if TYPE_CHECKING:
     import httpx
@@ -53,6 +54,7 @@ class Services:
     connection_limits: ConnectionLimits
     throttle: Throttle
     access: LiveAccess
+    webhooks: Webhooks
     supervisor: Supervisor = field(default_factory=Supervisor)
     _http: httpx.AsyncClient | None = None
 
@@ -134,6 +136,8 @@ def build_services(settings: Settings) -> Services:
         },
         on_degraded=lambda reason: metrics.guardrail_fail_open.labels(reason).inc(),
     )
+    webhooks = Webhooks(WebhookOutbox(engine), settings)
+    flusher.on_written = webhooks.rooms_written
     return Services(
         settings,
         store,
@@ -152,6 +156,7 @@ def build_services(settings: Settings) -> Services:
         ),
         throttle=throttle,
         access=LiveAccess(authorizer, registry, bus),
+        webhooks=webhooks,
         supervisor=supervisor,
     )
 
