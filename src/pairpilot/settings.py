@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     jwks_cache_s: Annotated[int, Field(gt=0, le=600)] = 600
     # An unknown ``kid`` fetches the key set again, at most this often (forged kids cost nothing).
     jwks_refetch_s: Annotated[float, Field(gt=0)] = 5.0
+    # OpenTelemetry traces (README "Traces"): the exporter reads the other OTEL_* itself.
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     # Webhooks (pairpilot.webhooks; README "Webhooks").
     webhook_url: str | None = None
     webhook_secret: str | None = None

@@ -13,6 +13,7 @@ from pairpilot.errors import StorageError
 from pairpilot.observability.memory import HeapTrimmer
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
+from pairpilot.observability.tracing import span
 from pairpilot.storage import RoomStore
 from pairpilot.storage.store import fold
 from pairpilot.supervisor import Supervisor
@@ -175,7 +176,8 @@ class Flusher:
         if checkpoint:  # updates not yet in the log when it reads it are not in the version
             room.unversioned = bool(room.pending) or room.writing
         try:
-            room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
+            with span("compaction", room_id=room.id, checkpoint=checkpoint):
+                room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
         except Exception:
             self._metrics.compactions.labels("failed").inc()
             if checkpoint:
@@ -206,9 +208,10 @@ class Flusher:
             try:
                 batch, fences = self._take(rooms, taken)
                 started = time.perf_counter()
-                refused = await (
-                    self._store.append(batch, fences) if fences else self._store.append(batch)
-                )
+                with span("flush", rooms=len(batch)):
+                    refused = await (
+                        self._store.append(batch, fences) if fences else self._store.append(batch)
+                    )
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
             except BaseException:
                 # Whatever failed (storage, a fold, a cancellation at shutdown), the updates go

@@ -13,6 +13,7 @@ from pairpilot import __version__
 from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
 from pairpilot.observability.memory import release_free_memory
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
+from pairpilot.observability.tracing import TracingMiddleware, close_tracing, init_tracing
 from pairpilot.settings import Settings
 from pairpilot.storage.schema_version import at_head
 from pairpilot.web import (
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The ASGI application for these settings."""
     configure_logging(settings.log_level)
     init_sentry(settings)
+    tracing = init_tracing(settings)
     services = build_services(settings)
 
     @asynccontextmanager
@@ -76,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await services.limiter.close()
                 await services.close_http()
                 close_sentry()
+                close_tracing()
 
     app = FastAPI(title="PairPilot", version=__version__, lifespan=lifespan)
     app.state.services = services
@@ -83,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
     app.add_middleware(RequestIdMiddleware)
+    if tracing:
+        app.add_middleware(TracingMiddleware)
     routers = (
         health,
         auth,

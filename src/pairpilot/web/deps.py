@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pairpilot.access.identity import Identity
 from pairpilot.guardrails import WRITE_RATE
 from pairpilot.observability.sentry import set_tag
+from pairpilot.observability.tracing import tag
 
 if TYPE_CHECKING:
     from pairpilot.web.services import Services
@@ -31,6 +32,7 @@ async def caller(
     token = credentials.credentials if credentials else None
     identity = await services(request).identities.authenticate(token)
     set_tag("user_id", identity.user_id)
+    tag(user_id=identity.user_id)
     return identity
 
 

@@ -43,6 +43,7 @@ from pairpilot.errors import (
 )
 from pairpilot.guardrails import refusal_of
 from pairpilot.observability.sentry import report
+from pairpilot.observability.tracing import span, tag
 from pairpilot.sync.protocol import TokenRenewal, decode_message, token_expiring
 from pairpilot.sync.session import Session, TokenBucket, next_session_id
 from pairpilot.web.frames import FrameReader
@@ -273,8 +274,10 @@ class CollabConnection(asyncio.Protocol):
         try:
             check_room_id(room_id)
             authorised_at = time.monotonic()
-            grant = await services.authorizer.authorize(room_id, token)
-            room = await services.registry.acquire(room_id)
+            with span("websocket.connect", room_id=room_id):
+                grant = await services.authorizer.authorize(room_id, token)
+                tag(user_id=grant.user_id)
+                room = await services.registry.acquire(room_id)
         except PairPilotError as exc:
             self._log_refusal("connection refused", exc, room_id=room_id[:80])
             self._refuse(exc)

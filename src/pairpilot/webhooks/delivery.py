@@ -26,6 +26,7 @@ import structlog
 
 from pairpilot.errors import BadRequestError, StorageError
 from pairpilot.observability.sentry import report
+from pairpilot.observability.tracing import span, tag
 from pairpilot.webhooks.addresses import check_address
 from pairpilot.webhooks.debounce import RoomUpdates
 from pairpilot.webhooks.events import (
@@ -196,7 +197,11 @@ class Webhooks:
             await self._deliver(delivery)
 
     async def _deliver(self, delivery: Claimed) -> None:
-        error = await self._send(delivery)
+        attempt = delivery.attempts + 1
+        where = {"room_id": delivery.room_id, "webhook_id": delivery.endpoint_id}
+        with span("webhook.delivery", attempt=attempt, **where):
+            error = await self._send(delivery)
+            tag(delivered=error is None)
         try:
             if error is None:
                 await self.outbox.delivered(delivery)
