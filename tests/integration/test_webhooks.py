@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 import sqlalchemy as sa
 from pycrdt import Text
@@ -250,6 +251,9 @@ async def test_failed_deliveries_are_retried_after_500s_and_a_timeout_with_the_s
         (listed,) = await _listed(ada, room)
         assert listed["enabled"] is True
         assert listed["last_success_at"] is not None
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            metrics = (await client.get("/metrics")).text
+        assert 'pairpilot_webhook_deliveries_total{outcome="retried"} 3.0' in metrics
 
 
 async def _listed_fields(owner: User, room: str, *names: str) -> list[tuple]:

@@ -136,7 +136,7 @@ def build_services(settings: Settings) -> Services:
         },
         on_degraded=lambda reason: metrics.guardrail_fail_open.labels(reason).inc(),
     )
-    webhooks = Webhooks(WebhookOutbox(engine), settings)
+    webhooks = Webhooks(WebhookOutbox(engine), settings, metrics)
     flusher.on_written = webhooks.rooms_written
     return Services(
         settings,

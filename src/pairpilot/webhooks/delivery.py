@@ -44,6 +44,7 @@ from pairpilot.webhooks.outbox import Claimed, WebhookOutbox
 if TYPE_CHECKING:
     import httpx
 
+    from pairpilot.observability.metrics import Metrics
     from pairpilot.settings import Settings
     from pairpilot.supervisor import Supervisor
 
@@ -68,8 +69,11 @@ def backoff_s(attempt: int, first_s: float, max_s: float) -> float:
 class Webhooks:
     """Events from the rooms and the API to every endpoint that wants them."""
 
-    def __init__(self, outbox: WebhookOutbox, settings: Settings) -> None:
+    def __init__(
+        self, outbox: WebhookOutbox, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.outbox = outbox
+        self._metrics = metrics
         self._settings = settings
         self._events: list[Event] = []
         self._wake = asyncio.Event()
@@ -204,6 +208,7 @@ class Webhooks:
             tag(delivered=error is None)
         try:
             if error is None:
+                self._count("delivered")
                 await self.outbox.delivered(delivery)
                 return
             age = self.clock() - delivery.created_at
@@ -213,12 +218,14 @@ class Webhooks:
                     f"({delivery.attempts + 1} attempts); last error: {error}"
                 )
                 log.warning("webhook disabled", endpoint_id=delivery.endpoint_id, reason=reason)
+                self._count("disabled")
                 await self.outbox.disable(delivery, reason[:MAX_ERROR_CHARS])
                 return
             settings = self._settings
             wait = backoff_s(
                 delivery.attempts + 1, settings.webhook_retry_first_s, settings.webhook_retry_max_s
             )
+            self._count("retried")
             log.info(
                 "webhook delivery failed; retrying",
                 endpoint_id=delivery.endpoint_id,
@@ -231,6 +238,10 @@ class Webhooks:
             log.error(
                 "webhook outcome not stored", error=str(exc), endpoint_id=delivery.endpoint_id
             )
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.webhook_deliveries.labels(outcome).inc()
 
     async def _send(self, delivery: Claimed) -> str | None:
         """POST the delivery, signed; None when the endpoint took it, else what went wrong."""

@@ -233,7 +233,16 @@ class WebhookOutbox:
                         sa.literal(now, sa.DateTime(timezone=True)),
                     ).where(
                         table.c.disabled_at.is_(None),
-                        sa.or_(table.c.room_id.is_(None), table.c.room_id == event.room_id),
+                        # A room's endpoint hears what happened after it was made (events wait
+                        # in memory a moment before this), the operator's everything.
+                        sa.or_(
+                            table.c.room_id.is_(None),
+                            sa.and_(
+                                table.c.room_id == event.room_id,
+                                table.c.created_at
+                                <= sa.literal(event.at, sa.DateTime(timezone=True)),
+                            ),
+                        ),
                         sa.or_(
                             table.c.events == ALL_EVENTS,
                             table.c.events.like(f"%,{event.type},%"),
