@@ -158,6 +158,7 @@ async def test_what_the_webhooks_api_does_with_bad_or_unauthorised_input(
         (ada, "POST", {"url": "ftp://example.com/hook"}, 400),
         (ada, "POST", {"url": "http://"}, 400),
         (ada, "POST", {"url": "http://user:pw@example.com/"}, 400),
+        (ada, "POST", {"url": "http://example.com/\u0000hook"}, 400),
         (ada, "POST", {"url": "https://example.com/" + "x" * 2048}, 400),
         (ada, "POST", {"url": receiver.url, "events": ["room.renamed"]}, 400),
         (ada, "POST", {"url": receiver.url, "events": []}, 400),

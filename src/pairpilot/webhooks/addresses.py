@@ -25,6 +25,8 @@ def check_url(url: str) -> tuple[str, int]:
     """The URL's host and port, or BadRequestError when it is no http(s) URL."""
     if len(url) > MAX_URL_LENGTH:
         raise BadRequestError(f"a webhook URL has at most {MAX_URL_LENGTH} characters")
+    if any(c < " " or c == "\x7f" for c in url):  # PostgreSQL's text holds no NUL, either
+        raise BadRequestError("a webhook URL may not hold control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -53,8 +55,8 @@ async def check_address(url: str, *, allow_private: bool) -> None:
         return
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise BadRequestError(f"the webhook's host {host!r} does not resolve") from exc
+    except (OSError, UnicodeError, ValueError) as exc:  # unknown, not IDNA, a NUL in it
+        raise BadRequestError(f"the webhook's host {host[:100]!r} does not resolve") from exc
     addresses = {str(info[4][0]) for info in found}
     private = sorted(a for a in addresses if not _public(a))
     if private or not addresses:
