@@ -143,7 +143,7 @@ class Identities:
             claims = self._decode(token)
         except jwt.ExpiredSignatureError as exc:
             raise UnauthenticatedError("token expired") from exc
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # InvalidTokenError, and a key unfit for its algorithm
             raise UnauthenticatedError(f"invalid token: {exc}") from exc
         subject = claims.get("sub")
         try:
