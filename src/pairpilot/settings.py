@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pairpilot.errors import ConfigurationError
 
 PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -63,6 +64,28 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     token_ttl_s: PositiveInt = 3600
     refresh_ttl_s: PositiveInt = 30 * 24 * 3600
+    # Tokens of another issuer (README "Tokens from Supabase or another issuer"): its public
+    # signing keys (a JWKS) and its ``iss``; SUPABASE_URL names both.
+    supabase_url: str | None = Field(default=None, validation_alias="SUPABASE_URL")
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    # Supabase's own edge caches its key set for 10 minutes: never longer here.
+    jwks_cache_s: Annotated[int, Field(gt=0, le=600)] = 600
+    # An unknown ``kid`` fetches the key set again, at most this often (forged kids cost nothing).
+    jwks_refetch_s: Annotated[float, Field(gt=0)] = 5.0
+    # OpenTelemetry traces (README "Traces"): the exporter reads the other OTEL_* itself.
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # Webhooks (pairpilot.webhooks; README "Webhooks").
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout_s: PositiveFloat = 10.0
+    webhook_retry_first_s: PositiveFloat = 5.0
+    webhook_retry_max_s: PositiveFloat = 3600.0
+    webhook_retry_for_s: PositiveFloat = 24 * 3600.0
+    webhook_debounce_s: PositiveFloat = 2.0
+    webhook_debounce_max_s: PositiveFloat = 10.0
+    webhook_allow_private: bool = False
+    webhooks_per_room: PositiveInt = 10
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +104,56 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://")):
             raise ValueError("REDIS_URL must start with redis:// or rediss://")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_address(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// address")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        from standardwebhooks.webhooks import Webhook  # noqa: PLC0415 - only when configured
+
+        try:
+            Webhook(value)
+        except Exception as exc:  # binascii.Error, its own EmptyWebhookSecretError
+            raise ValueError("must be a Standard Webhooks secret: whsec_ and base64") from exc
+        return value
+
+    @field_validator("supabase_url", "jwks_url", "jwt_issuer")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// address")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if bool(self.webhook_url) != bool(self.webhook_secret):
+            raise ValueError("PAIRPILOT_WEBHOOK_URL and PAIRPILOT_WEBHOOK_SECRET go together")
+        if self.webhook_debounce_max_s < self.webhook_debounce_s:
+            raise ValueError(
+                "PAIRPILOT_WEBHOOK_DEBOUNCE_MAX_S is less than PAIRPILOT_WEBHOOK_DEBOUNCE_S"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _issuer_known(self) -> Settings:
+        if self.jwks_url and not self.resolved_jwt_issuer:
+            raise ValueError(
+                "PAIRPILOT_JWKS_URL needs PAIRPILOT_JWT_ISSUER (or SUPABASE_URL): "
+                "tokens are checked against their issuer"
+            )
+        return self
 
     @field_validator("signin_rate", "refresh_rate", "room_create_rate", "write_rate")
     @classmethod
@@ -102,6 +175,24 @@ class Settings(BaseSettings):
         return level
 
     @property
+    def resolved_jwks_url(self) -> str | None:
+        """Where the issuer's public signing keys are: the setting, or Supabase's JWKS."""
+        if self.jwks_url:
+            return self.jwks_url
+        if self.supabase_url:
+            return f"{self.supabase_url}/auth/v1/.well-known/jwks.json"
+        return None
+
+    @property
+    def resolved_jwt_issuer(self) -> str | None:
+        """The ``iss`` asymmetric tokens must carry: the setting, or Supabase's Auth URL."""
+        if self.jwt_issuer:
+            return self.jwt_issuer
+        if self.supabase_url:
+            return f"{self.supabase_url}/auth/v1"
+        return None
+
+    @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy async URL: the embedded SQLite file unless DATABASE_URL says otherwise."""
         url = self.database_url or f"sqlite:///{self.data_dir / 'pairpilot.sqlite3'}"
@@ -119,6 +210,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        where = ".".join(str(part) for part in first["loc"])
+        if not where:  # a rule between settings: its message names them
+            raise ConfigurationError(f"invalid configuration: {first['msg']}") from exc
         name = where if where.isupper() else f"PAIRPILOT_{where.upper()}"
         raise ConfigurationError(f"invalid configuration: {name}: {first['msg']}") from exc

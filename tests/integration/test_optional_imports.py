@@ -12,7 +12,19 @@ from pathlib import Path
 
 from tests.support import unavailable
 
-OPTIONAL = ("sentry_sdk", "redis", "httpx", "rich", "pygments")
+OPTIONAL = (
+    "sentry_sdk",
+    "redis",
+    "httpx",
+    "rich",
+    "pygments",
+    # FastAPI itself loads the OpenTelemetry API (fastapi.telemetry); the SDK, its exporter and
+    # protobuf are what tracing would add.
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
+    "google.protobuf",
+    "standardwebhooks",
+)
 
 # The app a `pairpilot serve` with this environment would run, built but not started.
 BUILD_APP = """
@@ -118,3 +130,12 @@ def test_alembic_is_imported_only_when_the_embedded_database_needs_migrating(tmp
     env = _unconfigured_env(tmp_path)
     assert _loaded(START_APP, env, "alembic") == {"alembic": True}  # a new database
     assert _loaded(START_APP, env, "alembic") == {"alembic": False}  # already at head
+
+
+def test_tracing_loads_opentelemetry_only_with_an_otlp_endpoint(tmp_path: Path):
+    names = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http", "google.protobuf")
+    env = _unconfigured_env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert _loaded(BUILD_APP, env, *names) == dict.fromkeys(names, True)
+    off = _unconfigured_env(tmp_path)
+    off.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    assert _loaded(BUILD_APP, off, *names) == dict.fromkeys(names, False)

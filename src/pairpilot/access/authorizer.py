@@ -31,6 +31,7 @@ class Grant:
     user_id: str
     can_write: bool
     expires_at: float = float("inf")  # the token's ``exp`` (epoch s): the socket must renew it
+    auth_session: str | None = None  # the issuer's session id (Supabase's), for the logs
 
 
 class Authorizer(Protocol):
@@ -54,9 +55,10 @@ class MembershipAuthorizer:
 
     async def authorize(self, room_id: str, token: str | None) -> Grant:
         """The member's rights: editors and owners write, viewers read."""
-        identity = self._identities.verify(token)
+        identity = await self._identities.authenticate(token)
         expires_at = float(identity.claims.get("exp", float("inf")))
-        return Grant(identity.user_id, await self._can_write(room_id, identity), expires_at)
+        can_write = await self._can_write(room_id, identity)
+        return Grant(identity.user_id, can_write, expires_at, identity.auth_session)
 
     async def can_write(self, room_id: str, user_id: str) -> bool:
         """The membership read as the user, as at connect (RLS sees only ``sub``)."""

@@ -77,6 +77,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "pairpilot_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, retried; disabled: the endpoint"
+            " was given up on)",
+            ["outcome"],
+            registry=r,
+        )
 
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -69,6 +69,7 @@ class Member:
     user_id: str
     role: Role
     name: str | None = None
+    joined: bool = False  # made by this join (``join``'s answer only): webhooks announce it
 
 
 class RoomDirectory:
@@ -142,7 +143,8 @@ class RoomDirectory:
             found = await self._membership(conn, room_id, identity.user_id)
         if found is None:
             raise StorageError("join wrote no membership")  # only if RLS refused the insert
-        return found
+        room, member = found
+        return room, replace(member, joined=True)
 
     async def _link_joiner_role(
         self,

@@ -163,3 +163,51 @@ room_comments = sa.Table(
 
 sa.Index("ix_room_comments_room_id", room_comments.c.room_id, room_comments.c.created_at)
 sa.Index("ix_room_comments_thread_id", room_comments.c.thread_id)
+
+# Webhook endpoints (a room's, or the operator's with room_id NULL) and the durable queue of
+# their deliveries (0010, pairpilot.webhooks). Only the server's own connection reads them: on
+# PostgreSQL RLS is on with no policy (the secrets are never readable as `authenticated`).
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("room_id", sa.String(64), nullable=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    # ",room.updated,member.left," (leading and trailing commas: matched with LIKE), or "*".
+    sa.Column("events", sa.String(256), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+sa.Index("ix_webhook_endpoints_room_id", webhook_endpoints.c.room_id)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        sa.String(32),
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("room_id", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # Set by the process that claimed the delivery, until when no other may (see outbox).
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_event"),
+)
+
+sa.Index("ix_webhook_deliveries_due", webhook_deliveries.c.next_attempt_at)

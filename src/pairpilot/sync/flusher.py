@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 
 import structlog
@@ -13,6 +13,7 @@ from pairpilot.errors import StorageError
 from pairpilot.observability.memory import HeapTrimmer
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
+from pairpilot.observability.tracing import span
 from pairpilot.storage import RoomStore
 from pairpilot.storage.store import fold
 from pairpilot.supervisor import Supervisor
@@ -62,6 +63,8 @@ class Flusher:
         self._write_lock = asyncio.Lock()
         self.failures = 0
         self._metrics = metrics
+        # Told the ids of the rooms each write stored (webhooks' room.updated); must not block.
+        self.on_written: Callable[[list[str]], None] | None = None
         self._failing = False
         self._compacting: dict[str, asyncio.Task[None]] = {}  # one compaction per room
         self._task: asyncio.Task[None] | None = None  # the loop, once started
@@ -173,7 +176,8 @@ class Flusher:
         if checkpoint:  # updates not yet in the log when it reads it are not in the version
             room.unversioned = bool(room.pending) or room.writing
         try:
-            room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
+            with span("compaction", room_id=room.id, checkpoint=checkpoint):
+                room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
         except Exception:
             self._metrics.compactions.labels("failed").inc()
             if checkpoint:
@@ -204,9 +208,10 @@ class Flusher:
             try:
                 batch, fences = self._take(rooms, taken)
                 started = time.perf_counter()
-                refused = await (
-                    self._store.append(batch, fences) if fences else self._store.append(batch)
-                )
+                with span("flush", rooms=len(batch)):
+                    refused = await (
+                        self._store.append(batch, fences) if fences else self._store.append(batch)
+                    )
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
             except BaseException:
                 # Whatever failed (storage, a fold, a cancellation at shutdown), the updates go
@@ -233,6 +238,8 @@ class Flusher:
                     raise
                 written.append(room)
             self.trimmer.freed(sum(len(update) for _, update in batch))
+        if self.on_written is not None and written:
+            self.on_written([room.id for room in written])
         # Compactions run beside the flushes (their merge in a worker process when it is
         # big): a flush never waits for one, so the log keeps up with the edits.
         for room in written:

@@ -14,6 +14,7 @@ from pairpilot.errors import PairPilotError, StorageError
 from pairpilot.guardrails import DocumentQuota
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
+from pairpilot.observability.tracing import span
 from pairpilot.storage import RoomStore
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.protocol import EMPTY_UPDATE
@@ -187,11 +188,12 @@ class RoomRegistry:
         return closed
 
     async def _load(self, room_id: str) -> Room:
-        stored = await self._store.load(room_id)
-        doc: Doc[Any] = Doc()
-        content = stored.merged()
-        if content is not None:
-            doc.apply_update(content)
+        with span("room.load", room_id=room_id):
+            stored = await self._store.load(room_id)
+            doc: Doc[Any] = Doc()
+            content = stored.merged()
+            if content is not None:
+                doc.apply_update(content)
         room = Room(
             room_id,
             doc,

@@ -13,6 +13,7 @@ from pairpilot import __version__
 from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
 from pairpilot.observability.memory import release_free_memory
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
+from pairpilot.observability.tracing import TracingMiddleware, close_tracing, init_tracing
 from pairpilot.settings import Settings
 from pairpilot.storage.schema_version import at_head
 from pairpilot.web import (
@@ -28,6 +29,7 @@ from pairpilot.web import (
     runs,
     transfer,
     versions,
+    webhooks,
 )
 from pairpilot.web.body_limit import BodyLimitMiddleware
 from pairpilot.web.errors import install_error_handlers
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The ASGI application for these settings."""
     configure_logging(settings.log_level)
     init_sentry(settings)
+    tracing = init_tracing(settings)
     services = build_services(settings)
 
     @asynccontextmanager
@@ -59,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             await migrate(engine)
         await services.bus.start()
         services.flusher.start(services.supervisor).add_done_callback(_report_crash)
+        services.webhooks.start(services.supervisor)
         # What the imports and the migration left free goes back to the OS, once.
         release_free_memory()
         try:
@@ -67,12 +71,14 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 await services.access.close()
                 await services.registry.close()  # stops the flusher's loop too
+                await services.webhooks.close()  # after the last flush's room.updated
             finally:
                 await services.bus.close()
                 await services.store.close()
                 await services.limiter.close()
                 await services.close_http()
                 close_sentry()
+                close_tracing()
 
     app = FastAPI(title="PairPilot", version=__version__, lifespan=lifespan)
     app.state.services = services
@@ -80,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Base64 inflates by 4/3; the JSON around it is small.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_message_bytes * 4 // 3 + 65536)
     app.add_middleware(RequestIdMiddleware)
+    if tracing:
+        app.add_middleware(TracingMiddleware)
     routers = (
         health,
         auth,
@@ -93,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         runs,
         client,
         monitoring,
+        webhooks,
     )
     for module in routers:
         app.include_router(module.router)

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pairpilot.access.identity import Identity
 from pairpilot.guardrails import WRITE_RATE
 from pairpilot.observability.sentry import set_tag
+from pairpilot.observability.tracing import tag
 
 if TYPE_CHECKING:
     from pairpilot.web.services import Services
@@ -23,14 +24,15 @@ def services(request: Request) -> Services:
     return found
 
 
-def caller(
+async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Identity:
     """The verified identity behind ``Authorization: Bearer``; 401 otherwise."""
     token = credentials.credentials if credentials else None
-    identity = services(request).identities.verify(token)
+    identity = await services(request).identities.authenticate(token)
     set_tag("user_id", identity.user_id)
+    tag(user_id=identity.user_id)
     return identity
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pairpilot.access.authorizer import Authorizer, MembershipAuthorizer
 from pairpilot.access.identity import Identities, load_or_create_secret
+from pairpilot.access.keys import SigningKeys
 from pairpilot.access.live import LiveAccess
 from pairpilot.bus.base import RoomBus
 from pairpilot.bus.local import LocalBus
@@ -28,6 +29,7 @@ from pairpilot.storage.tokens import RefreshTokens
 from pairpilot.supervisor import Supervisor
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.registry import RoomRegistry
+from pairpilot.webhooks import WebhookOutbox, Webhooks
 
 if TYPE_CHECKING:
     import httpx
@@ -52,6 +54,7 @@ class Services:
     connection_limits: ConnectionLimits
     throttle: Throttle
     access: LiveAccess
+    webhooks: Webhooks
     supervisor: Supervisor = field(default_factory=Supervisor)
     _http: httpx.AsyncClient | None = None
 
@@ -68,7 +71,9 @@ class Services:
         return self._http
 
     async def close_http(self) -> None:
-        """Close the outgoing HTTP client, if one was made."""
+        """Close the outgoing HTTP clients, if any were made."""
+        if self.identities.keys is not None:
+            await self.identities.keys.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -80,7 +85,12 @@ def build_services(settings: Settings) -> Services:
     store = SqlRoomStore(engine)
     directory = RoomDirectory(engine)
     secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
-    identities = Identities(secret, settings.token_ttl_s)
+    identities = Identities(
+        secret,
+        settings.token_ttl_s,
+        keys=_signing_keys(settings),
+        issuer=settings.resolved_jwt_issuer,
+    )
     metrics = Metrics()
     supervisor = Supervisor()
     metrics.watch_tasks(lambda: supervisor.restarts)
@@ -126,6 +136,8 @@ def build_services(settings: Settings) -> Services:
         },
         on_degraded=lambda reason: metrics.guardrail_fail_open.labels(reason).inc(),
     )
+    webhooks = Webhooks(WebhookOutbox(engine), settings, metrics)
+    flusher.on_written = webhooks.rooms_written
     return Services(
         settings,
         store,
@@ -144,8 +156,17 @@ def build_services(settings: Settings) -> Services:
         ),
         throttle=throttle,
         access=LiveAccess(authorizer, registry, bus),
+        webhooks=webhooks,
         supervisor=supervisor,
     )
+
+
+def _signing_keys(settings: Settings) -> SigningKeys | None:
+    """Another issuer's key set (Supabase's JWKS), when one is configured."""
+    url = settings.resolved_jwks_url
+    if url is None:
+        return None
+    return SigningKeys(url, max_age_s=settings.jwks_cache_s, refetch_min_s=settings.jwks_refetch_s)
 
 
 def _bus(settings: Settings, supervisor: Supervisor) -> RoomBus:

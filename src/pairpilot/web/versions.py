@@ -11,7 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from pairpilot.access.authorizer import check_room_id
+from pairpilot.access.identity import Identity
 from pairpilot.errors import StorageError
+from pairpilot.observability.tracing import span
 from pairpilot.storage.versions import Version, VersionKind
 from pairpilot.sync.files import doc_of, read_files, restore_update
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
@@ -24,6 +26,7 @@ from pairpilot.web.schemas import (
     VersionOut,
     VersionPageOut,
 )
+from pairpilot.web.services import Services
 
 router = APIRouter(prefix="/api/rooms", tags=["versions"], dependencies=[Depends(tag_room)])
 VersionId = Annotated[int, Path(ge=1, le=2**62, description="The version id")]
@@ -98,6 +101,7 @@ async def name_version(
     version = await services.directory.add_version(
         room_id, identity, VersionKind.NAMED, state, body.name.strip() or body.name
     )
+    services.webhooks.version_made(room_id, version.id, version.kind.value, identity.user_id)
     return _out(version)
 
 
@@ -115,6 +119,13 @@ async def restore_version(
     restore point that cannot be written, or not with exactly the state being replaced (edits
     kept landing while it was written), refuses the restore (503) and changes nothing.
     """
+    with span("restore", room_id=room_id, user_id=identity.user_id, version_id=version_id):
+        return await _restore(room_id, version_id, identity, services)
+
+
+async def _restore(
+    room_id: str, version_id: int, identity: Identity, services: Services
+) -> RestoreOut:
     await require_room_editor(services, room_id, identity)
     target, state = await services.directory.version(room_id, identity, version_id)
     room = await services.registry.acquire(room_id)
@@ -149,4 +160,5 @@ async def restore_version(
         room.apply_update(restore_update(room.doc, state, note))
     finally:
         services.registry.release(room)
+    services.webhooks.version_made(room_id, backup.id, backup.kind.value, identity.user_id)
     return RestoreOut(restored=_out(target), backup=_out(backup))

@@ -43,6 +43,7 @@ from pairpilot.errors import (
 )
 from pairpilot.guardrails import refusal_of
 from pairpilot.observability.sentry import report
+from pairpilot.observability.tracing import span, tag
 from pairpilot.sync.protocol import TokenRenewal, decode_message, token_expiring
 from pairpilot.sync.session import Session, TokenBucket, next_session_id
 from pairpilot.web.frames import FrameReader
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
+    from pairpilot.access.identity import Identity
     from pairpilot.sync.room import Room
     from pairpilot.web.services import Services
 
@@ -272,8 +274,10 @@ class CollabConnection(asyncio.Protocol):
         try:
             check_room_id(room_id)
             authorised_at = time.monotonic()
-            grant = await services.authorizer.authorize(room_id, token)
-            room = await services.registry.acquire(room_id)
+            with span("websocket.connect", room_id=room_id):
+                grant = await services.authorizer.authorize(room_id, token)
+                tag(user_id=grant.user_id)
+                room = await services.registry.acquire(room_id)
         except PairPilotError as exc:
             self._log_refusal("connection refused", exc, room_id=room_id[:80])
             self._refuse(exc)
@@ -309,7 +313,10 @@ class CollabConnection(asyncio.Protocol):
         # before this socket was in the room).
         services.access.joined(room_id, grant.user_id, authorised_at)
         self._watch_token(grant.expires_at)
-        log.info("connection opened", can_write=grant.can_write, **self._where())
+        where = self._where()
+        log.info(
+            "connection opened", can_write=grant.can_write, auth_session=grant.auth_session, **where
+        )
         pending, self._pending = self._pending or [], None
         self._transport_or_fail().resume_reading()
         for data in pending:
@@ -430,7 +437,28 @@ class CollabConnection(asyncio.Protocol):
         return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def _renew(self, session: Session, token: str) -> None:
-        identity = self._services.identities.verify(token)  # UnauthenticatedError: 4401
+        identities = self._services.identities
+        if identities.needs_keys(token):
+            # The issuer's key set is fetched first, off this frame's path; the socket goes on.
+            renewal = asyncio.get_running_loop().create_task(
+                self._renew_with_keys(session, token), name=f"collab-{self._id}-renew"
+            )
+            self._tasks.add(renewal)
+            renewal.add_done_callback(self._tasks.discard)
+            return
+        self._renewed(session, identities.verify(token))  # UnauthenticatedError: 4401
+
+    async def _renew_with_keys(self, session: Session, token: str) -> None:
+        try:
+            identity = await self._services.identities.authenticate(token)
+            if self._session is session and not self._closing:
+                self._renewed(session, identity)
+        except UnauthenticatedError as exc:
+            if self._session is session and not self._closing:
+                self._log_refusal("connection closed", exc, **self._where())
+                self._fail(exc)
+
+    def _renewed(self, session: Session, identity: Identity) -> None:
         if identity.user_id != session.user_id:
             raise UnauthenticatedError("a renewed token must be the same user's")
         self._watch_token(float(identity.claims.get("exp", float("inf"))))
