@@ -5,9 +5,10 @@ What they do with bad input: backslashes count as slashes and ``.`` segments are
 path that is absolute, climbs out with ``..``, holds control characters, is empty, has a name
 that starts or ends with a space or is over 128 characters, or is over 1024 in all, or a file
 that is not UTF-8 text, is a 400 naming it. A path already in the room (or earlier in the same
-upload) gets `` (2)``, `` (3)``…, so nothing is overwritten. More than ``PAIRPILOT_UPLOAD_MAX_FILES`` files, a file over
-``PAIRPILOT_UPLOAD_MAX_FILE_BYTES`` or more than ``PAIRPILOT_UPLOAD_MAX_BYTES`` in all (the zip
-itself, or its entries once inflated) is a 413. Nothing is added unless the whole upload is good.
+upload) gets `` (2)``, `` (3)``…, so nothing is overwritten. More than
+``PAIRPILOT_UPLOAD_MAX_FILES`` files, a file over ``PAIRPILOT_UPLOAD_MAX_FILE_BYTES`` or more
+than ``PAIRPILOT_UPLOAD_MAX_BYTES`` in all (the zip itself, or its entries once inflated) is a
+413. Nothing is added unless the whole upload is good.
 """
 
 from __future__ import annotations
