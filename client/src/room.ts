@@ -14,7 +14,7 @@ import { createEditor } from "./editor";
 import { mountComments } from "./comments-panel";
 import { mountFileList } from "./file-list";
 import { mountFollow } from "./follow";
-import { ensureStarterFile, filesMap } from "./files";
+import { ensureStarterFile, listFiles, roomFiles } from "./files";
 import { mountHistoryPanel } from "./history-panel";
 import { goToMovedRoom, mountMoveRoom, movedTo, validRoomId } from "./moving";
 import { forgetInviteInLocation, inviteFromLocation, mountInvite } from "./invite";
@@ -68,7 +68,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   rememberRoom(roomId);
   const api = new Api(() => name);
   const doc = new Y.Doc();
-  const files = filesMap(doc);
+  const files = roomFiles(doc);
 
   // ---- layout ----
   const status = h("span", { class: "connection-status", "data-testid": "connection-status", "data-state": "connecting", role: "status" }, "Signing in…");
@@ -194,6 +194,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   let members: MemberInfo[] = [];
   let connection: Connection | null = null;
   let currentFile: string | null = null;
+  /** The open file's id and text: a rename keeps the id, so the editor follows it. */
+  let currentId: string | null = null;
+  let currentText: unknown = null;
   let runBusy = false;
   let synced = false;
   let connectionState: ConnectionState = "connecting";
@@ -303,8 +306,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   // ---- files + editor ----
   const openFile = (fileName: string | null): void => {
     currentFile = fileName !== null && files.has(fileName) ? fileName : null;
+    currentId = currentFile === null ? null : files.idOf(currentFile)!;
     currentFileLabel.textContent = currentFile ?? "No file open";
     const text = currentFile === null ? undefined : files.get(currentFile);
+    currentText = text ?? null;
     if (text && editor.current) editor.current.open(currentFile!, text);
     else editor.current?.close();
     fileList?.setCurrent(currentFile);
@@ -318,20 +323,21 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     onOpen: openFile,
     onRenamed: (from, to) => { if (currentFile === from) openFile(to); },
     onError: (message) => showError(message),
+    peopleIn: (path) => awarenessRef.current
+      ? participants(awarenessRef.current, members, self.id).filter((p) => p.online && !p.isSelf && p.file === path)
+      : [],
   });
 
-  files.observe((event) => {
-    if (currentFile !== null && !files.has(currentFile)) {
-      // A rename (ours or someone else's) is one transaction: delete the old key, add the new
-      // one. Follow it to the new name instead of jumping to another file.
-      const added = [...event.changes.keys].filter(([, change]) => change.action === "add").map(([key]) => key);
-      openFile(added.length === 1 ? added[0]! : null);
-    } else if (currentFile !== null && event.changes.keys.get(currentFile)?.action === "update") {
-      // The key now holds another Y.Text (two pages created the same file at once and the other
-      // one won): bind the editor to the text everyone shares, not the one that lost.
-      openFile(currentFile);
+  files.observe(() => {
+    if (currentId !== null) {
+      // Files keep their id through renames and moves: follow the open one to its new path. Its
+      // key may also hold another Y.Text now (two pages created the starter file at once and
+      // the other one won): bind the editor to the text everyone shares.
+      const path = files.pathOf(currentId);
+      if (path === undefined) openFile(null);
+      else if (path !== currentFile || files.textOf(currentId) !== currentText) openFile(path);
     }
-    if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+    if (currentFile === null && files.size > 0) openFile(listFiles(files)[0]!);
     if (openWhenPresent !== null && files.has(openWhenPresent)) {
       openFile(openWhenPresent);
       openWhenPresent = null;
@@ -518,6 +524,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
         if (newcomer) void refreshMembers();
       }
       renderPeople();
+      fileList.refresh();
       refreshControls();
     });
     watchRoleSignals(awareness, () => void refreshMembers());
@@ -526,9 +533,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       if (!isSynced || synced) return;
       synced = true;
       if (canEdit()) ensureStarterFile(files);
-      if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+      if (currentFile === null && files.size > 0) openFile(listFiles(files)[0]!);
     });
-    if (files.size > 0) openFile([...files.keys()].sort()[0]!);
+    if (files.size > 0) openFile(listFiles(files)[0]!);
     refreshControls();
     void refreshMembers();
     setInterval(() => void refreshMembers(), MEMBERS_REFRESH_MS);
