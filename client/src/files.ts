@@ -113,6 +113,12 @@ export function listFiles(files: RoomFiles): string[] {
   return [...files.tree().files.values()].sort(byTreeOrder);
 }
 
+/** The file a page opens first: the first top-level one, else the first of the tree. */
+export function firstFile(files: RoomFiles): string | undefined {
+  const paths = listFiles(files);
+  return paths.find((path) => !path.includes("/")) ?? paths[0];
+}
+
 /** Folders before files at each level, each by name: the order of the file tree. */
 export function byTreeOrder(a: string, b: string): number {
   const left = a.split("/");

@@ -10,11 +10,11 @@ import { Api, ApiError, type MemberInfo, type Role, type RoomInfo } from "./api"
 import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
-import { createEditor } from "./editor";
+import { createEditor, extensionOf } from "./editor";
 import { mountComments } from "./comments-panel";
 import { mountFileList } from "./file-list";
 import { mountFollow } from "./follow";
-import { ensureStarterFile, listFiles, roomFiles } from "./files";
+import { ensureStarterFile, firstFile, roomFiles } from "./files";
 import { mountHistoryPanel } from "./history-panel";
 import { goToMovedRoom, mountMoveRoom, movedTo, validRoomId } from "./moving";
 import { forgetInviteInLocation, inviteFromLocation, mountInvite } from "./invite";
@@ -25,7 +25,9 @@ import {
   bindPeerPresence, participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
 } from "./presence";
 import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
+import { openQuickOpen } from "./quick-open";
 import { createRunner } from "./run";
+import { goToLine, openSearch } from "./search";
 import { dropDeletedContent, mountRefusalBanners } from "./refusal";
 import { readRun } from "./run-state";
 import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
@@ -319,6 +321,14 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     refreshControls();
   };
 
+  /** The open file moved: the same text stays in the editor (cursor, undo), under its new path. */
+  const followRename = (path: string): void => {
+    currentFile = path;
+    currentFileLabel.textContent = path;
+    fileList.setCurrent(path);
+    if (awarenessRef.current) setLocalFile(awarenessRef.current, path);
+  };
+
   const fileList = mountFileList(filesPane, files, {
     onOpen: openFile,
     onRenamed: (from, to) => { if (currentFile === from) openFile(to); },
@@ -335,14 +345,28 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       // the other one won): bind the editor to the text everyone shares.
       const path = files.pathOf(currentId);
       if (path === undefined) openFile(null);
-      else if (path !== currentFile || files.textOf(currentId) !== currentText) openFile(path);
+      else if (files.textOf(currentId) !== currentText || extensionOf(path) !== extensionOf(currentFile ?? "")) openFile(path);
+      else if (path !== currentFile) followRename(path);
     }
-    if (currentFile === null && files.size > 0) openFile(listFiles(files)[0]!);
+    if (currentFile === null && files.size > 0) openFile(firstFile(files)!);
     if (openWhenPresent !== null && files.has(openWhenPresent)) {
       openFile(openWhenPresent);
       openWhenPresent = null;
     }
   });
+
+  window.addEventListener("keydown", (e) => {
+    const key = e.key.toLowerCase();
+    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
+    if (key === "p" && !e.shiftKey) openQuickOpen(files, openFile);
+    else if (key === "f" && e.shiftKey) {
+      openSearch(files, (path, line) => {
+        openFile(path);
+        if (editor.current && currentFile === path) goToLine(editor.current.view, line);
+      });
+    } else return;
+    e.preventDefault(); // the browser's print dialog, its own find
+  }, { capture: true });
 
   // ---- restore note ----
   watchRestoreNotes(doc, () => synced, (note) => {
@@ -533,9 +557,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       if (!isSynced || synced) return;
       synced = true;
       if (canEdit()) ensureStarterFile(files);
-      if (currentFile === null && files.size > 0) openFile(listFiles(files)[0]!);
+      if (currentFile === null && files.size > 0) openFile(firstFile(files)!);
     });
-    if (files.size > 0) openFile(listFiles(files)[0]!);
+    if (files.size > 0) openFile(firstFile(files)!);
     refreshControls();
     void refreshMembers();
     setInterval(() => void refreshMembers(), MEMBERS_REFRESH_MS);
