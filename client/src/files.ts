@@ -43,15 +43,7 @@ export class RoomFiles {
 
   /** The tree every replica shows for this document. */
   tree(): Tree {
-    if (this.cached === null) {
-      const wanted = new Map<string, string | null>();
-      this.texts.forEach((value, id) => {
-        if (!(value instanceof Y.Text)) return;
-        const path = this.paths.get(id);
-        wanted.set(id, typeof path === "string" ? path : null);
-      });
-      this.cached = resolve(wanted, this.folders.keys());
-    }
+    this.cached ??= treeOf(this.doc);
     return this.cached;
   }
 
@@ -102,6 +94,24 @@ export class RoomFiles {
     this.paths.observe(listener);
     this.folders.observe(listener);
   }
+}
+
+/** The tree of `doc`'s files, computed afresh. */
+export function treeOf(doc: Y.Doc): Tree {
+  const paths = doc.getMap(PATHS_KEY);
+  const wanted = new Map<string, string | null>();
+  doc.getMap(FILES_KEY).forEach((value, id) => {
+    if (!(value instanceof Y.Text)) return;
+    const path = paths.get(id);
+    wanted.set(id, typeof path === "string" ? path : null);
+  });
+  return resolve(wanted, doc.getMap(FOLDERS_KEY).keys());
+}
+
+/** Every file's text by the path it is shown under (what a run is given). */
+export function textsByPath(doc: Y.Doc): Record<string, string> {
+  const texts = doc.getMap(FILES_KEY);
+  return Object.fromEntries([...treeOf(doc).files].map(([id, path]) => [path, String(texts.get(id))]));
 }
 
 export function roomFiles(doc: Y.Doc): RoomFiles {
