@@ -16,14 +16,14 @@ export interface FileListOptions {
   onOpen: (path: string) => void;
   onRenamed: (from: string, to: string) => void;
   onError: (message: string | null) => void;
-  /** Who else is in the file at `path`, to show on its entry. */
-  peopleIn?: (path: string) => { name: string; color: string }[];
+  /** Who else has which file open, to show on the files' entries. */
+  presence?: () => { name: string; color: string; file: string | null }[];
 }
 
 export interface FileList {
   setCurrent: (path: string | null) => void;
   setEditable: (editable: boolean) => void;
-  /** Draws the tree again (after presence changed). */
+  /** Draws the tree again if who is in which file changed. */
   refresh: () => void;
 }
 
@@ -44,6 +44,17 @@ export function mountFileList(container: HTMLElement, files: RoomFiles, options:
   let editable = false;
   let mode: Mode = { kind: "idle" };
   const closed = new Set<string>();
+  let people = new Map<string, { name: string; color: string }[]>();
+  let peopleShown = "";
+  const readPresence = (): string => {
+    people = new Map();
+    for (const person of options.presence?.() ?? []) {
+      if (person.file === null) continue;
+      if (!people.has(person.file)) people.set(person.file, []);
+      people.get(person.file)!.push(person);
+    }
+    return JSON.stringify([...people].sort());
+  };
 
   const newButton = h("button", { type: "button", "data-testid": "new-file", title: "New file" }, "New");
   const newFolderButton = h("button", { type: "button", "data-testid": "new-folder", title: "New folder" }, "Folder");
@@ -184,13 +195,13 @@ export function mountFileList(container: HTMLElement, files: RoomFiles, options:
   };
 
   const fileItem = (path: string, depth: number): HTMLElement => {
-    const people = options.peopleIn?.(path) ?? [];
+    const here = people.get(path) ?? [];
     const isSelected = selected?.kind === "file" && selected.path === path;
     const item = h("li", {
       class: `file-item${path === current ? " current" : ""}${isSelected ? " selected" : ""}`, "data-testid": "file-item", "data-file": path,
       "aria-selected": String(path === current), role: "treeitem", tabindex: 0, title: path, style: `padding-left: ${0.5 + depth}rem`,
     }, h("span", { class: "file-name" }, baseName(path)),
-    ...people.map((p) => h("span", { class: "file-presence", "data-testid": "file-presence", title: p.name, style: `background: ${p.color}` })));
+    ...here.map((p) => h("span", { class: "file-presence", "data-testid": "file-presence", title: p.name, style: `background: ${p.color}` })));
     item.addEventListener("click", () => { selected = { kind: "file", path }; options.onOpen(path); });
     item.addEventListener("keydown", (e) => { if (e.key === "Enter") options.onOpen(path); });
     draggable(item, { kind: "file", path });
@@ -218,6 +229,7 @@ export function mountFileList(container: HTMLElement, files: RoomFiles, options:
   };
 
   const renderList = (): void => {
+    peopleShown = readPresence();
     const tree = files.tree();
     // The open file is revealed: its folders open.
     if (current !== null) for (const folder of parents(current)) closed.delete(folder);
@@ -272,6 +284,9 @@ export function mountFileList(container: HTMLElement, files: RoomFiles, options:
       if (!value && mode.kind !== "idle") setMode({ kind: "idle" });
       renderList();
     },
-    refresh: renderList,
+    refresh() {
+      // Awareness changes with every caret move: draw again only when the dots would change.
+      if (readPresence() !== peopleShown) renderList();
+    },
   };
 }

@@ -1,6 +1,7 @@
 /** Quick open (Ctrl+P): every file of the room, matched fuzzily by path. */
 import { listFiles, type RoomFiles } from "./files";
 import { openPalette, type PaletteItem } from "./palette";
+import { openSearch } from "./search";
 
 const SHOWN = 50;
 
@@ -38,4 +39,19 @@ export function openQuickOpen(files: RoomFiles, onOpen: (path: string) => void):
       .slice(0, SHOWN)
       .map(({ path }) => ({ label: path, testId: "quick-open-item", data: { file: path }, pick: () => onOpen(path) })),
   });
+}
+
+/**
+ * Ctrl+P (⌘P) opens quick open, Ctrl+Shift+F (⌘⇧F) search across files, instead of the
+ * browser's print dialog and find.
+ */
+export function bindFileShortcuts(files: RoomFiles, onOpen: (path: string) => void, onOpenAt: (path: string, line: number) => void): void {
+  window.addEventListener("keydown", (e) => {
+    const key = e.key.toLowerCase();
+    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
+    if (key === "p" && !e.shiftKey) openQuickOpen(files, onOpen);
+    else if (key === "f" && e.shiftKey) openSearch(files, onOpenAt);
+    else return;
+    e.preventDefault();
+  }, { capture: true });
 }

@@ -25,9 +25,9 @@ import {
   bindPeerPresence, participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
 } from "./presence";
 import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
-import { openQuickOpen } from "./quick-open";
+import { bindFileShortcuts } from "./quick-open";
 import { createRunner } from "./run";
-import { goToLine, openSearch } from "./search";
+import { goToLine } from "./search";
 import { dropDeletedContent, mountRefusalBanners } from "./refusal";
 import { readRun } from "./run-state";
 import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
@@ -333,8 +333,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     onOpen: openFile,
     onRenamed: (from, to) => { if (currentFile === from) openFile(to); },
     onError: (message) => showError(message),
-    peopleIn: (path) => awarenessRef.current
-      ? participants(awarenessRef.current, members, self.id).filter((p) => p.online && !p.isSelf && p.file === path)
+    presence: () => awarenessRef.current
+      ? participants(awarenessRef.current, members, self.id).filter((p) => p.online && !p.isSelf && p.file !== null)
       : [],
   });
 
@@ -355,18 +355,10 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     }
   });
 
-  window.addEventListener("keydown", (e) => {
-    const key = e.key.toLowerCase();
-    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
-    if (key === "p" && !e.shiftKey) openQuickOpen(files, openFile);
-    else if (key === "f" && e.shiftKey) {
-      openSearch(files, (path, line) => {
-        openFile(path);
-        if (editor.current && currentFile === path) goToLine(editor.current.view, line);
-      });
-    } else return;
-    e.preventDefault(); // the browser's print dialog, its own find
-  }, { capture: true });
+  bindFileShortcuts(files, openFile, (path, line) => {
+    openFile(path);
+    if (editor.current && currentFile === path) goToLine(editor.current.view, line);
+  });
 
   // ---- restore note ----
   watchRestoreNotes(doc, () => synced, (note) => {

@@ -2,10 +2,11 @@
 search across files, and a folder upload that keeps its paths."""
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
@@ -28,6 +29,17 @@ pytestmark = pytest.mark.anyio
 def folder_item(page: Page, path: str):
     """The tree's row for the folder at `path`."""
     return page.locator(f"[data-testid=folder-item][data-folder='{path}']")
+
+
+async def drag(page: Page, source: Locator, target: Locator) -> None:
+    """Drag `source` onto `target` with the mouse, releasing once the target takes the drop."""
+    await source.hover()
+    await page.mouse.down()
+    box = await target.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    await expect(target).to_have_class(re.compile(r"\bdrop-target\b"), timeout=UI_TIMEOUT_MS)
+    await page.mouse.up()
 
 
 async def _project(server: LiveServer, room: str) -> None:
@@ -65,7 +77,7 @@ async def test_a_file_moved_into_a_new_folder_while_another_person_types_in_it_k
             await type_at_end(bob, f"\n# bob {i}")
 
     async def ada_moves() -> None:
-        await file_item(ada, "main.py").drag_to(folder_item(ada, "lib"))
+        await drag(ada, file_item(ada, "main.py"), folder_item(ada, "lib"))
 
     await asyncio.gather(bob_types(), ada_moves())
     for page in (ada, bob):
