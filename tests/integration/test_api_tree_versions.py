@@ -1,6 +1,8 @@
 """Versions and restore with folders: a restore matches files by identity, not by path."""
 
+import asyncio
 import base64
+import time
 
 import pytest
 from pycrdt import Doc, Map, Text
@@ -46,9 +48,10 @@ async def test_a_restore_brings_a_renamed_file_back_under_its_old_path_as_the_sa
             del live.get("folders", type=Map)["docs"]
             text += "# edited\n"
         live.get("files", type=Map)["id-2"] = Text("added since\n")
-        for _ in range(600):  # the server holds the edits before the restore is asked for
-            if "id-2" in await _server_tree(ada, room):
-                break
+        deadline = time.monotonic() + 30  # the server holds the edits before the restore
+        while "id-2" not in await _server_tree(ada, room):
+            assert time.monotonic() < deadline, "the server never got the edits"
+            await asyncio.sleep(0.02)
         restored = await ada.call(
             "POST", f"/api/rooms/{room}/versions/{named.json()['id']}/restore"
         )

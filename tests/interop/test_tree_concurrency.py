@@ -7,6 +7,7 @@ document, and checks the tree every replica shows (README, "Concurrent tree oper
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -112,6 +113,7 @@ async def _concurrently(
             assert reports[0]["state"] == reports[1]["state"] == server
             return server
         assert time.monotonic() < deadline, f"no convergence: {seen} {reports}"
+        await asyncio.sleep(0.02)
 
 
 def _check(state: dict[str, Any], resolver: NodeResolver) -> Tree:
