@@ -278,6 +278,7 @@ export function mountFileList(container: HTMLElement, files: RoomFiles, options:
       current = path;
       if (selected?.kind === "file") selected = null;
       renderList();
+      list.querySelector(".file-item.current")?.scrollIntoView({ block: "nearest" });
     },
     setEditable(value) {
       editable = value;
