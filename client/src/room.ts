@@ -326,6 +326,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     currentFile = path;
     currentFileLabel.textContent = path;
     fileList.setCurrent(path);
+    comments.setFile(path); // the same threads: they name the file by its id
+    follow.fileOpened(); // the same identity: followers stay
     if (awarenessRef.current) setLocalFile(awarenessRef.current, path);
   };
 
