@@ -281,6 +281,9 @@ export function mountFileList(container: HTMLElement, files: RoomFiles, options:
       list.querySelector(".file-item.current")?.scrollIntoView({ block: "nearest" });
     },
     setEditable(value) {
+      // Called on every awareness change (each remote caret move): draw only on a real change,
+      // or a drag in progress loses the element it started on.
+      if (value === editable) return;
       editable = value;
       if (!value && mode.kind !== "idle") setMode({ kind: "idle" });
       renderList();

@@ -33,10 +33,11 @@ def folder_item(page: Page, path: str):
 
 async def drag(page: Page, source: Locator, target: Locator) -> None:
     """Drag `source` onto `target` with the mouse, releasing once the target takes the drop."""
-    await source.hover()
-    await page.mouse.down()
+    await expect(target).to_be_visible(timeout=UI_TIMEOUT_MS)
     box = await target.bounding_box()
     assert box is not None
+    await source.hover()
+    await page.mouse.down()
     await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
     await expect(target).to_have_class(re.compile(r"\bdrop-target\b"), timeout=UI_TIMEOUT_MS)
     await page.mouse.up()
