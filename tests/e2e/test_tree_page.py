@@ -17,6 +17,7 @@ from tests.e2e.room_page import (
     file_item,
     open_file,
     open_room,
+    set_code,
     type_at_end,
 )
 from tests.support import new_user
@@ -185,3 +186,29 @@ async def test_a_folder_upload_keeps_its_paths(
     await expect(file_item(ada, "project/app.py")).to_be_visible()
     await open_file(ada, "project/pkg/tool.py")
     await expect_editor_text(ada, "NAME = 'tool'\n")
+
+
+async def test_a_comment_thread_stays_on_its_file_when_the_file_moves(
+    server: LiveServer, room: str, person: NewPerson
+):
+    from tests.e2e.test_comments_page import comment, select_on_line  # noqa: PLC0415
+
+    ada, bob = await ada_and_bob(person, server.http_url, room)
+    await _new(ada, "new-file", "notes.py")
+    await set_code(ada, "x = 1\nprint('target')\n")
+    await open_file(bob, "notes.py")
+    await expect_editor_text(bob, "x = 1\nprint('target')\n")
+    await select_on_line(ada, 2, 7, 6)
+    await comment(ada, "look here")
+    await expect(by_test_id(bob, "comment-thread")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+
+    await by_test_id(ada, "rename-file").click()
+    await by_test_id(ada, "file-name-input").fill("src/notes.py")
+    await by_test_id(ada, "file-name-input").press("Enter")
+    for page in (ada, bob):
+        await expect(by_test_id(page, "current-file")).to_have_text(
+            "src/notes.py", timeout=UI_TIMEOUT_MS
+        )
+        # Threads name the file by its id: the move keeps them on it.
+        await expect(by_test_id(page, "comment-thread")).to_have_count(1)
+        await expect(by_test_id(page, "comment-thread")).to_contain_text("look here")
