@@ -34,6 +34,7 @@ import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from 
 import {
   forgetRoom, loadName, rememberRoom, saveHomeNote, saveName, saveResyncNote, takeResyncNote,
 } from "./storage";
+import { mountTabs } from "./tabs";
 import { describeUpload, mountTransfer } from "./transfer";
 
 /** Origin of the snapshot applied before connecting. */
@@ -81,6 +82,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const readOnlyNotice = h("div", { class: "banner info", "data-testid": "read-only-notice", hidden: true }, "Read-only: you are a viewer");
   const editorHost = h("div", { class: "editor", "data-testid": "editor" });
   const currentFileLabel = h("div", { class: "pane-title", "data-testid": "current-file" }, "");
+  const tabs = mountTabs(files, (path) => openFile(path));
   const filesPane = h("aside", { class: "files" });
   const peoplePane = h("div", { class: "people-list" });
   const runButton = h("button", { type: "button", class: "primary", "data-testid": "run", disabled: true }, "▶ Run");
@@ -168,7 +170,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
     h("div", { class: "workspace" },
       filesPane,
-      h("section", { class: "editor-pane" }, h("div", {}, currentFileLabel, comments.composer), editorHost),
+      h("section", { class: "editor-pane" }, tabs.element, h("div", {}, currentFileLabel, comments.composer), editorHost),
       h("aside", { class: "people" }, h("h2", {}, "Participants"), follow.leadButton, follow.followers, peoplePane, comments.element),
       history.element),
     h("section", { class: "output-pane" },
@@ -315,6 +317,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     if (text && editor.current) editor.current.open(currentFile!, text);
     else editor.current?.close();
     fileList?.setCurrent(currentFile);
+    tabs.setCurrent(currentFile);
     comments.setFile(currentFile);
     follow.fileOpened();
     if (awarenessRef.current) setLocalFile(awarenessRef.current, currentFile);
@@ -326,6 +329,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     currentFile = path;
     currentFileLabel.textContent = path;
     fileList.setCurrent(path);
+    tabs.setCurrent(path);
     comments.setFile(path); // the same threads: they name the file by its id
     follow.fileOpened(); // the same identity: followers stay
     if (awarenessRef.current) setLocalFile(awarenessRef.current, path);

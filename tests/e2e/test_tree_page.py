@@ -212,3 +212,27 @@ async def test_a_comment_thread_stays_on_its_file_when_the_file_moves(
         # Threads name the file by its id: the move keeps them on it.
         await expect(by_test_id(page, "comment-thread")).to_have_count(1)
         await expect(by_test_id(page, "comment-thread")).to_contain_text("look here")
+
+
+async def test_tabs_follow_the_files_opened_renamed_and_closed(
+    server: LiveServer, room: str, person: NewPerson
+):
+    await _project(server, room)
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await open_file(ada, "utils/strings.py")
+    await open_file(ada, "docs/notes.md")
+    tabs = by_test_id(ada, "tab")
+    await expect(tabs).to_have_count(3)
+    await tabs.nth(1).click()
+    await expect(by_test_id(ada, "current-file")).to_have_text("utils/strings.py")
+    await expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+
+    await by_test_id(ada, "rename-file").click()
+    await by_test_id(ada, "file-name-input").fill("lib/strings.py")
+    await by_test_id(ada, "file-name-input").press("Enter")
+    await expect(tabs.nth(1)).to_have_attribute("data-file", "lib/strings.py")
+
+    await tabs.nth(1).get_by_test_id("tab-close").click()
+    await expect(tabs).to_have_count(2)
+    await expect(by_test_id(ada, "current-file")).to_have_text("docs/notes.md")
