@@ -7,13 +7,13 @@
 import { EditorSelection, type Extension } from "@codemirror/state";
 import { EditorView } from "@codemirror/view";
 import type { WebsocketProvider } from "y-websocket";
-import type * as Y from "yjs";
 import type { Api, CommentThread, Role } from "./api";
 import { anchorOf, resolveAnchor, type Span } from "./comment-anchors";
 import { commentGutter, showCommentMarks } from "./comment-gutter";
 import { CommentStore, listenForComments } from "./comments";
 import { h, replaceChildren } from "./dom";
 import { fileIdentity, fileNamed } from "./file-identity";
+import type { RoomFiles } from "./files";
 
 /** A quote longer than this is cut (the server keeps at most 2,000 characters). */
 const MAX_QUOTE_CHARS = 2000;
@@ -23,7 +23,7 @@ const RESOLVE_EVERY_MS = 150;
 export interface CommentsOptions {
   api: Api;
   roomId: string;
-  files: Y.Map<Y.Text>;
+  files: RoomFiles;
   selfId: () => string;
   role: () => Role | null;
   view: () => EditorView | null;
@@ -102,7 +102,7 @@ export function mountComments(options: CommentsOptions): CommentsPanel {
     const { from, to } = selection;
     const quoted = text.toString().slice(from, to);
     const quote = quoted.length > MAX_QUOTE_CHARS ? `${quoted.slice(0, MAX_QUOTE_CHARS - 1)}…` : quoted;
-    draft = { file: fileIdentity(file), anchor: anchorOf(text, from, to), quote };
+    draft = { file: fileIdentity(files, file), anchor: anchorOf(text, from, to), quote };
     draftQuote.textContent = quote;
     formError.hidden = true;
     form.hidden = false;
@@ -226,7 +226,7 @@ export function mountComments(options: CommentsOptions): CommentsPanel {
 
   const render = (): void => {
     count.textContent = `💬 ${store.openCount()} open`;
-    const shown = file === null ? null : fileIdentity(file);
+    const shown = file === null ? null : fileIdentity(files, file);
     const threads = store.all().filter((thread) => thread.file === shown);
     const spans = new Map(threads.map((thread) => [thread.id, spanOf(thread)] as const));
     const typed = typedReplies();

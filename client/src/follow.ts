@@ -11,10 +11,10 @@
 import { type Extension } from "@codemirror/state";
 import { EditorView, ViewPlugin } from "@codemirror/view";
 import type { Awareness } from "y-protocols/awareness";
-import type * as Y from "yjs";
 import type { Role } from "./api";
 import { dismissibleBanner, h } from "./dom";
 import { fileIdentity, fileNamed } from "./file-identity";
+import type { RoomFiles } from "./files";
 import { decodePosition, encodePosition, type PairingState, type ViewState } from "./follow-state";
 
 /** A page publishes its view at most this often (and at once on a file switch). */
@@ -23,7 +23,7 @@ export const PUBLISH_EVERY_MS = 150;
 export const LEFT_GRACE_MS = 3000;
 
 export interface FollowOptions {
-  files: Y.Map<Y.Text>;
+  files: RoomFiles;
   selfId: () => string;
   role: () => Role | null;
   /** A person's name as the page shows it (membership first). */
@@ -240,7 +240,7 @@ export function mountFollow(options: FollowOptions): Follow {
       const lines = visibleLines(view);
       const selection = view.state.selection.main;
       value = {
-        file: fileIdentity(name),
+        file: fileIdentity(files, name),
         top: encodePosition(text, lines.top),
         bottom: encodePosition(text, lines.bottom),
         anchor: encodePosition(text, selection.anchor),
@@ -345,7 +345,7 @@ export function mountFollow(options: FollowOptions): Follow {
       if (following !== null && !openingForLeader) {
         const theirs = stateOf(following.userId)?.pairing.view;
         const name = options.currentFile();
-        if (name === null || theirs?.file !== fileIdentity(name)) stop("you opened another file");
+        if (name === null || theirs?.file !== fileIdentity(files, name)) stop("you opened another file");
       }
       if (publishTimer !== null) clearTimeout(publishTimer);
       publish(); // at once on a file switch

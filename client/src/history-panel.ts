@@ -3,17 +3,16 @@
  * file with a diff against the file's current text, "Restore this version", and "Name this
  * version" (keeps the room's current state under a name). Only the server writes versions.
  */
-import type * as Y from "yjs";
 import type { Api, VersionDetail, VersionInfo } from "./api";
 import { h, replaceChildren } from "./dom";
-import { listFiles } from "./files";
+import { listFiles, type RoomFiles } from "./files";
 import { renderVersionDiff, type VersionDiff } from "./version-diff";
 import { formatSize, formatWhen, versionTitle } from "./version-format";
 
 export interface HistoryPanelOptions {
   api: Api;
   roomId: string;
-  files: Y.Map<Y.Text>;
+  files: RoomFiles;
   /** The file open in the editor: the preview shows it first when the version has it. */
   currentFile: () => string | null;
   onError: (what: string, err: unknown) => void;

@@ -7,10 +7,14 @@ export interface OutputPanel {
   destroy: () => void;
 }
 
-function describeRun(run: RunInfo, now: number): string {
+/** The run's header: which file was the entry (the others were importable beside it), who, when. */
+function describeRun(run: RunInfo, now: number): (HTMLElement | string)[] {
   const started = new Date(run.startedAt).toLocaleTimeString();
   const duration = run.durationMs ?? now - run.startedAt;
-  return `${run.file} · run by ${run.runnerName} · started ${started} · ${(duration / 1000).toFixed(1)} s`;
+  return [
+    "▶ ", h("span", { class: "mono", "data-testid": "run-entry", title: "The entry file: the room's other files were beside it" }, run.file),
+    ` · run by ${run.runnerName} · started ${started} · ${(duration / 1000).toFixed(1)} s`,
+  ];
 }
 
 /**
@@ -42,7 +46,7 @@ export function mountOutputPanel(doc: Y.Doc, statusEl: HTMLElement, metaEl: HTML
     statusEl.dataset.runId = run?.runId ?? "";
     statusEl.textContent = status;
     statusEl.title = run?.message ?? "";
-    replaceChildren(metaEl, run ? describeRun(run, Date.now()) : "No run yet. Press Run to execute the current file.",
+    replaceChildren(metaEl, ...(run ? describeRun(run, Date.now()) : ["No run yet. Press Run to execute the current file."]),
       run?.message && run.status !== "running" ? h("span", { class: "run-message" }, ` · ${run.message}`) : null);
   };
 

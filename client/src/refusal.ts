@@ -8,12 +8,12 @@
 import * as Y from "yjs";
 import { CLOSE_CROWDED, CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, type RefusalCode } from "./connection";
 import { h } from "./dom";
-import { listFiles } from "./files";
+import { listFiles, type RoomFiles } from "./files";
 import { saveBlob } from "./transfer";
 
 export interface RefusalOptions {
   roomId: string;
-  files: Y.Map<Y.Text>;
+  files: RoomFiles;
   /** "Try again": connect once more (the person deleted content, or waited for a free place). */
   onRetry: (code: RefusalCode) => void;
 }
@@ -36,7 +36,7 @@ const UNSAVED_SENTENCE =
  * Every file of the local document in one text file: each one under a `===== name =====` line,
  * in the file list's order. What this page has, saved or not.
  */
-export function localCopy(files: Y.Map<Y.Text>, roomId: string, now = new Date()): string {
+export function localCopy(files: RoomFiles, roomId: string, now = new Date()): string {
   const names = listFiles(files);
   const head = `PairPilot room ${roomId}: ${names.length} file${names.length === 1 ? "" : "s"} as this page had them on ${now.toISOString()}\n`;
   return head + names.map((name) => {

@@ -10,11 +10,11 @@ import { Api, ApiError, type MemberInfo, type Role, type RoomInfo } from "./api"
 import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
-import { createEditor } from "./editor";
+import { createEditor, extensionOf } from "./editor";
 import { mountComments } from "./comments-panel";
 import { mountFileList } from "./file-list";
 import { mountFollow } from "./follow";
-import { ensureStarterFile, filesMap } from "./files";
+import { ensureStarterFile, firstFile, roomFiles } from "./files";
 import { mountHistoryPanel } from "./history-panel";
 import { goToMovedRoom, mountMoveRoom, movedTo, validRoomId } from "./moving";
 import { forgetInviteInLocation, inviteFromLocation, mountInvite } from "./invite";
@@ -25,13 +25,16 @@ import {
   bindPeerPresence, participants, renderParticipants, setLocalFile, setLocalUser, signalRolesChanged, watchRoleSignals,
 } from "./presence";
 import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
+import { bindFileShortcuts } from "./quick-open";
 import { createRunner } from "./run";
+import { goToLine } from "./search";
 import { dropDeletedContent, mountRefusalBanners } from "./refusal";
 import { readRun } from "./run-state";
 import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
 import {
   forgetRoom, loadName, rememberRoom, saveHomeNote, saveName, saveResyncNote, takeResyncNote,
 } from "./storage";
+import { mountTabs } from "./tabs";
 import { describeUpload, mountTransfer } from "./transfer";
 
 /** Origin of the snapshot applied before connecting. */
@@ -68,7 +71,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   rememberRoom(roomId);
   const api = new Api(() => name);
   const doc = new Y.Doc();
-  const files = filesMap(doc);
+  const files = roomFiles(doc);
 
   // ---- layout ----
   const status = h("span", { class: "connection-status", "data-testid": "connection-status", "data-state": "connecting", role: "status" }, "Signing in…");
@@ -79,6 +82,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const readOnlyNotice = h("div", { class: "banner info", "data-testid": "read-only-notice", hidden: true }, "Read-only: you are a viewer");
   const editorHost = h("div", { class: "editor", "data-testid": "editor" });
   const currentFileLabel = h("div", { class: "pane-title", "data-testid": "current-file" }, "");
+  const tabs = mountTabs(files, (path) => openFile(path));
   const filesPane = h("aside", { class: "files" });
   const peoplePane = h("div", { class: "people-list" });
   const runButton = h("button", { type: "button", class: "primary", "data-testid": "run", disabled: true }, "▶ Run");
@@ -166,7 +170,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
     h("div", { class: "workspace" },
       filesPane,
-      h("section", { class: "editor-pane" }, h("div", {}, currentFileLabel, comments.composer), editorHost),
+      h("section", { class: "editor-pane" }, tabs.element, h("div", {}, currentFileLabel, comments.composer), editorHost),
       h("aside", { class: "people" }, h("h2", {}, "Participants"), follow.leadButton, follow.followers, peoplePane, comments.element),
       history.element),
     h("section", { class: "output-pane" },
@@ -194,6 +198,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   let members: MemberInfo[] = [];
   let connection: Connection | null = null;
   let currentFile: string | null = null;
+  /** The open file's id and text: a rename keeps the id, so the editor follows it. */
+  let currentId: string | null = null;
+  let currentText: unknown = null;
   let runBusy = false;
   let synced = false;
   let connectionState: ConnectionState = "connecting";
@@ -303,39 +310,60 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   // ---- files + editor ----
   const openFile = (fileName: string | null): void => {
     currentFile = fileName !== null && files.has(fileName) ? fileName : null;
+    currentId = currentFile === null ? null : files.idOf(currentFile)!;
     currentFileLabel.textContent = currentFile ?? "No file open";
     const text = currentFile === null ? undefined : files.get(currentFile);
+    currentText = text ?? null;
     if (text && editor.current) editor.current.open(currentFile!, text);
     else editor.current?.close();
     fileList?.setCurrent(currentFile);
+    tabs.setCurrent(currentFile);
     comments.setFile(currentFile);
     follow.fileOpened();
     if (awarenessRef.current) setLocalFile(awarenessRef.current, currentFile);
     refreshControls();
   };
 
+  /** The open file moved: the same text stays in the editor (cursor, undo), under its new path. */
+  const followRename = (path: string): void => {
+    currentFile = path;
+    currentFileLabel.textContent = path;
+    fileList.setCurrent(path);
+    tabs.setCurrent(path);
+    comments.setFile(path); // the same threads: they name the file by its id
+    follow.fileOpened(); // the same identity: followers stay
+    if (awarenessRef.current) setLocalFile(awarenessRef.current, path);
+  };
+
   const fileList = mountFileList(filesPane, files, {
     onOpen: openFile,
     onRenamed: (from, to) => { if (currentFile === from) openFile(to); },
     onError: (message) => showError(message),
+    presence: () => awarenessRef.current
+      ? participants(awarenessRef.current, members, self.id).filter((p) => p.online && !p.isSelf && p.file !== null)
+      : [],
   });
 
-  files.observe((event) => {
-    if (currentFile !== null && !files.has(currentFile)) {
-      // A rename (ours or someone else's) is one transaction: delete the old key, add the new
-      // one. Follow it to the new name instead of jumping to another file.
-      const added = [...event.changes.keys].filter(([, change]) => change.action === "add").map(([key]) => key);
-      openFile(added.length === 1 ? added[0]! : null);
-    } else if (currentFile !== null && event.changes.keys.get(currentFile)?.action === "update") {
-      // The key now holds another Y.Text (two pages created the same file at once and the other
-      // one won): bind the editor to the text everyone shares, not the one that lost.
-      openFile(currentFile);
+  files.observe(() => {
+    if (currentId !== null) {
+      // Files keep their id through renames and moves: follow the open one to its new path. Its
+      // key may also hold another Y.Text now (two pages created the starter file at once and
+      // the other one won): bind the editor to the text everyone shares.
+      const path = files.pathOf(currentId);
+      if (path === undefined) openFile(null);
+      else if (files.textOf(currentId) !== currentText || extensionOf(path) !== extensionOf(currentFile ?? "")) openFile(path);
+      else if (path !== currentFile) followRename(path);
     }
-    if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+    if (currentFile === null && files.size > 0) openFile(firstFile(files)!);
     if (openWhenPresent !== null && files.has(openWhenPresent)) {
       openFile(openWhenPresent);
       openWhenPresent = null;
     }
+  });
+
+  bindFileShortcuts(files, openFile, (path, line) => {
+    openFile(path);
+    if (editor.current && currentFile === path) goToLine(editor.current.view, line);
   });
 
   // ---- restore note ----
@@ -518,6 +546,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
         if (newcomer) void refreshMembers();
       }
       renderPeople();
+      fileList.refresh();
       refreshControls();
     });
     watchRoleSignals(awareness, () => void refreshMembers());
@@ -526,9 +555,9 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       if (!isSynced || synced) return;
       synced = true;
       if (canEdit()) ensureStarterFile(files);
-      if (currentFile === null && files.size > 0) openFile([...files.keys()].sort()[0]!);
+      if (currentFile === null && files.size > 0) openFile(firstFile(files)!);
     });
-    if (files.size > 0) openFile([...files.keys()].sort()[0]!);
+    if (files.size > 0) openFile(firstFile(files)!);
     refreshControls();
     void refreshMembers();
     setInterval(() => void refreshMembers(), MEMBERS_REFRESH_MS);

@@ -2,8 +2,11 @@
 
 export type Stream = "stdout" | "stderr";
 
-/** Page → worker: run this source once. */
-export interface RunRequest { type: "run"; code: string; fileName: string }
+/**
+ * Page → worker: run the entry file once. `fileName` is the entry's path in the room, `code` its
+ * text, and `files` every file of the room by path (the entry included), for imports and reads.
+ */
+export interface RunRequest { type: "run"; code: string; fileName: string; files: Record<string, string> }
 
 /** Worker → page. */
 export type WorkerEvent =

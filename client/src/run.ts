@@ -1,11 +1,12 @@
 /**
- * Run / Stop: asks the server's rate limiter, runs the file in a Web Worker (JavaScript natively,
- * Python through Pyodide), enforces the time limit by terminating the worker, and streams status
+ * Run / Stop: asks the server's rate limiter, runs the open file as the entry in a Web Worker
+ * (JavaScript natively, Python through Pyodide) with every file of the room beside it, enforces the time limit by terminating the worker, and streams status
  * and output into the room's Y.Doc (run-state.ts) so every participant sees the run live.
  */
 import type * as Y from "yjs";
 import { ApiError, type Api } from "./api";
 import { extensionOf } from "./editor";
+import { textsByPath } from "./files";
 import { reportError } from "./monitoring";
 import type { RunRequest, WorkerEvent } from "./run-protocol";
 import {
@@ -162,7 +163,7 @@ export function createRunner(options: RunnerOptions): Runner {
       started.timer = setTimeout(() => end(started, "error", "Loading Python took too long", false), PYODIDE_LOAD_LIMIT_MS);
     }
     active = started;
-    worker.postMessage({ type: "run", code, fileName } satisfies RunRequest);
+    worker.postMessage({ type: "run", code, fileName, files: { ...textsByPath(doc), [fileName]: code } } satisfies RunRequest);
     return started;
   };
 

@@ -1,6 +1,7 @@
 /**
- * Files in and out of the room (issue #13): "Download zip" (`GET export.zip`) and "Upload"
- * (text files as JSON to `POST files`, each `.zip` raw to `POST import.zip`). The server adds
+ * Files in and out of the room (issues #13, #24): "Download zip" (`GET export.zip`), "Upload"
+ * (text files as JSON to `POST files`, each `.zip` raw to `POST import.zip`) and "Upload
+ * folder" (the directory picker: every file with its path in the folder). The server adds
  * the files to the live room; they arrive here through the Y.Doc like anyone's edit.
  */
 import type { Api, UploadedFile } from "./api";
@@ -41,6 +42,11 @@ export async function readText(file: File): Promise<string> {
   }
 }
 
+/** Where an uploaded file goes: its path inside a chosen folder, else its name. */
+export function uploadPath(file: File): string {
+  return file.webkitRelativePath || file.name;
+}
+
 /** "Added util.py, main (2).py (from main.py)". */
 export function describeUpload(added: UploadedFile[]): string {
   return `Added ${added.map((f) => (f.name === f.source ? f.name : `${f.name} (from ${f.source})`)).join(", ")}`;
@@ -61,6 +67,9 @@ export function mountTransfer(options: TransferOptions): Transfer {
   const download = h("button", { type: "button", "data-testid": "download-zip", title: "Download every file as a zip" }, "Download zip");
   const upload = h("button", { type: "button", "data-testid": "upload-files", title: "Add text files or a zip to the room", hidden: true }, "Upload");
   const input = h("input", { type: "file", multiple: true, accept: "*", "data-testid": "upload-input", hidden: true, "aria-hidden": "true", tabindex: -1 });
+  const uploadFolder = h("button", { type: "button", "data-testid": "upload-folder", title: "Add a whole folder to the room, keeping its paths", hidden: true }, "Upload folder");
+  const folderInput = h("input", { type: "file", multiple: true, "data-testid": "upload-folder-input", hidden: true, "aria-hidden": "true", tabindex: -1 });
+  folderInput.webkitdirectory = true; // the browser's directory picker: each file has its relative path
 
   download.addEventListener("click", () => {
     download.disabled = true;
@@ -73,29 +82,33 @@ export function mountTransfer(options: TransferOptions): Transfer {
   const send = async (chosen: File[]): Promise<UploadedFile[]> => {
     const zips = chosen.filter(isZip);
     // Read every text first: nothing is sent unless all of them are text.
-    const texts = await Promise.all(chosen.filter((file) => !isZip(file)).map(async (file) => ({ name: file.name, text: await readText(file) })));
+    const texts = await Promise.all(chosen.filter((file) => !isZip(file)).map(async (file) => ({ name: uploadPath(file), text: await readText(file) })));
     const added: UploadedFile[] = [];
     if (texts.length > 0) added.push(...await api.uploadFiles(roomId, texts));
     for (const zip of zips) added.push(...await api.importZip(roomId, zip));
     return added;
   };
 
-  upload.addEventListener("click", () => input.click());
-  input.addEventListener("change", () => {
-    const chosen = [...(input.files ?? [])];
-    input.value = ""; // choosing the same file again is a new upload
-    if (chosen.length === 0) return;
-    upload.disabled = true;
-    send(chosen).then(
-      (added) => options.onUploaded(added),
-      (err: unknown) => options.onError("Could not upload the files", err),
-    ).finally(() => { upload.disabled = false; });
-  });
+  const uploadFrom = (picker: HTMLInputElement, button: HTMLButtonElement): void => {
+    button.addEventListener("click", () => picker.click());
+    picker.addEventListener("change", () => {
+      const chosen = [...(picker.files ?? [])];
+      picker.value = ""; // choosing the same file again is a new upload
+      if (chosen.length === 0) return;
+      button.disabled = true;
+      send(chosen).then(
+        (added) => options.onUploaded(added),
+        (err: unknown) => options.onError("Could not upload the files", err),
+      ).finally(() => { button.disabled = false; });
+    });
+  };
+  uploadFrom(input, upload);
+  uploadFrom(folderInput, uploadFolder);
 
   return {
-    elements: [download, upload, input],
+    elements: [download, upload, input, uploadFolder, folderInput],
     setEditable(editable) {
-      upload.hidden = !editable;
+      upload.hidden = uploadFolder.hidden = !editable;
     },
   };
 }

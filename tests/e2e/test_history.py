@@ -225,7 +225,7 @@ async def test_the_downloaded_zip_holds_exactly_the_rooms_files(
         assert archive.read("notes.md") == notes.encode()
 
 
-async def test_an_uploaded_zip_adds_its_files_to_the_room(
+async def test_an_uploaded_zip_adds_its_files_to_the_room_at_their_paths(
     server: LiveServer, room: str, person: NewPerson, tmp_path: Path
 ):
     ada, bob = await ada_and_bob(person, server.http_url, room)
@@ -240,13 +240,13 @@ async def test_an_uploaded_zip_adds_its_files_to_the_room(
     await by_test_id(ada, "upload-input").set_input_files(upload)
 
     for page in (ada, bob):
-        for name in ("util.py", "README.md", "main (2).py"):
+        for name in ("util.py", "docs/README.md", "main (2).py"):
             await expect(file_item(page, name)).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(by_test_id(ada, "upload-result")).to_contain_text("util.py")
     # The first uploaded file is opened.
     await expect(by_test_id(ada, "current-file")).to_have_text("util.py")
     await expect_editor_text(ada, util)
-    await open_file(bob, "README.md")
+    await open_file(bob, "docs/README.md")
     await expect_editor_text(bob, readme)
     await open_file(bob, "main (2).py")
     await expect_editor_text(bob, "print('uploaded')\n")

@@ -1,4 +1,4 @@
-"""Export a room as a zip, upload text files or a zip: names, duplicates, limits, bad input."""
+"""Export a room as a zip, upload text files or a zip: paths, duplicates, limits, bad input."""
 
 import base64
 import io
@@ -9,8 +9,10 @@ import pytest
 from pycrdt import Doc, Map, Text
 from tests.support import User, new_user
 
+from pairpilot.sync.files import doc_of, read_files, read_tree
+from pairpilot.sync.tree import Tree
 from pairpilot.testing import LiveServer, live_server, quick_settings
-from pairpilot.web.transfer import sanitise_name
+from pairpilot.web.transfer import clean_path
 
 pytestmark = pytest.mark.anyio
 
@@ -21,12 +23,19 @@ async def _owner(server: LiveServer, room: str) -> User:
     return ada
 
 
-async def _files(user: User, room: str) -> dict[str, str]:
+async def _doc(user: User, room: str) -> Doc:
     body = (await user.call("GET", f"/api/rooms/{room}/snapshot")).json()
-    doc: Doc = Doc()
-    if body["snapshot_b64"]:
-        doc.apply_update(base64.b64decode(body["snapshot_b64"]))
-    return {name: str(text) for name, text in doc.get("files", type=Map).items()}
+    return doc_of(base64.b64decode(body["snapshot_b64"]) if body["snapshot_b64"] else None)
+
+
+async def _files(user: User, room: str) -> dict[str, str]:
+    """Every file's text by the path the room shows it under."""
+    return read_files(await _doc(user, room))
+
+
+async def _tree(user: User, room: str) -> tuple[Tree, dict[str, str]]:
+    doc = await _doc(user, room)
+    return read_tree(doc), read_files(doc)
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -71,7 +80,7 @@ async def test_an_empty_room_exports_an_empty_zip(api_server: LiveServer, room: 
         assert archive.namelist() == []
 
 
-async def test_uploaded_files_join_the_room_and_taken_names_get_a_number(
+async def test_uploaded_files_keep_their_paths_and_taken_ones_get_a_number(
     api_server: LiveServer, room: str
 ):
     ada = await _owner(api_server, room)
@@ -85,48 +94,61 @@ async def test_uploaded_files_join_the_room_and_taken_names_get_a_number(
         json={
             "files": [
                 {"name": "a.py", "text": "two\n"},
-                {"name": "../../etc/passwd", "text": "not a system file\n"},
+                {"name": "./src/utils/strings.py", "text": "def slug(): ...\n"},
                 {"name": "dir\\sub\\b.js", "text": "b\n"},
                 {"name": "a.py", "text": "three\n"},
+                {"name": "src/utils/strings.py", "text": "again\n"},
             ]
         },
     )
     assert response.status_code == 200, response.text
     assert response.json()["files"] == [
         {"name": "a (2).py", "source": "a.py"},
-        {"name": "passwd", "source": "../../etc/passwd"},
-        {"name": "b.js", "source": "dir\\sub\\b.js"},
+        {"name": "src/utils/strings.py", "source": "./src/utils/strings.py"},
+        {"name": "dir/sub/b.js", "source": "dir\\sub\\b.js"},
         {"name": "a (3).py", "source": "a.py"},
+        {"name": "src/utils/strings (2).py", "source": "src/utils/strings.py"},
     ]
     assert await _files(ada, room) == {
         "a.py": "one\n",
         "a (2).py": "two\n",
-        "passwd": "not a system file\n",
-        "b.js": "b\n",
+        "src/utils/strings.py": "def slug(): ...\n",
+        "dir/sub/b.js": "b\n",
         "a (3).py": "three\n",
+        "src/utils/strings (2).py": "again\n",
     }
 
 
-async def test_a_zip_upload_adds_its_text_files_and_skips_folders_and_junk(
-    api_server: LiveServer, room: str
-):
+async def test_a_zip_upload_keeps_its_folders_and_skips_junk(api_server: LiveServer, room: str):
     ada = await _owner(api_server, room)
     data = _zip(
         {
             "project/": b"",
             "project/main.py": "print('zip 🙂')\n".encode(),
             "project/lib/util.py": b"def f():\n    return 1\n",
+            "project/lib/__init__.py": b"",
+            "project/__init__.py": b"",
+            "project/data/empty/": b"",
             "__MACOSX/project/._main.py": b"\x00\x05\x16\x07",
             "project/.DS_Store": b"\x00\x00\x00\x01Bud1",
         }
     )
     response = await _upload_zip(ada, room, data)
     assert response.status_code == 200, response.text
-    assert [f["name"] for f in response.json()["files"]] == ["main.py", "util.py"]
-    assert await _files(ada, room) == {
-        "main.py": "print('zip 🙂')\n",
-        "util.py": "def f():\n    return 1\n",
+    assert [f["name"] for f in response.json()["files"]] == [
+        "project/main.py",
+        "project/lib/util.py",
+        "project/lib/__init__.py",
+        "project/__init__.py",
+    ]
+    tree, files = await _tree(ada, room)
+    assert files == {
+        "project/__init__.py": "",
+        "project/lib/__init__.py": "",
+        "project/lib/util.py": "def f():\n    return 1\n",
+        "project/main.py": "print('zip 🙂')\n",
     }
+    assert tree.folders == ["project", "project/data", "project/data/empty", "project/lib"]
 
 
 @pytest.mark.parametrize(
@@ -134,7 +156,10 @@ async def test_a_zip_upload_adds_its_text_files_and_skips_folders_and_junk(
     [
         (b"this is not a zip", "not a zip archive"),
         (_zip({"ok.py": b"x", "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"}), "image.png"),
-        (_zip({"..": b"x"}), "not a usable file name"),
+        (_zip({"..": b"x"}), "'..' would leave the room"),
+        (_zip({"ok.py": b"x", "../evil.py": b"x"}), "'../evil.py': '..' would leave the room"),
+        (_zip({"/etc/cron.d/x": b"x"}), "'/etc/cron.d/x': an absolute path"),
+        (_zip({"a/" * 512 + "b": b"x"}), "a path 1024"),
         (_zip({}), "no files"),
     ],
 )
@@ -182,12 +207,75 @@ async def test_uploads_over_their_limits_get_413_and_add_nothing(tmp_path: Path,
         assert await _files(ada, room) == {}
 
 
-def test_names_are_cut_to_their_last_segment_and_cleaned():
-    assert sanitise_name("../../x.py") == "x.py"
-    assert sanitise_name("C:\\Users\\me\\x.py") == "x.py"
-    assert sanitise_name("a/b/") == "b"
-    assert sanitise_name("bad\x00na\x1fme.py") == "badname.py"
-    assert sanitise_name("  spaced.py  ") == "spaced.py"
-    assert sanitise_name("n" * 300) == "n" * 128
-    for hopeless in ("", "/", "..", ".", "a/..", " \x01 "):
-        assert sanitise_name(hopeless) is None, hopeless
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("../../etc/passwd", "'..' would leave the room"),
+        ("src/../../x.py", "'..' would leave the room"),
+        ("/etc/passwd", "an absolute path"),
+        ("C:\\Users\\me\\x.py", "an absolute path"),
+        ("a/b\x01c.py", "control characters"),
+        ("bad\x00name.py", "control characters"),
+        (" / ", "not a usable file name"),
+        ("src/ spaced.py", "not a usable file name"),
+        ("n" * 129, "at most 128 characters"),
+    ],
+)
+async def test_each_bad_path_is_a_400_naming_it_and_adds_nothing(
+    api_server: LiveServer, room: str, path: str, reason: str
+):
+    ada = await _owner(api_server, room)
+    files = [{"name": "fine.py", "text": "x"}, {"name": path, "text": "x"}]
+    response = await ada.call("POST", f"/api/rooms/{room}/files", json={"files": files})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+    assert repr(path) in response.json()["message"]
+    assert reason in response.json()["message"]
+    assert await _files(ada, room) == {}
+
+
+async def test_an_exported_zip_imported_into_an_empty_room_gives_the_same_tree_and_bytes(
+    api_server: LiveServer, room: str
+):
+    ada = await _owner(api_server, room)
+    doc: Doc = Doc()
+    files = doc.get("files", type=Map)
+    files["README.md"] = Text("# old-style file\n")  # a room made before folders
+    files["main.py"] = Text("from utils.strings import slug\n")
+    files["id-1"] = Text("def slug(s):\n    return s.lower()\n")
+    files["id-2"] = Text("")
+    files["id-3"] = Text("héllo 🙂\r\n")
+    paths = doc.get("paths", type=Map)
+    paths["main.py"] = "src/app.py"  # an old file renamed into a folder
+    paths["id-1"] = "src/utils/strings.py"
+    paths["id-2"] = "src/utils/__init__.py"
+    paths["id-3"] = "data/ünïcode.txt"
+    doc.get("folders", type=Map)["tests/fixtures"] = True  # empty
+    update = base64.b64encode(doc.get_update()).decode()
+    assert (
+        await ada.call("POST", f"/api/rooms/{room}/snapshot", json={"snapshot_b64": update})
+    ).status_code == 200
+    exported = (await ada.call("GET", f"/api/rooms/{room}/export.zip")).content
+    with zipfile.ZipFile(io.BytesIO(exported)) as archive:
+        assert archive.namelist() == [
+            "README.md",
+            "data/ünïcode.txt",
+            "src/app.py",
+            "src/utils/__init__.py",
+            "src/utils/strings.py",
+            "tests/fixtures/",
+        ]
+    copy = f"{room}-copy"
+    assert (await ada.join(copy)).status_code == 200
+    imported = await _upload_zip(ada, copy, exported)
+    assert imported.status_code == 200, imported.text
+    assert (await _tree(ada, copy))[1] == (await _tree(ada, room))[1]
+    assert (await _tree(ada, copy))[0].folders == (await _tree(ada, room))[0].folders
+    assert (await ada.call("GET", f"/api/rooms/{copy}/export.zip")).content == exported
+
+
+def test_clean_paths_drop_dot_segments_and_read_backslashes_as_slashes():
+    assert clean_path("./src//utils/./strings.py") == "src/utils/strings.py"
+    assert clean_path("dir\\sub\\b.js") == "dir/sub/b.js"
+    assert clean_path("project/") == "project"
+    assert clean_path("héllo wörld/ünï.py") == "héllo wörld/ünï.py"

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Text
 from tests.support import User, new_user
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from pairpilot.errors import StorageError
 from pairpilot.sync import protocol
-from pairpilot.sync.files import FILES_KEY
+from pairpilot.sync.files import read_tree, texts_of
 from pairpilot.testing import LiveServer, live_server, quick_settings, wait_until
 from pairpilot.web import transfer
 
@@ -222,7 +222,8 @@ async def test_a_restore_past_the_quota_is_413_and_leaves_no_restore_point(tmp_p
         # a.txt emptied and b.txt added: restoring "a" needs room for a.txt's text again.
         live = server.services.registry.rooms[room]
         before = live.doc.get_state()
-        del live.doc.get(FILES_KEY, type=Map)["a.txt"][0:2500]
+        a_txt = read_tree(live.doc).ids_by_path()["a.txt"]  # uploads key files by id
+        del texts_of(live.doc)[a_txt][0:2500]
         live.apply_update(live.doc.get_update(before))
         files = {"files": [{"name": "b.txt", "text": "b" * 2500}]}
         assert (await owner.call("POST", f"/api/rooms/{room}/files", json=files)).status_code == 200

@@ -1,15 +1,22 @@
 /**
- * Runs one JavaScript module in this worker: console output goes to the page as stdout/stderr,
+ * Runs the entry file as a JavaScript module in this worker, with the room's other files
+ * importable by relative path (js-modules.ts): console output goes to the page as stdout/stderr,
  * and the run is done once the module has evaluated and no timer is pending (like Node's exit).
  */
 import { describeError, type Stream, type WorkerScope } from "../run-protocol";
+import { linkModules } from "./js-modules";
 
 const scope = self as unknown as WorkerScope;
 const pendingTimers = new Set<number>();
 let finished = false;
+/** Room paths by module URL: stack traces name the room's files, not blob: URLs. */
+let modulePaths = new Map<string, string>();
 
 function emit(stream: Stream, text: string): void {
-  if (!finished) scope.postMessage({ type: "output", stream, text });
+  if (finished) return;
+  let shown = text;
+  for (const [url, path] of modulePaths) shown = shown.replaceAll(url, path);
+  scope.postMessage({ type: "output", stream, text: shown });
 }
 
 function format(value: unknown): string {
@@ -103,14 +110,15 @@ function whenTimersSettle(): Promise<void> {
 scope.addEventListener("message", (event) => {
   const request = event.data;
   if (request.type !== "run") return;
-  const url = URL.createObjectURL(new Blob([request.code], { type: "text/javascript" }));
   scope.postMessage({ type: "started" });
-  import(/* @vite-ignore */ url)
-    .then(whenTimersSettle)
-    .then(() => {
-      if (finished) return;
-      finished = true;
-      scope.postMessage({ type: "done" });
-    }, fail)
-    .finally(() => URL.revokeObjectURL(url));
+  linkModules(request.fileName, { ...request.files, [request.fileName]: request.code }).then((modules) => {
+    modulePaths = modules.paths;
+    return import(/* @vite-ignore */ modules.entry)
+      .then(whenTimersSettle)
+      .finally(modules.revoke);
+  }).then(() => {
+    if (finished) return;
+    finished = true;
+    scope.postMessage({ type: "done" });
+  }, fail);
 });

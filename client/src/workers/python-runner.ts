@@ -1,6 +1,9 @@
 /**
  * Runs Python with Pyodide, loaded once per worker from the server's /pyodide/ (no CDN).
  * The worker stays alive between runs so the runtime loads only once; each run gets fresh globals.
+ * Before each run every file of the room is written under ROOT (the working directory), the
+ * entry's folder and ROOT lead `sys.path` (as `python src/app.py` run from the project would),
+ * and the room's modules imported by an earlier run are forgotten, so edits are seen.
  */
 import type { PyodideAPI } from "pyodide";
 import { describeError, type RunRequest, type Stream, type WorkerScope } from "../run-protocol";
@@ -9,6 +12,28 @@ const scope = self as unknown as WorkerScope;
 const PYODIDE_BASE = new URL("/pyodide/", self.location.origin).href;
 
 let runtime: Promise<PyodideAPI> | null = null;
+/** Where the room's files are, in Pyodide's file system. */
+export const ROOT = "/room";
+const MISSING_PACKAGE_NOTE =
+  "Run has Python's standard library and the room's own files; other packages are not installed here.";
+
+/** Python that prepares a run: `entry_dir` on sys.path, ROOT the working directory. */
+const PREPARE = `
+import importlib, os, sys
+ROOT = ${JSON.stringify(ROOT)}
+def _from_room(module):
+    places = [getattr(module, "__file__", None) or "", *list(getattr(module, "__path__", []) or [])]
+    return any(str(place).startswith(ROOT + "/") for place in places)
+for _name, _module in list(sys.modules.items()):
+    if _from_room(_module):
+        del sys.modules[_name]
+if not hasattr(sys, "_pairpilot_path"):
+    sys._pairpilot_path = list(sys.path)
+sys.path[:] = [entry_dir, ROOT, *sys._pairpilot_path]
+sys.argv = [entry_path]
+importlib.invalidate_caches()
+os.chdir(ROOT)
+`;
 
 function writer(stream: Stream): { write: (buffer: Uint8Array) => number } {
   const decoder = new TextDecoder();
@@ -32,16 +57,31 @@ async function loadRuntime(): Promise<PyodideAPI> {
   return pyodide;
 }
 
-/** Drops the traceback frames of Pyodide's own runner, so the first frame shown is the user's. */
+/**
+ * Drops the traceback frames of Pyodide's own runner, so the first frame shown is the user's, and
+ * names the room's files by their room paths (`src/app.py`, not `/room/src/app.py`).
+ */
 function userTraceback(message: string): string {
   const kept: string[] = [];
   let skipping = false;
   for (const line of message.split("\n")) {
     if (line.startsWith("  File ")) skipping = /^ {2}File "[^"]*\/_pyodide\//.test(line);
     else if (!line.startsWith("    ")) skipping = false;
-    if (!skipping) kept.push(line);
+    if (!skipping) kept.push(line.replace(`File "${ROOT}/`, 'File "'));
   }
   return kept.join("\n");
+}
+
+/** Writes every file of the room under ROOT, after removing what an earlier run left there. */
+function writeRoom(pyodide: PyodideAPI, files: Record<string, string>): void {
+  // Out of ROOT first: the file system will not remove the working directory.
+  const root = JSON.stringify(ROOT);
+  pyodide.runPython(`import os, shutil\nos.chdir("/")\nif os.path.exists(${root}): shutil.rmtree(${root})\nos.makedirs(${root})`);
+  for (const [path, text] of Object.entries(files)) {
+    const full = `${ROOT}/${path}`;
+    pyodide.FS.mkdirTree(full.slice(0, full.lastIndexOf("/")));
+    pyodide.FS.writeFile(full, text, { encoding: "utf8" });
+  }
 }
 
 async function run(request: RunRequest): Promise<void> {
@@ -55,11 +95,29 @@ async function run(request: RunRequest): Promise<void> {
     scope.postMessage({ type: "error", message: "could not load Python" });
     return;
   }
-  scope.postMessage({ type: "started" });
+  const entryPath = `${ROOT}/${request.fileName}`;
   const globals = pyodide.globals.get("dict")();
   globals.set("__name__", "__main__");
+  globals.set("__file__", entryPath);
   try {
-    await pyodide.runPythonAsync(request.code, { globals, filename: request.fileName });
+    writeRoom(pyodide, { ...request.files, [request.fileName]: request.code });
+    const setup = pyodide.globals.get("dict")();
+    setup.set("entry_dir", entryPath.slice(0, entryPath.lastIndexOf("/")));
+    setup.set("entry_path", entryPath);
+    try {
+      pyodide.runPython(PREPARE, { globals: setup });
+    } finally {
+      setup.destroy();
+    }
+  } catch (error) {
+    globals.destroy();
+    scope.postMessage({ type: "output", stream: "stderr", text: `Could not put the room's files in place: ${describeError(error)}\n` });
+    scope.postMessage({ type: "error", message: "could not put the room's files in place" });
+    return;
+  }
+  scope.postMessage({ type: "started" });
+  try {
+    await pyodide.runPythonAsync(request.code, { globals, filename: entryPath });
     // Flush print() output that is still buffered in sys.stdout.
     pyodide.runPython("import sys; sys.stdout.flush(); sys.stderr.flush()");
     scope.postMessage({ type: "done" });
@@ -67,6 +125,7 @@ async function run(request: RunRequest): Promise<void> {
     pyodide.runPython("import sys; sys.stdout.flush()");
     const message = userTraceback(error instanceof Error ? error.message : String(error));
     scope.postMessage({ type: "output", stream: "stderr", text: message.endsWith("\n") ? message : `${message}\n` });
+    if (/^ModuleNotFoundError: /m.test(message)) scope.postMessage({ type: "output", stream: "stderr", text: `${MISSING_PACKAGE_NOTE}\n` });
     scope.postMessage({ type: "error", message: message.trim().split("\n").pop() ?? "error" });
   } finally {
     globals.destroy();

@@ -1,4 +1,4 @@
-"""The room's files as the client lays them out: ``Y.Map("files")`` of ``Y.Text``.
+"""The room's files as the client lays them out: see :mod:`pairpilot.sync.tree` for the schema.
 
 Changes the server makes to them (a restore, an upload) are computed on a copy of the live
 document under a client id of their own and handed back as one Yjs update, which the room
@@ -7,12 +7,22 @@ applies and broadcasts like any other: every replica converges on it, offline on
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pycrdt import Doc, Map, Text
 
-FILES_KEY = "files"
+from pairpilot.sync.tree import (
+    FILES_KEY,
+    FOLDERS_KEY,
+    PATHS_KEY,
+    Tree,
+    resolve,
+    suffixed,
+)
+from pairpilot.sync.tree import parents as parents_of
+
 HISTORY_KEY = "history"
 LAST_RESTORE = "lastRestore"
 
@@ -25,10 +35,35 @@ def doc_of(state: bytes | None) -> Doc[Any]:
     return doc
 
 
+def _map(doc: Doc[Any], key: str) -> Map[Any]:
+    found: Map[Any] = doc.get(key, type=Map)
+    return found
+
+
+def texts_of(doc: Doc[Any]) -> dict[str, Text]:
+    """Every file's text by file id (entries that are not texts are not files)."""
+    return {key: value for key, value in _map(doc, FILES_KEY).items() if isinstance(value, Text)}
+
+
+def read_tree(doc: Doc[Any]) -> Tree:
+    """The document's tree as every replica shows it (:func:`pairpilot.sync.tree.resolve`)."""
+    paths = _map(doc, PATHS_KEY)
+    wanted: dict[str, str | None] = {}
+    for file_id in texts_of(doc):
+        path = paths.get(file_id)
+        wanted[file_id] = path if isinstance(path, str) else None
+    return resolve(wanted, _map(doc, FOLDERS_KEY).keys())
+
+
 def read_files(doc: Doc[Any]) -> dict[str, str]:
-    """Every file's text, by name (entries that are not texts are not files)."""
-    files = doc.get(FILES_KEY, type=Map)
-    return {name: str(text) for name, text in files.items() if isinstance(text, Text)}
+    """Every file's text, by the path it is shown under."""
+    texts = texts_of(doc)
+    return {path: str(texts[file_id]) for file_id, path in read_tree(doc).files.items()}
+
+
+def new_file_id() -> str:
+    """A fresh file id: random, so two replicas never pick the same one."""
+    return f"id-{secrets.token_hex(12)}"
 
 
 def _replace_text(text: Text, new: str) -> None:
@@ -64,63 +99,106 @@ def _change(current: Doc[Any], edit: Callable[[Doc[Any]], None]) -> bytes:
     return work.get_update(before)
 
 
+def _restore_files(
+    work: Doc[Any], target: Mapping[str, str], target_paths: Mapping[str, Any]
+) -> None:
+    files, paths = _map(work, FILES_KEY), _map(work, PATHS_KEY)
+    for file_id in list(files.keys()):
+        if file_id not in target:
+            del files[file_id]
+    for file_id in list(paths.keys()):
+        if not isinstance(target_paths.get(file_id), str) or file_id not in target:
+            del paths[file_id]
+    for file_id, content in target.items():
+        existing = files.get(file_id)
+        if isinstance(existing, Text):
+            _replace_text(existing, content)
+        else:
+            files[file_id] = Text(content)
+        path = target_paths.get(file_id)
+        if isinstance(path, str) and paths.get(file_id) != path:
+            paths[file_id] = path
+
+
+def _restore_folders(work: Doc[Any], target: set[str]) -> None:
+    folders = _map(work, FOLDERS_KEY)
+    for folder in list(folders.keys()):
+        if folder not in target:
+            del folders[folder]
+    for folder in sorted(target - set(folders.keys())):
+        folders[folder] = True
+
+
 def restore_update(current: Doc[Any], version_state: bytes, note: Mapping[str, object]) -> bytes:
     """The update that makes ``current``'s files equal to the version's, and records ``note``.
 
-    Files added since the version are removed, removed ones come back, changed ones are edited
-    back; everything outside ``files`` (the shared run output) is left as it is.
+    Files are matched by id, not by path: a file renamed since the version goes back to its old
+    path with its own text (edited back), files added since are removed, removed ones come back
+    under their old ids, and the explicit folders become the version's. Everything outside the
+    tree (the shared run output) is left as it is.
     """
-    target = read_files(doc_of(version_state))
+    version = doc_of(version_state)
+    target = {file_id: str(text) for file_id, text in texts_of(version).items()}
+    target_paths = dict(_map(version, PATHS_KEY).items())
+    target_folders = set(_map(version, FOLDERS_KEY).keys())
 
     def edit(work: Doc[Any]) -> None:
-        files = work.get(FILES_KEY, type=Map)
-        for name in list(files.keys()):
-            if name not in target:
-                del files[name]
-        for name, content in target.items():
-            existing = files.get(name)
-            if isinstance(existing, Text):
-                _replace_text(existing, content)
-            else:
-                files[name] = Text(content)
-        work.get(HISTORY_KEY, type=Map)[LAST_RESTORE] = dict(note)
+        _restore_files(work, target, target_paths)
+        _restore_folders(work, target_folders)
+        _map(work, HISTORY_KEY)[LAST_RESTORE] = dict(note)
 
     update: bytes = _change(current, edit)
     return update
 
 
-def unique_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``stem (2).ext``, ``stem (3).ext``… when it is taken."""
-    if name not in taken:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not stem:  # no extension, or a dot file such as ".env"
-        stem, dot, ext = name, "", ""
-    counter = 2
-    while True:
-        candidate = f"{stem} ({counter}){dot}{ext}"
-        if candidate not in taken:
-            return candidate
+def unique_path(path: str, taken: set[str]) -> str:
+    """``path``, or ``stem (2).ext``, ``stem (3).ext``… in its folder when it is taken."""
+    counter = 1
+    candidate = path
+    while candidate in taken:
         counter += 1
+        candidate = suffixed(path, counter)
+    return candidate
 
 
 def add_files_update(
-    current: Doc[Any], files: Iterable[tuple[str, str]]
+    current: Doc[Any], files: Iterable[tuple[str, str]], folders: Iterable[str] = ()
 ) -> tuple[bytes, list[str]]:
-    """The update adding ``(name, text)`` files, renamed where a name is taken; the names."""
-    taken = set(read_files(current)) | set(current.get(FILES_KEY, type=Map).keys())
-    names: list[str] = []
-    contents: list[str] = []
-    for name, text in files:
-        final = unique_name(name, taken)
+    """The update adding ``(path, text)`` files and empty ``folders``; the files' paths.
+
+    Paths must be clean already (:func:`pairpilot.web.transfer.clean_path`); one that is taken by
+    a file or a folder is given a number, so nothing is overwritten.
+    """
+    tree = read_tree(current)
+    taken = set(tree.files.values()) | set(tree.folders)
+    added: list[tuple[str, str, str]] = []
+    for path, text in files:
+        final = unique_path(path, taken)
         taken.add(final)
-        names.append(final)
-        contents.append(text)
+        taken.update(parents_of(final))
+        added.append((new_file_id(), final, text))
+    new_folders = [folder for folder in folders if folder not in tree.folders]
 
     def edit(work: Doc[Any]) -> None:
-        target = work.get(FILES_KEY, type=Map)
-        for name, text in zip(names, contents, strict=True):
-            target[name] = Text(text)
+        texts, paths = _map(work, FILES_KEY), _map(work, PATHS_KEY)
+        for file_id, path, text in added:
+            texts[file_id] = Text(text)
+            paths[file_id] = path
+        for folder in new_folders:
+            _map(work, FOLDERS_KEY)[folder] = True
 
     update: bytes = _change(current, edit)
-    return update, names
+    return update, [path for _, path, _ in added]
+
+
+__all__ = [
+    "FILES_KEY",
+    "add_files_update",
+    "doc_of",
+    "new_file_id",
+    "read_files",
+    "read_tree",
+    "restore_update",
+    "texts_of",
+    "unique_path",
+]

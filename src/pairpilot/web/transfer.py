@@ -1,12 +1,14 @@
-"""A room's files in and out: export as a zip, upload text files or a zip (issue #13).
+"""A room's files in and out: export as a zip, upload text files or a zip (issues #13, #24).
 
-What uploads do with bad input: a name is cut to its last path segment (no directories, so
-nothing can point outside the room), control characters are removed and it is trimmed to 128
-characters; a name that is empty after that, or a file that is not UTF-8 text, is a 400 naming
-it. A name already in the room (or earlier in the same upload) gets `` (2)``, `` (3)``…, so
-nothing is overwritten. More than ``PAIRPILOT_UPLOAD_MAX_FILES`` files, a file over
-``PAIRPILOT_UPLOAD_MAX_FILE_BYTES`` or more than ``PAIRPILOT_UPLOAD_MAX_BYTES`` in all (the zip
-itself, or its entries once inflated) is a 413. Nothing is added unless the whole upload is good.
+Uploads keep their paths (``src/utils/strings.py``), and a zip's folders, empty ones included.
+What they do with bad input: backslashes count as slashes and ``.`` segments are dropped; a
+path that is absolute, climbs out with ``..``, holds control characters, is empty, has a name
+that starts or ends with a space or is over 128 characters, or is over 1024 in all, or a file
+that is not UTF-8 text, is a 400 naming it. A path already in the room (or earlier in the same
+upload) gets `` (2)``, `` (3)``…, so nothing is overwritten. More than
+``PAIRPILOT_UPLOAD_MAX_FILES`` files, a file over ``PAIRPILOT_UPLOAD_MAX_FILE_BYTES`` or more
+than ``PAIRPILOT_UPLOAD_MAX_BYTES`` in all (the zip itself, or its entries once inflated) is a
+413. Nothing is added unless the whole upload is good.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pairpilot.access.authorizer import check_room_id
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
 from pairpilot.guardrails import check_file_count
 from pairpilot.settings import Settings
-from pairpilot.sync.files import FILES_KEY, add_files_update, doc_of, read_files
+from pairpilot.sync.files import FILES_KEY, add_files_update, doc_of, read_files, read_tree
+from pairpilot.sync.tree import parents
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import change_room, current_state, require_room_editor
 from pairpilot.web.offload import OffLoopJSONRoute
@@ -42,7 +45,12 @@ router = APIRouter(
     route_class=OffLoopJSONRoute,
 )
 MAX_NAME = 128
+MAX_PATH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+# Every entry of an exported zip is dated the same, so one room's export is the same bytes
+# each time (and after a round trip through an import).
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 # Entries archivers add that are not files of the project.
 _JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$)")
 ZIP_BODY = {
@@ -61,11 +69,25 @@ ZIP_ANSWER: dict[int | str, dict[str, object]] = {
 }
 
 
-def sanitise_name(path: str) -> str | None:
-    """A room file name from an uploaded path, or None when nothing usable is left."""
-    last = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    name = _CONTROL.sub("", last).strip()[:MAX_NAME].strip()
-    return None if name in {"", ".", ".."} else name
+def clean_path(source: str) -> str:
+    """The room path an uploaded path stands for; :class:`BadRequestError` naming it if none."""
+    path = source.replace("\\", "/")
+    if _CONTROL.search(path):
+        raise BadRequestError(f"{source!r}: a path cannot hold control characters")
+    if path.startswith("/") or _DRIVE.match(path):
+        raise BadRequestError(f"{source!r}: an absolute path cannot be used")
+    segments = [segment for segment in path.split("/") if segment not in {"", "."}]
+    if ".." in segments:
+        raise BadRequestError(f"{source!r}: '..' would leave the room")
+    if not segments or any(segment.strip() != segment for segment in segments):
+        raise BadRequestError(
+            f"{source!r} is not a usable file name (empty, or starts or ends with a space)"
+        )
+    if any(len(segment) > MAX_NAME for segment in segments) or len(path) > MAX_PATH:
+        raise BadRequestError(
+            f"{source!r}: a name is at most {MAX_NAME} characters, a path {MAX_PATH}"
+        )
+    return "/".join(segments)
 
 
 def _text_of(source: str, data: bytes) -> str:
@@ -97,16 +119,10 @@ class _Budget:
             raise PayloadTooLargeError("the upload is over its size limit")
 
 
-def _named(source: str) -> str:
-    name = sanitise_name(source)
-    if name is None:
-        raise BadRequestError(f"{source!r} is not a usable file name")
-    return name
-
-
-def _zip_files(data: bytes, budget: _Budget) -> list[tuple[str, str, str]]:
-    """Every text file of a zip, as (name, source, text); run in a worker thread."""
-    return list(_zip_entries(data, budget))
+def _zip_files(data: bytes, budget: _Budget) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Every text file of a zip as (path, source, text), and its folders; in a worker thread."""
+    folders: list[str] = []
+    return list(_zip_entries(data, budget, folders)), folders
 
 
 def _uploaded_files(files: list[FileIn], budget: _Budget) -> list[tuple[str, str, str]]:
@@ -115,18 +131,23 @@ def _uploaded_files(files: list[FileIn], budget: _Budget) -> list[tuple[str, str
     for file in files:
         data = file.text.encode("utf-8")
         budget.take(file.name, len(data))
-        checked.append((_named(file.name), file.name, _text_of(file.name, data)))
+        checked.append((clean_path(file.name), file.name, _text_of(file.name, data)))
     return checked
 
 
-def _zip_entries(data: bytes, budget: _Budget) -> Iterator[tuple[str, str, str]]:
+def _zip_entries(
+    data: bytes, budget: _Budget, folders: list[str]
+) -> Iterator[tuple[str, str, str]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise BadRequestError("the body is not a zip archive") from exc
     with archive:
         for info in archive.infolist():
-            if info.is_dir() or _JUNK.search(info.filename):
+            if _JUNK.search(info.filename):
+                continue
+            if info.is_dir():
+                folders.append(clean_path(info.filename))
                 continue
             budget.take(info.filename, info.file_size)
             try:
@@ -137,18 +158,23 @@ def _zip_entries(data: bytes, budget: _Budget) -> Iterator[tuple[str, str, str]]
                 raise BadRequestError(f"{info.filename} cannot be read: {exc}") from exc
             if len(content) != info.file_size:
                 raise BadRequestError(f"{info.filename} does not match its zip header")
-            yield _named(info.filename), info.filename, _text_of(info.filename, content)
+            yield clean_path(info.filename), info.filename, _text_of(info.filename, content)
 
 
-async def _add(services: ServicesDep, room_id: str, files: list[tuple[str, str, str]]) -> FilesOut:
-    if not files:
+async def _add(
+    services: ServicesDep,
+    room_id: str,
+    files: list[tuple[str, str, str]],
+    folders: list[str],
+) -> FilesOut:
+    if not files and not folders:
         raise BadRequestError("the upload holds no files")
     added: list[str] = []
 
     def change(doc: Doc[Any]) -> bytes:
         existing = len(doc.get(FILES_KEY, type=Map))
         check_file_count(services.settings.room_max_files, existing, len(files))
-        update, names = add_files_update(doc, [(name, text) for name, _, text in files])
+        update, names = add_files_update(doc, [(path, text) for path, _, text in files], folders)
         added.extend(names)
         return update
 
@@ -164,17 +190,28 @@ async def _add(services: ServicesDep, room_id: str, files: list[tuple[str, str, 
 
 
 def export_archive(state: bytes | None) -> bytes:
-    """Every file of a document (a Yjs update, None when empty) as a zip of UTF-8 texts."""
-    files = read_files(doc_of(state))
+    """Every file of a document (a Yjs update, None when empty) as a zip of UTF-8 texts.
+
+    Files keep the paths the room shows them under, and empty folders are entries of their own,
+    so importing the zip into an empty room gives the same tree. Dated alike, the entries make
+    the same bytes for the same tree.
+    """
+    doc = doc_of(state)
+    tree = read_tree(doc)
+    texts = read_files(doc)
+    holding = {parent for path in [*texts, *tree.folders] for parent in parents(path)}
+    entries = [(path, texts[path].encode("utf-8")) for path in texts]
+    entries += [(f"{folder}/", b"") for folder in tree.folders if folder not in holding]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        taken: set[str] = set()
-        for name in sorted(files):
-            entry = sanitise_name(name) or "unnamed"
-            while entry in taken:  # names are unique already; sanitising must keep them so
-                entry = f"_{entry}"
-            taken.add(entry)
-            archive.writestr(entry, files[name].encode("utf-8"))
+        for name, data in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if name.endswith("/"):
+                info.external_attr = 0o40755 << 16 | 0x10  # a directory, as archivers mark one
+            else:
+                info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
     return buffer.getvalue()
 
 
@@ -194,12 +231,11 @@ async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -
 async def upload_files(
     room_id: RoomId, body: FilesIn, identity: Caller, services: ServicesDep
 ) -> FilesOut:
-    """Add text files to the room (editors and owners); taken names get a number."""
+    """Add text files to the room at their paths (editors and owners); taken ones get a number."""
     await require_room_editor(services, room_id, identity)
     budget = _Budget(services.settings)
-    return await _add(
-        services, room_id, await run_in_threadpool(_uploaded_files, body.files, budget)
-    )
+    files = await run_in_threadpool(_uploaded_files, body.files, budget)
+    return await _add(services, room_id, files, [])
 
 
 @router.post(
@@ -219,7 +255,8 @@ async def upload_zip(
         data += chunk
         if len(data) > services.settings.upload_max_bytes:
             raise PayloadTooLargeError("the upload is over its size limit")
-    return await _add(services, room_id, await run_in_threadpool(_zip_files, bytes(data), budget))
+    files, folders = await run_in_threadpool(_zip_files, bytes(data), budget)
+    return await _add(services, room_id, files, folders)
 
 
-__all__ = ["export_archive", "router", "sanitise_name"]
+__all__ = ["clean_path", "export_archive", "router"]
