@@ -134,10 +134,10 @@ def _count_lease_rounds(server: LiveServer, room: str):  # type: ignore[no-untyp
     original = leases.keep
     rounds = 0
 
-    async def counted(room_ids):  # type: ignore[no-untyped-def]
+    async def counted(room_ids, *args):  # type: ignore[no-untyped-def]
         nonlocal rounds
         named = list(room_ids)
-        taken = await original(named)
+        taken = await original(named, *args)
         rounds += room in named
         return taken
 
