@@ -1,6 +1,6 @@
 """The Redis bill (issue #23): Redis commands per keystroke and per idle room, CPU per delivery.
 
-    uv run --group bench python bench/redis_bill.py                 # ~6 min; results/redis-bill-*
+    uv run --group bench python bench/redis_bill.py                 # ~9 min; results/redis-bill-*
     uv run --group bench python bench/redis_bill.py --quick         # a development check
     uv run --group bench python bench/redis_bill.py --label before  # names the results file
 
@@ -15,9 +15,10 @@ server's REDIS_URL here; `INFO commandstats` is read at the driver's measure_sta
 
 Cases: typing, K100 N5 R2 (stock y-websocket clients of bench/driver/load.mjs, one keystroke an
 edit; `--rounds` rounds in flipped order, medians); idle, 1 room of 2 clients and 50 rooms of 2,
-held 15 s after a 3 s settle. A keystroke is one edit the driver sent; Redis commands are split
-into the bus's (stream, lease and presence commands) and the rest (the limiters': sign-ins,
-writes, Runs), which this workload only issues while signing in, before the window.
+held 40 s (longer than a lease's 30 s renewal) after a 3 s settle. A keystroke is one edit the
+driver sent; Redis commands are split into the bus's (stream, lease and presence commands) and
+the rest (the limiters': sign-ins, writes, Runs), which this workload only issues while signing
+in, before the window.
 
 The Upstash cost assumes pay-as-you-go at $0.20 per 100,000 commands and this workload a day:
 50 people typing 2 keystrokes a second for 4 hours (10 rooms of 5) and 100 rooms open 24 hours.
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--label", default="")
-    # Idle windows longer than a quiet room's lease renewal (20 s) count that renewal too.
-    parser.add_argument("--hold", type=float, default=15.0, help="idle window, seconds")
+    # Idle windows longer than a quiet room's lease renewal (30 s) count that renewal too.
+    parser.add_argument("--hold", type=float, default=40.0, help="idle window, seconds")
     parser.add_argument("--idle-only", action="store_true", help="skip the typing rounds")
     parser.add_argument("--typing-only", action="store_true", help="skip the idle cases")
     args = parser.parse_args(argv)

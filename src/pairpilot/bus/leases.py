@@ -8,12 +8,12 @@ processes' clocks agree to within the lease's ttl), and the database refuses a b
 is smaller than the last one it took for the room, so a holder that lost its lease without
 knowing cannot write.
 
-Issue #23 (Redis bills per command): a lease lives ``TTL_MS`` (a minute) and is renewed every
-``RENEW_S``, whatever the room; what makes a takeover quick is not the lease's ttl but the
-holder's process key (streams.py's heartbeat). A process with the room live that does not hold
-its lease does not try for it every second: it tries when it knows of no holder (none found, or
-the holder said it released the lease), when the holder's process is judged dead (then it
-replaces exactly that holder's value), and otherwise only every ``RETRY_S``.
+Issue #23 (Redis bills per command): a lease lives ``TTL_MS`` (a minute and a half) and is
+renewed every ``RENEW_S``, whatever the room; what makes a takeover quick is not the lease's
+ttl but the holder's process key (streams.py's heartbeat). A process with the room live that
+does not hold its lease does not try for it every second: it tries when it knows of no holder
+(none found, or the holder said it released the lease), when the holder's process is judged
+dead (then it replaces exactly that holder's value), and otherwise only every ``RETRY_S``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 LEASE = "pairpilot:lease:"
-TTL_MS = 60_000
-RENEW_S = 20.0
+TTL_MS = 90_000
+RENEW_S = 30.0
 RETRY_S = 20.0
 # Renew the lease if it is still ours; release it likewise. One round trip each.
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"  # noqa: E501

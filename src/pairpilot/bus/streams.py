@@ -126,7 +126,7 @@ GATHER_S = 0.002
 # The publisher appends at most once every BATCH_MS (bench/README.md, "The Redis bill"); the
 # reader blocks this long (any entry it watches wakes it at once).
 BATCH_MS = 12
-READ_BLOCK_MS = 5000
+READ_BLOCK_MS = 10_000
 TRIM_EVERY_S = 5.0
 EXPIRE_EVERY_S = 20.0
 CATCH_UP_WAIT_S = 1.5
@@ -334,10 +334,8 @@ class RedisStreamBus:
                         count=1000,
                     )
                 )
-                for entry_id, fields in entries:
+                for entry_id, fields in entries:  # history: who has the room now answers
                     position = entry_id
-                    if fields.get(b"p") != self._me and self._replicas.get(room_id) is replica:
-                        self._shared[room_id] = time.monotonic() + SHARED_FOR_S
                     self._catch_up_entry(room_id, replica, fields)
                 if len(entries) < 1000:
                     break
