@@ -633,8 +633,11 @@ class RedisStreamBus:
                 delay = 0.05
 
     async def _append_outbox(self) -> None:
-        while self._outbox:
-            batch = [self._outbox[index] for index in range(min(len(self._outbox), MAX_RECORDS))]
+        """Append what is queued now (frames queued meanwhile wait for the next pass)."""
+        left = len(self._outbox)
+        while left and self._outbox:
+            batch = [self._outbox[index] for index in range(min(left, MAX_RECORDS))]
+            left -= len(batch)
             records = [(room_id, kind, frame) for room_id, kind, frame, data in batch if data]
             async with self._redis.pipeline(transaction=False) as pipe:
                 # Control entries first: a newcomer reads a data stream from (just before) the
