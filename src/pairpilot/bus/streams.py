@@ -127,6 +127,7 @@ GATHER_S = 0.002
 # reader blocks this long (any entry it watches wakes it at once).
 BATCH_MS = 12
 READ_BLOCK_MS = 10_000
+ROOMS_EVERY_S = 0.1
 TRIM_EVERY_S = 5.0
 EXPIRE_EVERY_S = 20.0
 CATCH_UP_WAIT_S = 1.5
@@ -246,6 +247,7 @@ class RedisStreamBus:
         self._relevant_at: dict[bytes, float] = {}
         self._wake_position = START
         self._in_read = False  # the reader is inside its blocking read
+        self._rooms_read_at = 0.0  # when the reader next names the room streams
         self._outbox: deque[Queued] = deque()
         self._passed_at = 0.0  # when the publisher last appended
         self._expired_at = 0.0  # when this process's data stream's expiry was last set
@@ -734,27 +736,36 @@ class RedisStreamBus:
             return
         # Every live room's stream (control entries: rare) and the data streams of the
         # processes this one shares rooms with, in one blocking read that any of them wakes.
+        # While data streams keep the reader busy, the room streams are named at most every
+        # ROOMS_EVERY_S: naming a hundred keys in each of ~80 reads a second cost CPU for
+        # entries that come a few times a minute.
+        issued = time.monotonic()
+        rooms = not self._reading or issued >= self._rooms_read_at
         streams = {
             stream_key(room_id): position
             for room_id, position in self._positions.items()
-            if position is not None
+            if position is not None and rooms
         }
-        if not streams:
+        if rooms and not streams:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.05)
             self._read_at = time.monotonic()
             return
+        block = self._block_ms
+        if rooms:
+            self._rooms_read_at = issued + ROOMS_EVERY_S
+        else:
+            block = max(1, min(block, int((self._rooms_read_at - issued) * 1000)))
         for process, position in self._reading.items():
             streams[data_key(process)] = position
         wake = WAKE + self._me.decode()
         streams[wake] = self._wake_position
-        issued = time.monotonic()
         self._in_read = True
         try:
             answer: Any = await self._reader.xread(
                 streams,  # type: ignore[arg-type]
                 count=1000,
-                block=self._block_ms,
+                block=block,
             )
         finally:
             self._in_read = False
@@ -763,6 +774,14 @@ class RedisStreamBus:
             # The answer came back after the retention (this process was stopped, say): what
             # was appended meanwhile may be trimmed unread. Read this, then exchange in full.
             self._outage(TimeoutError("the stream reader was held past the retention"))
+        entries = self._dispatch(answer)
+        if 0 < entries < GATHER_BELOW:
+            # Let a few more entries arrive before the next call: one XREAD per entry or two
+            # made the reads most of the bus's cost, for a delay of a few ms across processes.
+            await asyncio.sleep(GATHER_S)
+
+    def _dispatch(self, answer: Any) -> int:  # noqa: ANN401 - redis-py's XREAD reply
+        """Hand each entry read to its stream's kind; how many there were."""
         entries = 0
         for raw_key, raw in answer or []:
             key = raw_key.decode()
@@ -774,10 +793,7 @@ class RedisStreamBus:
                     self._receive_data(key[len(DATA) :].encode(), entry_id, fields)
                 else:
                     self._wake_position = entry_id
-        if 0 < entries < GATHER_BELOW:
-            # Let a few more entries arrive before the next call: one XREAD per entry or two
-            # made the reads most of the bus's cost, for a delay of a few ms across processes.
-            await asyncio.sleep(GATHER_S)
+        return entries
 
     def _receive_data(self, process: bytes, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """Apply another process's data stream entry to the live rooms it names."""
