@@ -1,6 +1,6 @@
 """The Redis bill (issue #23): Redis commands per keystroke and per idle room, CPU per delivery.
 
-    uv run --group bench python bench/redis_bill.py                 # ~9 min; results/redis-bill-*
+    uv run --group bench python bench/redis_bill.py                 # ~11 min; results/redis-bill-*
     uv run --group bench python bench/redis_bill.py --quick         # a development check
     uv run --group bench python bench/redis_bill.py --label before  # names the results file
 
@@ -11,7 +11,9 @@ server's REDIS_URL here; `INFO commandstats` is read at the driver's measure_sta
 - `pairpilot`: one process, no Redis;
 - `pairpilot-redis`: one process with REDIS_URL, every socket of every room on it;
 - `pairpilot-2p`: `serve --workers 2`, both workers on CPU 0, clients spread by the kernel, so
-  nearly every room is open on both processes (a room shared by two processes).
+  nearly every room is open on both processes (a room shared by two processes);
+- `pairpilot-2p-batch1`: the same with `PAIRPILOT_BUS_BATCH_MS=1` (typing only): what the
+  default 12 ms batch interval costs in latency and saves in commands.
 
 Cases: typing, K100 N5 R2 (stock y-websocket clients of bench/driver/load.mjs, one keystroke an
 edit; `--rounds` rounds in flipped order, medians); idle, 1 room of 2 clients and 50 rooms of 2,
@@ -59,7 +61,8 @@ BUS_COMMANDS = {
 UPSTASH_USD_PER_100K = 0.20
 DAY_KEYSTROKES = 50 * 2 * 4 * 3600  # 50 people, 2 keystrokes/s, 4 hours
 DAY_ROOM_SECONDS = 100 * 24 * 3600  # 100 rooms open all day
-SERVERS = ["pairpilot", "pairpilot-redis", "pairpilot-2p"]
+SERVERS = ["pairpilot", "pairpilot-redis", "pairpilot-2p", "pairpilot-2p-batch1"]
+IDLE_SERVERS = ["pairpilot-redis", "pairpilot-2p"]
 K, N, R = 100, 5, 2
 
 
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
             },
         }
 
+    load_before = os.getloadavg()
     try:
         for round_ in range(1, 0 if args.idle_only else args.rounds + 1):
             order = SERVERS if round_ % 2 else list(reversed(SERVERS))
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
                 row["case"] = {"rooms": K, "clients": N, "rate": R, "duration_s": duration}
                 bench.record(row)
                 rows.append(row)
-        for name in [] if args.typing_only else SERVERS[1:]:
+        for name in [] if args.typing_only else IDLE_SERVERS:
             for rooms in (1, 50):
                 row = bench.with_server(name, lambda server, n=rooms: idle(server, n))
                 row.update({"scenario": "idle", "server": name})
@@ -246,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
         redis_proc.terminate()
         redis_proc.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
-    report = _report(rows)
+    # The machine is shared: how busy it was says how far to trust the CPU and latency columns.
+    load_after = os.getloadavg()
+    report = _report(rows) + (
+        f"\nLoad average (1, 5, 15 min) at the start: {load_before[0]:.1f}, {load_before[1]:.1f},"
+        f" {load_before[2]:.1f}; at the end: {load_after[0]:.1f}, {load_after[1]:.1f},"
+        f" {load_after[2]:.1f} ({os.cpu_count()} CPUs).\n"
+    )
     out.with_suffix(".md").write_text(report)
     print(report)
     print(f"results: {out}")

@@ -148,7 +148,8 @@ async def test_frames_of_many_shared_rooms_go_out_as_one_entry_read_once_by_the_
         await a.close()
         await b.close()
     assert spent.get("xadd", 0) == 1, spent  # every frame of every room in one entry
-    # B's read of it, and A's reader never woken by its own entry; the rest is housekeeping
-    # (each process's key and its look at the other's, once a second).
-    assert spent.get("xread", 0) <= 2, spent
+    # B's read of it and the reads around it (a reader that just read data reads the data
+    # streams alone for up to 100 ms, then the room streams too); A's reader is never woken by
+    # its own entry. One XREAD per frame would be hundreds.
+    assert spent.get("xread", 0) <= 6, spent
     assert sum(spent.values()) <= 0.02 * 1000, spent
