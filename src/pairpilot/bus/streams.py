@@ -93,6 +93,7 @@ ACCESS = b"A"  # a member's rights changed (body: the user id; empty: anyone's):
 INTEREST = b"I"  # this process has the room live and shared (when it sent nothing else lately)
 ANSWERED = b"R"  # a process answered a SYNC_REQUEST (a newcomer's catch-up waits for the holder's)
 RELEASED = b"L"  # the lease holder released the lease (body: its value): the others try for it
+RELAYED = b"T"  # a frame from a process without the room live (a comment made through the API)
 # Records and entries that say their sender has the room live (ERASED and ACCESS come from anyone).
 SHARING = (FRAME, SYNC_REQUEST, STORED, INTEREST, ANSWERED)
 # A deleted room's stream outlives its ERASED entry this long, for the other processes to read.
@@ -284,9 +285,10 @@ class RedisStreamBus:
         self._replicas[room_id] = replica
         self._positions[room_id] = None
 
-    def unsubscribe(self, room_id: str) -> None:
-        """Stop relaying the room; give its lease up."""
-        shared = self._shared.pop(room_id, 0.0) > time.monotonic()
+    def unsubscribe(self, room_id: str, *, say: bool = True) -> None:
+        """Stop relaying the room; give its lease up (``say``: tell the others, if shared)."""
+        shared = say and self._shared.pop(room_id, 0.0) > time.monotonic()
+        self._shared.pop(room_id, None)
         self._replicas.pop(room_id, None)
         self._positions.pop(room_id, None)
         self._trimmed.pop(room_id, None)
@@ -300,10 +302,16 @@ class RedisStreamBus:
             self._wake.set()
 
     def publish(self, room_id: str, frame: bytes, origin: int | None) -> None:
-        """Deliver locally now; queue the frame for the data stream unless the room is quiet."""
+        """Deliver locally now; queue the frame for the data stream unless the room is quiet.
+
+        A room not live here (a change made through the API, a comment say) has its frame
+        appended to the room's stream, which every process with the room live reads.
+        """
         replica = self._replicas.get(room_id)
-        if replica is not None:
-            replica.deliver(frame, origin)
+        if replica is None:
+            self._queue(room_id, RELAYED, frame)
+            return
+        replica.deliver(frame, origin)
         if self.quiet(room_id):
             self._silent.add(room_id)
             return
@@ -414,7 +422,7 @@ class RedisStreamBus:
         if kind == FRAME:
             replica.apply_remote(fields[b"f"], fields.get(b"p", b""))
         elif kind == ERASED:
-            self.unsubscribe(room_id)
+            self.unsubscribe(room_id, say=False)  # its stream is going: append nothing to it
             moved_to = fields.get(b"f", b"").decode()
             if moved_to:
                 raise RoomMovedError(room_id, moved_to)
@@ -492,8 +500,7 @@ class RedisStreamBus:
 
         The entry's body is the id a moved room went to (empty for a deleted room).
         """
-        self.unsubscribe(room_id)
-        self._releases = [entry for entry in self._releases if entry[0] != room_id]
+        self.unsubscribe(room_id, say=False)  # its stream is going: append nothing to it
         self._drop_queued(room_id)
         self._queue(room_id, ERASED, (moved_to or "").encode())
         self._erasures.append(room_id)
@@ -521,7 +528,7 @@ class RedisStreamBus:
         """Another process deleted (moved) the room: drop it here, and what it still had to send."""
         if self._on_erased is not None:
             self._on_erased(room_id, body.decode() or None)
-        self.unsubscribe(room_id)
+        self.unsubscribe(room_id, say=False)  # its stream is going: append nothing to it
         self._drop_queued(room_id)
 
     def _speak(self, room_id: str) -> None:
@@ -829,7 +836,7 @@ class RedisStreamBus:
             self._shared[room_id] = time.monotonic() + SHARED_FOR_S
             if kind != SYNC_REQUEST:  # a request gets what it lacks (below)
                 self._speak(room_id)
-        if kind == FRAME:
+        if kind in (FRAME, RELAYED):
             replica.apply_remote(body, sender)
         elif kind == SYNC_REQUEST:
             self._answer(room_id, replica, body)
