@@ -6,7 +6,8 @@ publisher task appends the queue at most once every ``batch_ms``: the frames of 
 (and "stored" and "interest" records) go into one entry of this process's data stream
 (``pairpilot:data:{process}``, one ``XADD`` whatever the number of frames and rooms), the rare
 control entries (sync requests and their answers, deletions, changes of rights, released
-leases) into their room's stream. One reader task reads, with one blocking ``XREAD``, every
+leases, frames of a room not live here such as a comment made through the API) into their
+room's stream. One reader task reads, with one blocking ``XREAD``, every
 live room's stream and the data streams of the processes it shares rooms with, each from the
 last id it has seen: a reader that was slow or cut off catches up exactly from where it
 stopped. No process reads its own data stream back (issue #23: frames were one ``XADD`` each
