@@ -145,6 +145,20 @@ SERVERS: dict[str, ServerSpec] = {
             workers=2,
             redis_db=SCALE_OUT_REDIS_DB,
         ),
+        # Issue #23: the same with the publisher's batch interval at 1 ms (default 12 ms): the
+        # latency it buys for the Redis commands it costs (bench/redis_bill.py).
+        ServerSpec(
+            "pairpilot-2p-batch1",
+            "y-websocket",
+            _pairpilot_workers(2),
+            ws_path="/collab",
+            health="/healthz",
+            auth=True,
+            storage="sqlite",
+            env={"PAIRPILOT_BUS_BATCH_MS": "1"},
+            workers=2,
+            redis_db=SCALE_OUT_REDIS_DB,
+        ),
         # ... and one worker per core: the second shares CPU 1 with the load driver.
         ServerSpec(
             "pairpilot-2p-2cores",

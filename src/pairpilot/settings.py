@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # past these, edits are refused (close 1013) until storage or Redis catches up.
     room_max_pending_bytes: PositiveInt = 64 * 1024 * 1024
     bus_max_outbox_bytes: PositiveInt = 128 * 1024 * 1024
+    # The Redis publisher appends at most once every this many ms (frames of every room
+    # batched into one entry): fewer Redis commands per keystroke, for that much latency.
+    bus_batch_ms: PositiveInt = 12
     rooms_per_user: PositiveInt = 200
     rooms_per_anonymous_user: PositiveInt = 20
     signin_rate: str = "30/hour"

@@ -148,11 +148,10 @@ async def test_an_exception_in_the_lease_renewer_loses_nothing_and_it_starts_aga
         keep = leases.keep
         failing = True
 
-        async def broken_keep(room_ids: list[str]) -> list[str]:
+        async def broken_keep(room_ids: list[str], *args: Any) -> Any:
             if failing:
                 raise RuntimeError("injected: the lease renewer failed")
-            result: list[str] = await keep(room_ids)
-            return result
+            return await keep(room_ids, *args)
 
         leases.keep = broken_keep
         async with synced_client(await server.member_url(room_id)) as doc:

@@ -176,5 +176,8 @@ def _bus(settings: Settings, supervisor: Supervisor) -> RoomBus:
     from pairpilot.bus.streams import RedisStreamBus  # noqa: PLC0415 - see the docstring
 
     return RedisStreamBus(
-        settings.redis_url, max_outbox_bytes=settings.bus_max_outbox_bytes, supervisor=supervisor
+        settings.redis_url,
+        max_outbox_bytes=settings.bus_max_outbox_bytes,
+        batch_ms=settings.bus_batch_ms,
+        supervisor=supervisor,
     )
