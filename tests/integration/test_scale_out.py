@@ -127,8 +127,9 @@ async def test_a_second_processs_first_sync_already_holds_the_first_processs_unf
     async with live_server(settings) as a, live_server(settings) as b:
         async with synced_client(await a.member_url(room)) as on_a:
             on_a.get("code", type=Text).insert(0, "unflushed on A")
+            # A has it unflushed; B's catch-up asks A for it (the room is quiet on A: nothing
+            # of it is in Redis until B asks).
             await wait_until(lambda: _text(a.services.registry.rooms[room].doc) != "")
-            await asyncio.sleep(0.3)  # appended to the stream
             async with connect(await b.member_url(room), compression=None) as websocket:
                 await websocket.send(protocol.sync_step1(Doc().get_state()))
                 while True:  # the server's step 1 and presence come first; then its answer
@@ -149,22 +150,29 @@ async def test_a_replica_whose_reader_stalled_reads_on_from_where_it_stopped(
             synced_client(await a.member_url(room)) as on_a,
             synced_client(await b.member_url(room)) as on_b,
         ):
-            bus_b = b.services.bus
-            stalled = asyncio.Event()
+            bus_a, bus_b = a.services.bus, b.services.bus
+            stalled, waiting = asyncio.Event(), asyncio.Event()
             original = bus_b._reader.xread
 
             async def stalled_xread(*args, **kwargs):  # type: ignore[no-untyped-def]
+                waiting.set()
                 await stalled.wait()
                 return await original(*args, **kwargs)
 
             bus_b._reader.xread = stalled_xread  # type: ignore[method-assign]
-            await asyncio.sleep(0.3)  # B's current read returns; the next one waits
             text = on_a.get("code", type=Text)
+            text.insert(0, "-")  # returns B's read in flight; its next one waits
+            await asyncio.wait_for(waiting.wait(), 20)
+            seen_by_b = _text(on_b)
             for i in range(100):
                 text.insert(len(text), f"{i % 10}")
                 await asyncio.sleep(0.002)
-            await asyncio.sleep(0.3)
-            assert len(_text(on_b)) < 100
+            room_a = a.services.registry.rooms[room]
+            await wait_until(
+                lambda: _text(room_a.doc) == _text(on_a) and not bus_a._outbox,
+                what="A's edits in Redis",
+            )
+            assert _text(on_b) == seen_by_b  # B's reader is held: nothing more arrived
             stalled.set()
             await wait_until(lambda: _text(on_b) == _text(on_a), what="B to read on")
             assert not bus_b.down  # read from the stream, not rebuilt by a full exchange

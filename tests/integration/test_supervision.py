@@ -1,7 +1,7 @@
 """Background tasks cannot stop quietly, a hung Redis is an outage, restores keep their point.
 
-Failures are injected in-process (a fold, the stream reader, the lease renewer, a restore
-point's write) or by freezing a private redis-server with SIGSTOP.
+Failures are injected in-process (a fold, the stream reader and publisher, the lease renewer,
+a restore point's write) or by freezing a private redis-server with SIGSTOP.
 """
 
 import asyncio
@@ -281,3 +281,41 @@ async def test_a_restore_refuses_when_edits_keep_landing_during_its_restore_poin
         assert files["a.py"].endswith("edited v1\n")  # not restored
         assert files["a.py"] != "v1\n"
     assert points  # the tries were made
+
+
+async def test_an_exception_in_the_stream_publisher_loses_nothing_and_it_starts_again(
+    two_redis_servers: tuple[str, Path, Path], tmp_path: Path
+):
+    """A publisher pass that fails leaves its frames queued: the restarted publisher sends
+    them, and the other process's socket gets the edit made while it was down."""
+    redis_url, dir_a, dir_b = two_redis_servers
+    database = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    room_id = f"publisher-{os.urandom(4).hex()}"
+    settings = {"redis_url": redis_url, "database_url": database, "idle_unload_ms": 60_000}
+    async with (
+        live_server(quick_settings(dir_a, **settings)) as a,
+        live_server(quick_settings(dir_b, **settings)) as b,
+    ):
+        async with (
+            synced_client(await a.member_url(room_id, "Ada")) as on_a,
+            synced_client(await b.member_url(room_id, "Bo")) as on_b,
+        ):
+            on_a.get("code", type=Text).insert(0, "before. ")
+            await wait_until(lambda: _text(on_b) == "before. ", what="the first relay")
+            bus_a = a.services.bus
+            append = bus_a._append_outbox  # type: ignore[attr-defined]
+            failing = True
+
+            async def broken_append() -> None:
+                if failing:
+                    raise RuntimeError("injected: the publisher failed")
+                await append()
+
+            bus_a._append_outbox = broken_append  # type: ignore[attr-defined]
+            on_a.get("code", type=Text).insert(8, "while the publisher fails")
+            await _until_unready(a, "task_down:stream-publisher")
+            failing = False
+            want = "before. while the publisher fails"
+            await wait_until(lambda: _text(on_b) == want, what="the queued frame after the restart")
+            await _until_ready(a)
+            assert a.services.supervisor.restarts["stream-publisher"] >= 1
