@@ -104,9 +104,9 @@ async def test_every_event_reaches_the_operator_and_the_owners_endpoint_signed_w
     assert all(p["data"]["room_id"] == room for p in payloads)
     left = next(p for p in payloads if p["type"] == "member.left")
     assert left["data"]["user_id"] == bob.id
-    version = next(p for p in payloads if p["type"] == "version.created")
-    assert version["data"]["version_id"] == named.json()["id"]
-    assert version["data"]["kind"] == "named"
+    versions = [p["data"] for p in payloads if p["type"] == "version.created"]
+    named_event = next(v for v in versions if v["kind"] == "named")  # an unload may add "auto"
+    assert named_event["version_id"] == named.json()["id"]
     assert b"secret content" not in b"".join(r.body for r in owners.received)
     # The operator's endpoint hears every room's events from the start, with its own secret.
     await wait_until(lambda: "room.deleted" in receiver.types(), what="the operator's")
@@ -118,6 +118,29 @@ async def test_every_event_reaches_the_operator_and_the_owners_endpoint_signed_w
     assert len(operator) == len(payloads) + 2
     # A deleted room's endpoint is dropped once its last event was sent.
     await _eventually(lambda: _stored_endpoints(server, room), 0, what="the endpoint swept")
+
+
+async def test_an_automatic_checkpoint_is_a_version_created_event(
+    server: LiveServer, receiver: Receiver, room: str
+):
+    """A room that unloads after edits is checkpointed (an automatic version): the operator's
+    endpoint hears version.created with kind "auto" and the version's id."""
+    ada = await new_user(server.http_url, "Ada")
+    assert (await ada.join(room)).status_code == 200
+    async with synced_client(server.ws_url(room, ada.token)) as doc:
+        doc.get("code", type=Text).insert(0, "checkpointed once the room unloads")
+
+    def auto() -> list[dict]:
+        return [
+            p["data"]
+            for p in _payloads(receiver.delivered(), OPERATOR_SECRET)
+            if p["type"] == "version.created" and p["data"]["kind"] == "auto"
+        ]
+
+    await wait_until(lambda: bool(auto()), what="the checkpoint's version.created")
+    listed = (await ada.call("GET", f"/api/rooms/{room}/versions")).json()["versions"]
+    assert auto()[0]["version_id"] in {v["id"] for v in listed if v["kind"] == "auto"}
+    assert auto()[0]["room_id"] == room
 
 
 async def _eventually(read, expected, what: str, timeout: float = 20) -> None:

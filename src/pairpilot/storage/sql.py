@@ -81,6 +81,9 @@ class SqlRoomStore:
         self.clock = clock
         self.retention = retention or Retention()
         self.merger = merger or Merger()
+        # Told (room id, version id) of each automatic checkpoint once it is committed
+        # (webhooks' version.created); must not block.
+        self.on_checkpoint: Callable[[str, int], None] | None = None
 
     async def load(self, room_id: str) -> StoredRoom:
         """Read the snapshot, the log after it and when the room was last versioned.
@@ -149,23 +152,34 @@ class SqlRoomStore:
                 if not stored.updates and not (checkpoint and parts):
                     return len(stored.snapshot or b"")
                 merged = await self.merger.merge(parts, encode=checkpoint)
-                if await self._store_compacted(room_id, stored, merged):
+                if (stored_as := await self._store_compacted(room_id, stored, merged)) is not None:
+                    if stored_as and self.on_checkpoint is not None:
+                        self.on_checkpoint(room_id, stored_as)
                     return len(merged.update)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"compacting room {room_id} failed") from exc
         raise StorageError(f"compacting room {room_id}: other compactions kept winning")
 
-    async def _store_compacted(self, room_id: str, stored: StoredRoom, merged: Merged) -> bool:
-        """Write a compaction's result; False if another compaction folded its rows first."""
+    async def _store_compacted(
+        self, room_id: str, stored: StoredRoom, merged: Merged
+    ) -> int | None:
+        """Write a compaction's result; None if another compaction folded its rows first.
+
+        Otherwise the automatic checkpoint's version id, or 0 when none was written.
+        """
+        version_id = 0
         async with self.engine.begin() as conn:
             await lock_room(conn, room_id, COMPACTION_LOCK)
             if await deleted_among(conn, [room_id], write_locked=True):
-                return True  # deleted meanwhile: nothing of it may be written again
+                return 0  # deleted meanwhile: nothing of it may be written again
             if stored.update_ids and not await _still_logged(conn, stored.update_ids):
-                return False
+                return None
             if merged.document is not None:
                 now = self.clock()
-                await insert_version(conn, room_id, VersionKind.AUTO, merged.document, now)
+                version = await insert_version(
+                    conn, room_id, VersionKind.AUTO, merged.document, now
+                )
+                version_id = version.id
                 await thin_checkpoints(conn, room_id, now, self.retention)
             if stored.updates:
                 await self._upsert_snapshot(conn, room_id, merged.update)
@@ -174,7 +188,7 @@ class SqlRoomStore:
                 await conn.execute(
                     room_updates.delete().where(room_updates.c.id.in_(stored.update_ids))
                 )
-        return True
+        return version_id
 
     async def ping(self) -> None:
         """Run a trivial query."""

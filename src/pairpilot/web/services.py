@@ -138,6 +138,9 @@ def build_services(settings: Settings) -> Services:
     )
     webhooks = Webhooks(WebhookOutbox(engine), settings, metrics)
     flusher.on_written = webhooks.rooms_written
+    store.on_checkpoint = lambda room_id, version_id: webhooks.version_made(
+        room_id, version_id, "auto", None
+    )
     return Services(
         settings,
         store,
