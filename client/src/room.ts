@@ -65,7 +65,8 @@ function describe(err: unknown): string {
   return err instanceof ApiError ? err.describe() : err instanceof Error ? err.message : String(err);
 }
 
-export function mountRoom(root: HTMLElement, roomId: string): void {
+/** Mounts the room page; `signInNote` says why a Supabase sign-in could not be used, if it could not. */
+export function mountRoom(root: HTMLElement, roomId: string, signInNote: string | null = null): void {
   const name = loadName() ?? randomGuestName();
   saveName(name);
   rememberRoom(roomId);
@@ -190,6 +191,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const resync = takeResyncNote();
   const resyncedAt = resync?.roomId === roomId ? resync.at : 0;
   if (resync?.roomId === roomId) showError(resync.message);
+  if (signInNote !== null) showError(signInNote);
+  api.onSupabaseSessionLost((message) => showError(message));
 
   // ---- state ----
   let self = { id: "", name };
