@@ -39,6 +39,9 @@ ANON_KEY = "anon-key-of-the-test-project"
 NAME = "Grace Hopper"
 # The page counts a token as usable while more than 60 s remain: 65 s leaves it about 5 s.
 NEAR_EXPIRY_S = 65
+# GoTrue answers a refresh token used again within this many seconds (two tabs at once) as it
+# answered its first use (GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL's default); later, 400.
+REUSE_INTERVAL_S = 10
 
 
 @dataclass
@@ -59,6 +62,8 @@ class GoTrue:
     # Every refresh asked for: (the apikey header, the refresh token sent).
     asked: list[tuple[str | None, str]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
+    # Refresh tokens used up: when, and what their first use answered.
+    used: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     def sign_in(self, user: User, expires_in: int = 3600) -> dict[str, str]:
         """A new session of `user` as Supabase's implicit-flow redirect puts it in the fragment."""
@@ -99,6 +104,9 @@ class GoTrue:
             return JSONResponse({"message": "Invalid API key"}, status_code=401)
         if request.query_params.get("grant_type") != "refresh_token":
             return JSONResponse({"code": 400, "msg": "unsupported grant_type"}, status_code=400)
+        reused = self.used.get(str(refresh))
+        if reused is not None and time.monotonic() - reused[0] < REUSE_INTERVAL_S:
+            return JSONResponse(reused[1])
         user = self.refresh_tokens.pop(str(refresh), None)
         if user is None:
             return JSONResponse(
@@ -289,3 +297,29 @@ async def test_a_malformed_redirect_says_so_and_signs_in_a_guest(
     assert ada.page.url == f"{server.http_url}/r/{room}", "the fragment stayed in the address bar"
     assert any(call.endswith("/api/auth/anonymous") for call in ada.auth_calls)
     assert "supabase" not in await stored_session(ada.page)
+
+
+async def test_two_tabs_share_a_supabase_session_through_its_refresh(
+    server: LiveServer, gotrue: GoTrue, room: str, person: NewPerson
+):
+    grace = User()
+    fragment = gotrue.sign_in(grace, expires_in=NEAR_EXPIRY_S)
+    first = await watched(person)
+    await first.page.goto(f"{server.http_url}/r/{room}#{urlencode(fragment)}")
+    await expect_connected(first.page)
+    second = await first.page.context.new_page()
+    await second.goto(f"{server.http_url}/r/{room}")
+    await expect_connected(second)
+
+    for page in (first.page, second):
+        await page.wait_for_function(
+            "(first) => JSON.parse(localStorage.getItem('pairpilot.session')).refreshToken"
+            " !== first",
+            arg=fragment["refresh_token"],
+            timeout=UI_TIMEOUT_MS * 2,
+        )
+        await expect(participant(page, grace.id)).to_have_attribute("data-role", "owner")
+        await expect(by_test_id(page, "error-message")).to_be_hidden()
+    assert gotrue.asked, "neither tab refreshed at Supabase"
+    assert (await stored_session(second))["user"]["id"] == grace.id
+    assert first.auth_calls == []
