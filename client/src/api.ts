@@ -2,8 +2,8 @@
  * REST calls to the PairPilot server (DESIGN.md §3, §4, §6). Every failure becomes an ApiError
  * carrying the HTTP status and the server's `{"error","message"}` body, for the UI to show.
  */
-import { loadSession, saveSession, type Session } from "./storage";
-import { refreshSupabaseSession } from "./supabase-session";
+import { forgetStoredSession, loadSession, saveSession, type Session } from "./storage";
+import { refreshSupabaseSession, signOutOfSupabase } from "./supabase-session";
 
 export type Role = "owner" | "editor" | "viewer";
 export const ROLES: readonly Role[] = ["owner", "editor", "viewer"];
@@ -346,6 +346,24 @@ export class Api {
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
     this.session = null;
+  }
+
+  /** Whether this page is signed in with a Supabase session. */
+  usesSupabase(): boolean {
+    return this.latest()?.supabase !== undefined;
+  }
+
+  /**
+   * Signs out: a Supabase session is ended at Supabase, and this browser forgets the session (the
+   * next call signs in as a guest). Resolves to a sentence when Supabase could not be told.
+   */
+  async signOut(): Promise<string | null> {
+    const session = this.latest();
+    await this.refreshing?.catch(() => undefined); // a refresh under way would store a session again
+    this.forgetSession();
+    forgetStoredSession();
+    const supabase = session?.supabase;
+    return session !== null && supabase !== undefined ? signOutOfSupabase({ ...session, supabase }) : null;
   }
 
   /** Runs `attempt` with the token; on a 401 refreshes once (the same user) and retries. */

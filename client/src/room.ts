@@ -155,6 +155,17 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
     },
   });
 
+  const signOutButton = h("button", { type: "button", "data-testid": "sign-out", hidden: !api.usesSupabase(), title: "Sign out of Supabase in this browser" }, "Sign out");
+  signOutButton.addEventListener("click", () => {
+    signOutButton.disabled = true;
+    void api.signOut().then((problem) => {
+      saveHomeNote(problem ?? "Signed out of Supabase.");
+      window.location.assign("/");
+    });
+  });
+  // A refused Supabase refresh makes this page a guest: nothing left to sign out of.
+  api.onSessionChange(() => { signOutButton.hidden = !api.usesSupabase(); });
+
   root.append(
     h("header", { class: "topbar" },
       h("a", { href: "/", class: "brand" }, "PairPilot"),
@@ -167,7 +178,8 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
       ...transfer.elements,
       history.toggle,
       ...deleteRoom.elements,
-      h("span", { class: "me", "data-testid": "my-name" }, name)),
+      h("span", { class: "me", "data-testid": "my-name" }, name),
+      signOutButton),
     h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
     h("div", { class: "workspace" },
       filesPane,

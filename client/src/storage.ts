@@ -54,6 +54,11 @@ export function saveSession(session: Session): void {
   localStorage.setItem(KEYS.session, JSON.stringify(session));
 }
 
+/** Forgets the stored session only (a sign-out): the name and recent rooms stay. */
+export function forgetStoredSession(): void {
+  localStorage.removeItem(KEYS.session);
+}
+
 export function loadName(): string | null {
   const name = localStorage.getItem(KEYS.name);
   return name && name.trim() ? name.trim() : null;

@@ -152,3 +152,22 @@ export async function refreshSupabaseSession(project: SupabaseProject, refreshTo
   saveSession(session);
   return session;
 }
+
+/**
+ * Ends the session at Supabase (`POST <url>/auth/v1/logout?scope=local`: its refresh tokens are
+ * revoked, other devices stay signed in). Resolves to a sentence when Supabase could not be told.
+ */
+export async function signOutOfSupabase(session: Session & { supabase: SupabaseProject }): Promise<string | null> {
+  const { url, anonKey } = session.supabase;
+  try {
+    const response = await fetch(`${url}/auth/v1/logout?scope=local`, {
+      method: "POST",
+      headers: { apikey: anonKey, Authorization: `Bearer ${session.token}` },
+    });
+    // 401/403/404: the session had already ended there.
+    if (response.ok || response.status === 401 || response.status === 403 || response.status === 404) return null;
+    return `Supabase answered the sign-out with ${response.status}; its session may still be open until it expires.`;
+  } catch (err) {
+    return `Supabase could not be reached to end its session (${String(err)}); it ends when it expires.`;
+  }
+}

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tests.e2e.conftest import CLIENT_INDEX, NewPerson
 from tests.e2e.room_page import UI_TIMEOUT_MS, by_test_id, expect_connected
@@ -62,6 +62,8 @@ class GoTrue:
     # Every refresh asked for: (the apikey header, the refresh token sent).
     asked: list[tuple[str | None, str]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
+    # Access tokens a sign-out ended (`POST /auth/v1/logout`).
+    signed_out: list[str] = field(default_factory=list)
     # Refresh tokens used up: when, and what their first use answered.
     used: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
@@ -127,13 +129,33 @@ class GoTrue:
         }
         return JSONResponse(session)
 
+    async def logout(self, request: HttpRequest) -> Response:
+        """Ends the bearer's sessions here (scope=local): their refresh tokens are revoked."""
+        if request.headers.get("apikey") != ANON_KEY:
+            return JSONResponse({"message": "Invalid API key"}, status_code=401)
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        try:
+            user_id = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")[
+                "sub"
+            ]
+        except jwt.InvalidTokenError:
+            return JSONResponse({"code": 403, "msg": "invalid JWT"}, status_code=403)
+        self.signed_out.append(token)
+        for refresh, user in list(self.refresh_tokens.items()):
+            if user.id == user_id:
+                del self.refresh_tokens[refresh]
+        return Response(status_code=204)
+
 
 @pytest.fixture
 async def gotrue() -> AsyncIterator[GoTrue]:
     """The stand-in, on a free port; it answers the browser's CORS preflight as Supabase does."""
     stand_in = GoTrue()
     app = Starlette(
-        routes=[Route("/auth/v1/token", stand_in.token, methods=["POST"])],
+        routes=[
+            Route("/auth/v1/token", stand_in.token, methods=["POST"]),
+            Route("/auth/v1/logout", stand_in.logout, methods=["POST"]),
+        ],
         middleware=[
             Middleware(
                 CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
@@ -205,6 +227,7 @@ async def test_a_supabase_redirect_signs_the_page_in_as_that_user(
     assert ada.page.url == f"{server.http_url}/r/{room}", "the tokens stayed in the address bar"
     await expect(participant(ada.page, grace.id)).to_have_attribute("data-role", "owner")
     await expect(participant(ada.page, grace.id)).to_contain_text(NAME)
+    await expect(by_test_id(ada.page, "sign-out")).to_be_visible()
     await expect(by_test_id(ada.page, "error-message")).to_be_hidden()
     assert ada.auth_calls == [], "the page signed in at PairPilot beside the Supabase session"
     assert set(ada.bearers) == {fragment["access_token"]}
@@ -266,6 +289,7 @@ async def test_a_refresh_supabase_refuses_falls_back_to_a_guest_with_a_message(
     assert stored["user"]["id"] != grace.id
     assert "supabase" not in stored
     await expect(participant(ada.page, stored["user"]["id"])).to_be_visible()
+    await expect(by_test_id(ada.page, "sign-out")).to_be_hidden()
 
 
 @pytest.mark.parametrize(
@@ -323,3 +347,34 @@ async def test_two_tabs_share_a_supabase_session_through_its_refresh(
     assert gotrue.asked, "neither tab refreshed at Supabase"
     assert (await stored_session(second))["user"]["id"] == grace.id
     assert first.auth_calls == []
+
+
+async def test_signing_out_ends_the_supabase_session_and_the_page_forgets_it(
+    server: LiveServer, gotrue: GoTrue, room: str, person: NewPerson
+):
+    grace = User()
+    fragment = gotrue.sign_in(grace)
+    ada = await watched(person)
+    await ada.page.goto(f"{server.http_url}/r/{room}#{urlencode(fragment)}")
+    await expect_connected(ada.page)
+
+    await by_test_id(ada.page, "sign-out").click()
+
+    await expect(by_test_id(ada.page, "home-note")).to_have_text("Signed out of Supabase.")
+    assert ada.page.url == f"{server.http_url}/"
+    assert gotrue.signed_out == [fragment["access_token"]]
+    assert fragment["refresh_token"] not in gotrue.refresh_tokens
+    assert await ada.page.evaluate("() => localStorage.getItem('pairpilot.session')") is None
+    # Back in the room, this browser is a guest (PairPilot's sign-in), not Grace.
+    await ada.page.goto(f"{server.http_url}/r/{room}")
+    await expect_connected(ada.page)
+    assert any(call.endswith("/api/auth/anonymous") for call in ada.auth_calls)
+    assert (await stored_session(ada.page))["user"]["id"] != grace.id
+    await expect(by_test_id(ada.page, "sign-out")).to_be_hidden()
+
+
+async def test_a_guest_has_no_sign_out(server: LiveServer, room: str, person: NewPerson):
+    ada = await watched(person)
+    await ada.page.goto(f"{server.http_url}/r/{room}")
+    await expect_connected(ada.page)
+    await expect(by_test_id(ada.page, "sign-out")).to_be_hidden()
