@@ -30,7 +30,7 @@ from tests.e2e.room_page import UI_TIMEOUT_MS, by_test_id, expect_connected
 from tests.support import unavailable
 
 from pairpilot.settings import Settings
-from pairpilot.testing import LiveServer, quick_settings, serving
+from pairpilot.testing import LiveServer, live_server, quick_settings, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -378,3 +378,36 @@ async def test_a_guest_has_no_sign_out(server: LiveServer, room: str, person: Ne
     await ada.page.goto(f"{server.http_url}/r/{room}")
     await expect_connected(ada.page)
     await expect(by_test_id(ada.page, "sign-out")).to_be_hidden()
+
+
+async def test_a_redirect_to_the_start_page_signs_in_there_and_a_new_room_is_that_users(
+    server: LiveServer, gotrue: GoTrue, person: NewPerson
+):
+    grace = User()
+    fragment = gotrue.sign_in(grace)
+    ada = await watched(person)
+
+    await ada.page.goto(f"{server.http_url}/#{urlencode(fragment)}")
+    await expect(by_test_id(ada.page, "name-input")).to_have_value(NAME)
+    assert ada.page.url == f"{server.http_url}/", "the tokens stayed in the address bar"
+    await by_test_id(ada.page, "create-room").click()
+
+    await expect_connected(ada.page)
+    await expect(participant(ada.page, grace.id)).to_have_attribute("data-role", "owner")
+    assert ada.auth_calls == []
+
+
+async def test_a_supabase_redirect_to_a_server_without_supabase_says_so(
+    tmp_path: Path, gotrue: GoTrue, room: str, person: NewPerson
+):
+    fragment = gotrue.sign_in(User())
+    async with live_server(quick_settings(tmp_path / "plain", jwt_secret=SECRET)) as plain:
+        ada = await watched(person)
+        await ada.page.goto(f"{plain.http_url}/r/{room}#{urlencode(fragment)}")
+
+        await expect(by_test_id(ada.page, "error-message")).to_contain_text(
+            "not set up for Supabase sign-in"
+        )
+        await expect_connected(ada.page)
+        assert ada.page.url == f"{plain.http_url}/r/{room}"
+        assert any(call.endswith("/api/auth/anonymous") for call in ada.auth_calls)
