@@ -57,7 +57,7 @@ function expiryOf(fields: URLSearchParams, now: number): number | null {
   return Number.isFinite(atS) && atS > 0 ? atS * 1000 : null;
 }
 
-/** The user a Supabase access token names (`sub`, `user_metadata.name`); not verified: the server does. */
+/** The user a Supabase access token names (`sub`, `user_metadata`'s name); not verified: the server does. */
 function userOf(token: string): Session["user"] | null {
   const payload = token.split(".")[1];
   if (payload === undefined) return null;
@@ -65,12 +65,14 @@ function userOf(token: string): Session["user"] | null {
     const bytes = Uint8Array.from(atob(payload.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
     const claims = JSON.parse(new TextDecoder().decode(bytes)) as {
       sub?: unknown;
-      user_metadata?: { name?: unknown; full_name?: unknown } | null;
+      user_metadata?: Record<string, unknown> | null;
     };
     if (typeof claims.sub !== "string" || !claims.sub) return null;
-    const metadata = claims.user_metadata;
-    const name = typeof metadata?.name === "string" ? metadata.name : typeof metadata?.full_name === "string" ? metadata.full_name : "";
-    return { id: claims.sub, name: name.trim() };
+    // The server's order (README "Tokens from Supabase or another issuer"): OAuth providers fill
+    // `full_name` or `user_name` where a sign-up with metadata sets `name`.
+    const metadata = claims.user_metadata ?? {};
+    const name = [metadata.name, metadata.full_name, metadata.user_name].find((value) => typeof value === "string" && value.trim());
+    return { id: claims.sub, name: typeof name === "string" ? name.trim() : "" };
   } catch {
     return null;
   }
