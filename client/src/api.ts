@@ -2,7 +2,8 @@
  * REST calls to the PairPilot server (DESIGN.md §3, §4, §6). Every failure becomes an ApiError
  * carrying the HTTP status and the server's `{"error","message"}` body, for the UI to show.
  */
-import { loadSession, saveSession, type Session } from "./storage";
+import { forgetStoredSession, loadSession, saveSession, type Session } from "./storage";
+import { refreshSupabaseSession, signOutOfSupabase } from "./supabase-session";
 
 export type Role = "owner" | "editor" | "viewer";
 export const ROLES: readonly Role[] = ["owner", "editor", "viewer"];
@@ -17,7 +18,12 @@ export interface InviteInfo { id: string; role: Role; created_by: string; create
 export interface MemberInfo { user_id: string; role: Role; name?: string | null }
 export interface JoinResult { room: RoomInfo; member: MemberInfo }
 export interface SnapshotInfo { room_id: string; snapshot_b64: string | null; updated_at: string | null }
-export interface ClientConfig { browser_sentry_dsn: string | null }
+export interface ClientConfig {
+  browser_sentry_dsn: string | null;
+  /** Both set when the page may take sessions from this Supabase project (the key is public). */
+  supabase_url?: string | null;
+  supabase_anon_key?: string | null;
+}
 export type VersionKind = "auto" | "named" | "restore";
 /** A saved version of a room: an automatic checkpoint, a named one, or the state before a restore. */
 export interface VersionInfo {
@@ -228,6 +234,7 @@ export class Api {
   private refreshing: Promise<Session> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly sessionListeners = new Set<(session: Session) => void>();
+  private readonly lostListeners = new Set<(message: string) => void>();
 
   constructor(private readonly name: () => string) {}
 
@@ -238,6 +245,15 @@ export class Api {
   onSessionChange(listener: (session: Session) => void): () => void {
     this.sessionListeners.add(listener);
     return () => this.sessionListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with a sentence for the person when a Supabase session could not be
+   * refreshed and the page went on as a new guest (PairPilot's anonymous sign-in).
+   */
+  onSupabaseSessionLost(listener: (message: string) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
   }
 
   /** A session with more than TOKEN_MARGIN_S left: the stored one, else a refreshed one. */
@@ -279,13 +295,20 @@ export class Api {
     const mine = this.session;
     const ours = stored !== null && (mine === null || stored.user.id === mine.user.id) ? stored : null;
     if (ours !== null && ours.token !== stale && isFresh(ours)) return this.adopt(ours);
-    const refreshToken = ours?.refreshToken ?? mine?.refreshToken;
-    if (refreshToken !== undefined) {
+    const current = ours?.refreshToken !== undefined ? ours : mine;
+    const refreshToken = current?.refreshToken;
+    if (current !== null && refreshToken !== undefined) {
       try {
-        return this.adopt(await refreshSession(refreshToken));
+        return this.adopt(await (current.supabase
+          ? refreshSupabaseSession(current.supabase, refreshToken, current.user)
+          : refreshSession(refreshToken)));
       } catch (err) {
         // Unknown, expired or revoked: only then is a new anonymous user the way back in.
         if (!(err instanceof ApiError) || (err.status !== 401 && err.status !== 400)) throw err;
+        if (current.supabase) {
+          const message = `${err.message}. You are now a guest here; sign in with Supabase again to be yourself.`;
+          for (const listener of this.lostListeners) listener(message);
+        }
       }
     }
     return this.adopt(await signInAnonymously(this.name()));
@@ -323,6 +346,24 @@ export class Api {
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
     this.session = null;
+  }
+
+  /** Whether this page is signed in with a Supabase session. */
+  usesSupabase(): boolean {
+    return this.latest()?.supabase !== undefined;
+  }
+
+  /**
+   * Signs out: a Supabase session is ended at Supabase, and this browser forgets the session (the
+   * next call signs in as a guest). Resolves to a sentence when Supabase could not be told.
+   */
+  async signOut(): Promise<string | null> {
+    const session = this.latest();
+    await this.refreshing?.catch(() => undefined); // a refresh under way would store a session again
+    this.forgetSession();
+    forgetStoredSession();
+    const supabase = session?.supabase;
+    return session !== null && supabase !== undefined ? signOutOfSupabase({ ...session, supabase }) : null;
   }
 
   /** Runs `attempt` with the token; on a 401 refreshes once (the same user) and retries. */

@@ -34,6 +34,10 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
   const note = takeHomeNote();
   const noteBanner = h("p", { class: "home-note", role: "status", "data-testid": "home-note", hidden: note === null }, note ?? "");
   const api = new Api(() => nameInput.value.trim() || name);
+  api.onSupabaseSessionLost((message) => {
+    noteBanner.textContent = message;
+    noteBanner.hidden = false;
+  });
 
   const keepName = (): boolean => {
     const value = nameInput.value.trim();

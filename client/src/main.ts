@@ -1,9 +1,15 @@
-/** Entry point: starts error reporting and routes by pathname (`/` or `/r/{roomId}`). */
+/**
+ * Entry point: takes a Supabase sign-in redirect's session, starts error reporting and routes by
+ * pathname (`/` or `/r/{roomId}`).
+ */
+import { fetchClientConfig } from "./api";
 import { h } from "./dom";
 import { mountHome } from "./home";
 import { initMonitoring } from "./monitoring";
 import { ROOM_ID_PATTERN } from "./names";
 import { mountRoom } from "./room";
+import { saveHomeNote } from "./storage";
+import { isSupabaseFragment, supabaseProject, takeRedirect } from "./supabase-session";
 import "./styles.css";
 
 type Route = { page: "home" } | { page: "room"; roomId: string } | { page: "invalid-room"; roomId: string } | { page: "not-found" };
@@ -26,15 +32,32 @@ function navigate(path: string): void {
   window.location.assign(path);
 }
 
-function render(root: HTMLElement): void {
+/**
+ * Stores the session a Supabase sign-in redirect carried in the fragment (and clears it from the
+ * address bar); a sentence for the page when it could not be used.
+ */
+async function takeSupabaseRedirect(): Promise<string | null> {
+  if (!isSupabaseFragment(window.location.hash)) return null;
+  let project = null;
+  try {
+    project = supabaseProject(await fetchClientConfig());
+  } catch (err) {
+    takeRedirect(null);
+    return `Could not read this server's configuration to take the Supabase sign-in (${String(err)}); signed in as a guest instead.`;
+  }
+  return takeRedirect(project);
+}
+
+function render(root: HTMLElement, signInNote: string | null): void {
   const current = route(window.location.pathname);
   switch (current.page) {
     case "home":
+      if (signInNote !== null) saveHomeNote(signInNote);
       mountHome(root, navigate);
       break;
     case "room":
       document.title = `${current.roomId} · PairPilot`;
-      mountRoom(root, current.roomId);
+      mountRoom(root, current.roomId, signInNote);
       break;
     case "invalid-room":
       root.append(h("main", { class: "home" }, h("h1", {}, "Invalid room id"),
@@ -49,4 +72,4 @@ function render(root: HTMLElement): void {
 
 // The room page starts monitoring itself once signed in (/api/config may need the token).
 if (route(window.location.pathname).page !== "room") void initMonitoring();
-render(document.getElementById("app")!);
+void takeSupabaseRedirect().then((note) => render(document.getElementById("app")!, note));

@@ -65,7 +65,8 @@ function describe(err: unknown): string {
   return err instanceof ApiError ? err.describe() : err instanceof Error ? err.message : String(err);
 }
 
-export function mountRoom(root: HTMLElement, roomId: string): void {
+/** Mounts the room page; `signInNote` says why a Supabase sign-in could not be used, if it could not. */
+export function mountRoom(root: HTMLElement, roomId: string, signInNote: string | null = null): void {
   const name = loadName() ?? randomGuestName();
   saveName(name);
   rememberRoom(roomId);
@@ -154,6 +155,17 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     },
   });
 
+  const signOutButton = h("button", { type: "button", "data-testid": "sign-out", hidden: !api.usesSupabase(), title: "Sign out of Supabase in this browser" }, "Sign out");
+  signOutButton.addEventListener("click", () => {
+    signOutButton.disabled = true;
+    void api.signOut().then((problem) => {
+      saveHomeNote(problem ?? "Signed out of Supabase.");
+      window.location.assign("/");
+    });
+  });
+  // A refused Supabase refresh makes this page a guest: nothing left to sign out of.
+  api.onSessionChange(() => { signOutButton.hidden = !api.usesSupabase(); });
+
   root.append(
     h("header", { class: "topbar" },
       h("a", { href: "/", class: "brand" }, "PairPilot"),
@@ -166,7 +178,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
       ...transfer.elements,
       history.toggle,
       ...deleteRoom.elements,
-      h("span", { class: "me", "data-testid": "my-name" }, name)),
+      h("span", { class: "me", "data-testid": "my-name" }, name),
+      signOutButton),
     h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
     h("div", { class: "workspace" },
       filesPane,
@@ -190,6 +203,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const resync = takeResyncNote();
   const resyncedAt = resync?.roomId === roomId ? resync.at : 0;
   if (resync?.roomId === roomId) showError(resync.message);
+  if (signInNote !== null) showError(signInNote);
+  api.onSupabaseSessionLost((message) => showError(message));
 
   // ---- state ----
   let self = { id: "", name };

@@ -12,7 +12,12 @@ export interface Session {
    * sessions stored before refresh tokens existed. */
   refreshToken?: string;
   user: { id: string; name: string };
+  /** Set for a session from a Supabase sign-in: refreshed at this project, not at PairPilot. */
+  supabase?: SupabaseProject;
 }
+
+/** A Supabase project: its address and its (public) anon key, as `GET /api/config` names them. */
+export interface SupabaseProject { url: string; anonKey: string }
 
 export interface RecentRoom { id: string; visitedAt: number }
 
@@ -37,11 +42,21 @@ function readJson<T>(key: string): T | null {
 export function loadSession(): Session | null {
   const s = readJson<Session>(KEYS.session);
   if (!s || typeof s.token !== "string" || typeof s.expiresAt !== "number" || typeof s.user?.id !== "string") return null;
-  return typeof s.refreshToken === "string" ? s : { token: s.token, expiresAt: s.expiresAt, user: s.user };
+  const session: Session = { token: s.token, expiresAt: s.expiresAt, user: s.user };
+  if (typeof s.refreshToken === "string") session.refreshToken = s.refreshToken;
+  if (typeof s.supabase?.url === "string" && typeof s.supabase.anonKey === "string") {
+    session.supabase = { url: s.supabase.url, anonKey: s.supabase.anonKey };
+  }
+  return session;
 }
 
 export function saveSession(session: Session): void {
   localStorage.setItem(KEYS.session, JSON.stringify(session));
+}
+
+/** Forgets the stored session only (a sign-out): the name and recent rooms stay. */
+export function forgetStoredSession(): void {
+  localStorage.removeItem(KEYS.session);
 }
 
 export function loadName(): string | null {

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     supabase_url: str | None = Field(default=None, validation_alias="SUPABASE_URL")
     jwks_url: str | None = None
     jwt_issuer: str | None = None
+    # The Supabase project's anon key, for the page (README "Signing in with Supabase"):
+    # public by design (it is in every page of a Supabase app; Row Level Security, not
+    # the key, guards the project's data), so GET /api/config hands it out.
+    supabase_anon_key: str | None = Field(default=None, validation_alias="SUPABASE_ANON_KEY")
     # Supabase's own edge caches its key set for 10 minutes: never longer here.
     jwks_cache_s: Annotated[int, Field(gt=0, le=600)] = 600
     # An unknown ``kid`` fetches the key set again, at most this often (forged kids cost nothing).
@@ -157,6 +161,11 @@ class Settings(BaseSettings):
                 "tokens are checked against their issuer"
             )
         return self
+
+    @field_validator("supabase_anon_key")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip() == "" else value.strip()
 
     @field_validator("signin_rate", "refresh_rate", "room_create_rate", "write_rate")
     @classmethod

@@ -18,12 +18,22 @@ class ConfigOut(BaseModel):
     """What the browser needs to know at start."""
 
     browser_sentry_dsn: str | None
+    # Both or neither: the page takes Supabase sessions only with the key to refresh them.
+    supabase_url: str | None
+    # Public by design: Supabase puts the anon key in every page of a Supabase app.
+    supabase_anon_key: str | None
 
 
 @router.get("/api/config", tags=["client"])
 async def client_config(services: ServicesDep) -> ConfigOut:
     """Public client configuration (no secrets)."""
-    return ConfigOut(browser_sentry_dsn=services.settings.browser_sentry_dsn)
+    settings = services.settings
+    supabase = settings.supabase_url is not None and settings.supabase_anon_key is not None
+    return ConfigOut(
+        browser_sentry_dsn=settings.browser_sentry_dsn,
+        supabase_url=settings.supabase_url if supabase else None,
+        supabase_anon_key=settings.supabase_anon_key if supabase else None,
+    )
 
 
 def mount_client(app: FastAPI, client_dir: Path) -> None:
