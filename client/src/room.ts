@@ -465,7 +465,8 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
     role = restored.role;
     self = { id: loadSession()?.user.id ?? "", name };
     editor.current ??= createEditor(editorHost, localAwareness, [comments.extension, follow.extension]);
-    if (currentFile === null && files.size > 0) openFile(firstFile(files)!);
+    // The file list may have picked a file while the copy was applied, before an editor existed.
+    if (files.size > 0) openFile(currentFile ?? firstFile(files)!);
     refreshControls();
     return true;
   };

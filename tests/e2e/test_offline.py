@@ -4,6 +4,7 @@ should not. The page keeps each room in IndexedDB and a service worker keeps the
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 from pycrdt import Doc, Map
-from tests.e2e.conftest import NewPerson
+from tests.e2e.conftest import CLIENT_INDEX, NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
     by_test_id,
@@ -22,8 +23,10 @@ from tests.e2e.room_page import (
     open_room,
     type_at_end,
 )
+from tests.support import RETIRED_ROWS, stored_rows
 
-from pairpilot.testing import LiveServer, ServerProcess, join, sign_in
+from pairpilot.settings import Settings
+from pairpilot.testing import LiveServer, ServerProcess, join, live_server, sign_in
 
 pytestmark = pytest.mark.anyio
 
@@ -52,12 +55,23 @@ _LOCAL_ROOMS_JS = """() => new Promise((resolve, reject) => {
   };
 })"""
 
+# Waits until the service worker controls the page (it claims pages once it activates).
 _CONTROLLED_JS = """async () => {
   await navigator.serviceWorker.ready;
   if (navigator.serviceWorker.controller) return true;
-  await new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+  await new Promise((resolve) =>
+    navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
   return true;
 }"""
+
+_CACHE_NAMES_JS = "async () => (await caches.keys()).sort()"
+
+
+async def wait_for_caches(page: Page, wanted: list[str]) -> None:
+    """Wait (bounded) until the page's origin holds exactly the caches `wanted`."""
+    with anyio.fail_after(UI_TIMEOUT_MS / 1000):
+        while await page.evaluate(_CACHE_NAMES_JS) != wanted:
+            await page.wait_for_timeout(100)
 
 
 async def local_rooms(page: Page) -> list[dict[str, Any]]:
@@ -137,3 +151,245 @@ async def test_edits_typed_offline_in_a_closed_tab_are_sent_once_when_the_room_i
     await expect_editor_text(bob, expected)
     assert await server_text(server.http_url, room) == expected
     assert [r["unsent"] for r in await local_rooms(again) if r["roomId"] == room] == [False]
+
+
+async def lines_once(page: Page, *lines: str) -> str:
+    """Wait until the open file holds each line exactly once; its text."""
+    await page.wait_for_function(
+        """(lines) => {
+          const text = [...document.querySelectorAll('[data-testid=editor] .cm-content > .cm-line')]
+            .map((line) => line.textContent).join('\\n');
+          return lines.every((line) => text.split(line).length === 2);
+        }""",
+        arg=list(lines),
+        timeout=RECONNECT_TIMEOUT_MS,
+    )
+    return await editor_text(page)
+
+
+def count(text: str, line: str) -> int:
+    return text.count(line)
+
+
+async def test_a_room_reopened_with_no_network_loads_from_this_device_and_is_sent_once_later(
+    tmp_path: Path, chromium: Path, room: str, person: NewPerson
+):
+    # Meanwhile the server is killed and restarted, and another person edits: both kept.
+    process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "100"})
+    await anyio.to_thread.run_sync(process.start)
+    try:
+        ada = await person("Ada")
+        await open_room(ada, process.http_url, room)
+        await ada.evaluate(_CONTROLLED_JS)  # the service worker keeps the built client
+        bob = await person("Bob")
+        await open_room(bob, process.http_url, room)
+        await expect_saved(ada)
+        before = await editor_text(ada)
+
+        await go_offline(ada)
+        await type_at_end(ada, "\n# typed offline")
+        await expect_kept(ada)
+        context = ada.context
+        await ada.close()
+        await type_at_end(bob, "\n# Bob meanwhile")
+        await expect_saved(bob)
+
+        # No server at all: only the service worker and this device can open the room now.
+        await anyio.to_thread.run_sync(process.kill)
+        again = await reopen(context, f"{process.http_url}/r/{room}")
+        await expect_editor_text(again, before + "\n# typed offline")
+        await expect(by_test_id(again, "connection-status")).to_have_attribute(
+            "data-state", "offline"
+        )
+        await type_at_end(again, "\n# typed in the page opened offline")
+        await expect_kept(again)
+
+        await anyio.to_thread.run_sync(process.start)
+        await context.set_offline(offline=False)
+        await expect_connected(again, timeout=RECONNECT_TIMEOUT_MS)
+        lines = ("# typed offline", "# typed in the page opened offline", "# Bob meanwhile")
+        text = await lines_once(again, *lines)
+        await expect_saved(again)
+        await expect_editor_text(bob, text, timeout=RECONNECT_TIMEOUT_MS)
+        stored = await server_text(process.http_url, room)
+        assert [count(stored, line) for line in lines] == [1, 1, 1], stored
+    finally:
+        await anyio.to_thread.run_sync(process.kill)
+
+
+async def delete_room(page: Page, room: str) -> None:
+    """The owner deletes the room from its page."""
+    await by_test_id(page, "delete-room").click()
+    await by_test_id(page, "delete-room-dialog-input").fill(room)
+    await by_test_id(page, "delete-room-dialog-confirm").click()
+    await expect(by_test_id(page, "home-note")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+async def test_a_room_deleted_while_a_person_was_offline_is_not_brought_back_by_their_copy(
+    server: LiveServer, room: str, person: NewPerson
+):
+    bob = await person("Bob")  # the owner
+    await open_room(bob, server.http_url, room)
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await expect_saved(ada)
+    await go_offline(ada)
+    await type_at_end(ada, "\n# typed offline before the deletion")
+    await expect_kept(ada)
+    context = ada.context
+    await ada.close()
+    await delete_room(bob, room)
+
+    await context.set_offline(offline=False)
+    again = await reopen(context, f"{server.http_url}/r/{room}")
+    await expect(by_test_id(again, "room-deleted")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    kept = by_test_id(again, "kept-copy")
+    await expect(kept).to_be_visible(timeout=UI_TIMEOUT_MS)
+    async with again.expect_download() as download:
+        await by_test_id(again, "download-kept-copy").click()
+    saved_as = await (await download.value).path()
+    assert "# typed offline before the deletion" in await anyio.Path(saved_as).read_text()
+    assert await stored_rows(server, room) == RETIRED_ROWS
+    assert [r for r in await local_rooms(again) if r["roomId"] == room] == []
+
+    # Opened again: still gone, and the text still offered until the person forgets it.
+    await again.reload()
+    await expect(by_test_id(again, "room-deleted")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(kept).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await by_test_id(again, "forget-kept-copy").click()
+    await again.reload()
+    await expect(by_test_id(again, "room-deleted")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(kept).to_be_hidden()
+    assert await stored_rows(server, room) == RETIRED_ROWS
+
+
+async def test_a_copy_of_a_room_whose_id_now_names_another_room_is_not_sent_to_it(
+    tmp_path: Path, chromium: Path, room: str, person: NewPerson
+):
+    # The server's data is replaced (a new database): the same id is a new room, of another
+    # generation. The old copy's text is offered for download and never reaches the new room.
+    first = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path / "first")})
+    await anyio.to_thread.run_sync(first.start)
+    try:
+        ada = await person("Ada")
+        await open_room(ada, first.http_url, room)
+        await expect_saved(ada)
+        await go_offline(ada)
+        await type_at_end(ada, "\n# typed for the old room")
+        await expect_kept(ada)
+        context = ada.context
+        await ada.close()
+    finally:
+        await anyio.to_thread.run_sync(first.kill)
+    second = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path / "second")}, port=first.port)
+    await anyio.to_thread.run_sync(second.start)
+    try:
+        await context.set_offline(offline=False)
+        again = await reopen(context, f"{second.http_url}/r/{room}")
+        await expect(by_test_id(again, "kept-copy")).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await expect(by_test_id(again, "kept-copy-reason")).to_contain_text("new room")
+        await expect_connected(again)
+        await expect_saved(again)
+        assert "# typed for the old room" not in await editor_text(again)
+        assert "# typed for the old room" not in await server_text(second.http_url, room)
+    finally:
+        await anyio.to_thread.run_sync(second.kill)
+
+
+async def test_sign_out_clears_every_local_room_while_another_tab_of_a_room_is_open(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await expect_saved(ada)
+    await expect(by_test_id(ada, "save-status")).to_have_attribute("data-local", "kept")
+    home = await ada.context.new_page()
+    await home.goto(f"{server.http_url}/")
+    await by_test_id(home, "forget-device").click()
+    await by_test_id(home, "forget-device-dialog-confirm").click()
+    await expect(by_test_id(home, "forget-device-result")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert await local_rooms(home) == []
+
+    # The room's tab heard of it: what it is shown or typed later is not kept any more.
+    await expect(by_test_id(ada, "error-message")).to_contain_text("forgot", timeout=UI_TIMEOUT_MS)
+    await go_offline(ada)
+    await type_at_end(ada, "\n# typed after the sign-out")
+    status = by_test_id(ada, "save-status")
+    await expect(status).to_contain_text("not saved yet")
+    await expect(status).to_have_attribute("data-local", "none")
+    assert await local_rooms(home) == []
+
+
+async def test_two_tabs_of_a_room_offline_on_one_device_converge_and_are_sent_once(
+    server: LiveServer, room: str, person: NewPerson
+):
+    one = await person("Ada")
+    await open_room(one, server.http_url, room)
+    two = await one.context.new_page()
+    await open_room(two, server.http_url, room)
+    await expect_saved(one)
+    await go_offline(one)
+    await expect(by_test_id(two, "connection-status")).to_have_attribute(
+        "data-state", "offline", timeout=UI_TIMEOUT_MS
+    )
+    await type_at_end(one, "\n# from tab one")
+    await type_at_end(two, "\n# from tab two")
+    lines = ("# from tab one", "# from tab two")
+    text = await lines_once(one, *lines)
+    await expect_editor_text(two, text)
+
+    await one.context.set_offline(offline=False)
+    for page in (one, two):
+        await expect_connected(page, timeout=RECONNECT_TIMEOUT_MS)
+        await expect_saved(page)
+    stored = await server_text(server.http_url, room)
+    assert [count(stored, line) for line in lines] == [1, 1], stored
+
+
+async def test_the_local_store_stays_bounded_after_200_opens_of_a_room_without_edits(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await expect_saved(ada)
+    status = by_test_id(ada, "save-status")
+    await expect(status).to_have_attribute("data-local", "kept")
+    first = await local_rooms(ada)
+    for _ in range(200):
+        await ada.reload()
+        await expect(status).to_have_attribute("data-local", "kept", timeout=UI_TIMEOUT_MS)
+    assert await local_rooms(ada) == first
+    assert len(first) == 1
+    assert first[0]["unsent"] is False
+
+
+async def test_a_new_build_replaces_the_cached_client_on_the_next_online_load(
+    tmp_path: Path, chromium: Path, person: NewPerson
+):
+    client = tmp_path / "dist"
+    shutil.copytree(CLIENT_INDEX.parent, client, ignore=shutil.ignore_patterns("pyodide", "*.map"))
+    settings = Settings(data_dir=tmp_path / "data", client_dir=client)
+    async with live_server(settings) as server:
+        page = await person("Ada")
+        await page.goto(f"{server.http_url}/")
+        await page.evaluate(_CONTROLLED_JS)
+
+        # A new build: another page and another worker (the build id changes with the files).
+        index = (client / "index.html").read_text()
+        marker = '<meta name="pairpilot-test-build" content="{}">'
+        (client / "index.html").write_text(index.replace("<head>", "<head>" + marker.format("two")))
+        worker = (client / "sw.js").read_text()
+        old_build = worker.split('const BUILD = "')[1].split('"')[0]
+        (client / "sw.js").write_text(worker.replace(old_build, "upgraded"))
+
+        await page.reload()
+        build = page.locator("meta[name=pairpilot-test-build]")
+        await expect(build).to_have_attribute("content", "two")
+        await wait_for_caches(page, ["pairpilot-client-upgraded"])
+
+        # Offline, the page comes from the new build's cache (the server now has a third page,
+        # which only the network could give).
+        (client / "index.html").write_text(index.replace("<head>", "<head>" + marker.format("3")))
+        await page.context.set_offline(offline=True)
+        await page.reload()
+        await expect(build).to_have_attribute("content", "two")
