@@ -65,6 +65,14 @@ export interface KeptCopy { roomId: string; text: string; reason: string; at: nu
 /** Why a copy was not written. */
 export type WriteRefusal = "too-large" | "full" | "forgotten" | "unavailable";
 
+const MIB = 1024 * 1024;
+/** What the room page says when this device does not keep the room (kept-copy.ts). */
+export const WRITE_REFUSALS: Record<Exclude<WriteRefusal, "forgotten">, string> = {
+  "too-large": `This room is larger than this device keeps (${LOCAL_ROOM_MAX_BYTES / MIB} MiB), so edits made offline stay in this tab only.`,
+  full: `This device already keeps ${LOCAL_MAX_ROOMS} rooms or ${LOCAL_TOTAL_MAX_BYTES / MIB} MiB with edits not sent yet, so this room's offline edits stay in this tab only. Open those rooms online to send them, or forget this device on the start page.`,
+  unavailable: "This browser does not let the page keep rooms (IndexedDB is unavailable), so edits made offline stay in this tab only.",
+};
+
 /** The device epoch (created on first use). */
 export function deviceEpoch(): string {
   let epoch = localStorage.getItem(EPOCH_KEY);

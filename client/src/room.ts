@@ -224,6 +224,7 @@ export function mountRoom(root: HTMLElement, roomId: string): void {
   const renderSave = (): void => {
     renderSaveStatus(saveStatusLabel, saveStatus(saves.unsaved(), connectionState, saves.acknowledged(), canEdit(), local.kept()));
     saveStatusLabel.dataset.local = local.status();
+    keptCopy.storeStatus(local.status());
   };
   // ---- this device's copy (local-copy.ts): restored before the network, written after changes ----
   const local = openLocalCopy({

@@ -79,12 +79,13 @@ export function trackLocalEdits(doc: Y.Doc, isRemote: (origin: unknown) => boole
 /** What the signal shows. */
 export function saveStatus(
   unsaved: number, connection: ConnectionState, acknowledged: boolean, canWrite: boolean, kept = false,
-): { state: SaveState; text: string } {
+): { state: SaveState; text: string; detail?: string } {
   if (unsaved > 0 && connection !== "connected") {
     // Kept: the local store (local-copy.ts) has them, so closing the tab loses nothing.
+    const edits = `${unsaved} ${unsaved === 1 ? "edit" : "edits"}`;
     return kept
-      ? { state: "offline", text: "Offline — your edits are kept on this device" }
-      : { state: "offline", text: `Offline — ${unsaved} ${unsaved === 1 ? "edit" : "edits"} not saved yet` };
+      ? { state: "offline", text: "Offline — your edits are kept on this device", detail: `${edits} not sent yet: this device keeps them and sends them when the connection is back, even after the tab was closed.` }
+      : { state: "offline", text: `Offline — ${edits} not saved yet`, detail: "These edits are kept in this tab and sent when the connection is back." };
   }
   if (unsaved > 0) return { state: "saving", text: "Saving…" };
   // Nothing of ours is waiting. Until the server's first "saved" message, a page that may write
@@ -95,12 +96,10 @@ export function saveStatus(
 }
 
 /** Shows the status in `element` (`data-state` + text). */
-export function renderSaveStatus(element: HTMLElement, status: { state: SaveState; text: string }): void {
+export function renderSaveStatus(element: HTMLElement, status: { state: SaveState; text: string; detail?: string }): void {
   element.dataset.state = status.state;
   element.textContent = status.text;
-  element.title = status.state !== "offline" ? ""
-    : status.text.includes("device") ? "This device keeps these edits and sends them when the connection is back, even after the tab was closed."
-    : "These edits are kept in this tab and sent when the connection is back.";
+  element.title = status.detail ?? "";
 }
 
 /** Asks before closing or leaving the tab while `unsaved()` is not zero. Returns an unsubscribe. */

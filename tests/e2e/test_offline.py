@@ -393,3 +393,64 @@ async def test_a_new_build_replaces_the_cached_client_on_the_next_online_load(
         await page.context.set_offline(offline=True)
         await page.reload()
         await expect(build).to_have_attribute("content", "two")
+
+
+# Fills this device's store with `count` small rooms of the current epoch, opened long ago
+# (room i at time i); those in `unsent` hold edits not sent yet.
+_FILL_STORE_JS = """([count, unsent]) => new Promise((resolve, reject) => {
+  const epoch = localStorage.getItem('pairpilot.localEpoch');
+  const open = indexedDB.open('pairpilot-local', 1);
+  open.onupgradeneeded = () => {
+    for (const name of ['meta', 'docs', 'kept']) {
+      open.result.createObjectStore(name, { keyPath: 'roomId' });
+    }
+  };
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const db = open.result;
+    const tx = db.transaction(['meta', 'docs'], 'readwrite');
+    for (let i = 0; i < count; i += 1) {
+      const roomId = `stored-${i}`;
+      tx.objectStore('meta').put({ roomId, epoch, generation: 0, role: 'editor',
+        unsent: unsent.includes(i), bytes: 3, openedAt: i, writtenAt: i });
+      tx.objectStore('docs').put({ roomId, epoch, generation: 0, state: new Uint8Array([0, 0]),
+        saved: new Uint8Array([0]), authored: [] });
+    }
+    tx.oncomplete = () => { db.close(); resolve(); };
+    tx.onerror = () => reject(tx.error);
+  };
+})"""
+
+
+async def test_a_full_store_drops_the_room_opened_longest_ago_but_never_one_with_unsent_edits(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await ada.goto(f"{server.http_url}/")
+    await ada.evaluate(_FILL_STORE_JS, [30, [0]])  # LOCAL_MAX_ROOMS, the oldest unsent
+    await open_room(ada, server.http_url, room)
+    await expect(by_test_id(ada, "save-status")).to_have_attribute(
+        "data-local", "kept", timeout=UI_TIMEOUT_MS
+    )
+    kept = {r["roomId"] for r in await local_rooms(ada)}
+    assert len(kept) == 30
+    assert room in kept
+    assert "stored-0" in kept  # older, but holds edits not sent yet
+    assert "stored-1" not in kept  # the oldest without
+
+
+async def test_a_store_full_of_unsent_edits_keeps_them_and_says_this_room_is_not_kept(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await ada.goto(f"{server.http_url}/")
+    await ada.evaluate(_FILL_STORE_JS, [30, list(range(30))])
+    await ada.reload()  # listed on the start page, though never in its recent rooms
+    await expect(by_test_id(ada, "unsent-edits")).to_have_count(30, timeout=UI_TIMEOUT_MS)
+    await open_room(ada, server.http_url, room)
+    await expect(by_test_id(ada, "save-status")).to_have_attribute(
+        "data-local", "full", timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(ada, "local-store-note")).to_contain_text("stay in this tab only")
+    kept = {r["roomId"] for r in await local_rooms(ada)}
+    assert kept == {f"stored-{i}" for i in range(30)}
