@@ -4,7 +4,9 @@ should not. The page keeps each room in IndexedDB and a service worker keeps the
 from __future__ import annotations
 
 import base64
+import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from pairpilot.testing import LiveServer, ServerProcess, join, live_server, sign
 pytestmark = pytest.mark.anyio
 
 KEPT = "Offline — your edits are kept on this device"
+MOVED_ID = re.compile(r"/r/(moved-room-[A-Za-z0-9_-]{22})$")
 # Reconnect backoff is capped at 15 s (with jitter); a restart on a loaded machine adds more.
 RECONNECT_TIMEOUT_MS = 90_000
 
@@ -454,3 +457,33 @@ async def test_a_store_full_of_unsent_edits_keeps_them_and_says_this_room_is_not
     await expect(by_test_id(ada, "local-store-note")).to_contain_text("stay in this tab only")
     kept = {r["roomId"] for r in await local_rooms(ada)}
     assert kept == {f"stored-{i}" for i in range(30)}
+
+
+async def test_a_copy_of_a_room_moved_meanwhile_follows_it_and_is_sent_to_the_new_id(
+    server: LiveServer, person: NewPerson
+):
+    room = f"g{uuid.uuid4().hex[:8]}"  # a short id: guessable, so its owner may move it
+    ada = await person("Ada")  # the owner
+    await open_room(ada, server.http_url, room)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room)
+    await expect_saved(bob)
+    await go_offline(bob)
+    await type_at_end(bob, "\n# typed offline before the move")
+    await expect_kept(bob)
+    context = bob.context
+    await bob.close()
+
+    await by_test_id(ada, "move-room").click()
+    await by_test_id(ada, "move-room-dialog-confirm").click()
+    await ada.wait_for_url(MOVED_ID, timeout=UI_TIMEOUT_MS)
+    new_id = MOVED_ID.search(ada.url).group(1)
+
+    await context.set_offline(offline=False)
+    again = await reopen(context, f"{server.http_url}/r/{room}")
+    await again.wait_for_url(f"{server.http_url}/r/{new_id}", timeout=UI_TIMEOUT_MS)
+    await expect_connected(again)
+    text = await lines_once(again, "# typed offline before the move")
+    await expect_saved(again)
+    await expect_editor_text(ada, text)
+    assert [r["roomId"] for r in await local_rooms(again)] == [new_id]
