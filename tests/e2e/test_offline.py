@@ -144,6 +144,10 @@ async def test_edits_typed_offline_in_a_closed_tab_are_sent_once_when_the_room_i
     await expect_kept(ada)
     context = ada.context
     await ada.close()
+    home = await reopen(context, f"{server.http_url}/")
+    listed = home.locator(f"[data-testid=recent-rooms] li:has(a[data-room-id='{room}'])")
+    await expect(listed.get_by_test_id("unsent-edits")).to_have_text(" · edits not sent yet")
+    await home.close()
 
     await context.set_offline(offline=False)
     again = await reopen(context, f"{server.http_url}/r/{room}")
