@@ -58,16 +58,21 @@ _LOCAL_ROOMS_JS = """() => new Promise((resolve, reject) => {
   };
 })"""
 
-# Waits until the service worker controls the page (it claims pages once it activates).
-_CONTROLLED_JS = """async () => {
-  await navigator.serviceWorker.ready;
-  if (navigator.serviceWorker.controller) return true;
-  await new Promise((resolve) =>
-    navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
-  return true;
-}"""
+# Whether the service worker controls the page within `ms` (it claims pages once it activates).
+_CONTROLLED_JS = """(ms) => Promise.race([
+  navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller !== null
+    || new Promise((resolve) => navigator.serviceWorker.addEventListener(
+      'controllerchange', () => resolve(true), { once: true }))),
+  new Promise((resolve) => setTimeout(() => resolve(false), ms)),
+])"""
 
 _CACHE_NAMES_JS = "async () => (await caches.keys()).sort()"
+
+
+async def expect_controlled(page: Page) -> None:
+    """Wait (bounded) until the service worker controls the page."""
+    controlled = await page.evaluate(_CONTROLLED_JS, UI_TIMEOUT_MS)
+    assert controlled, "no service worker controls the page"
 
 
 async def wait_for_caches(page: Page, wanted: list[str]) -> None:
@@ -187,7 +192,7 @@ async def test_a_room_reopened_with_no_network_loads_from_this_device_and_is_sen
     try:
         ada = await person("Ada")
         await open_room(ada, process.http_url, room)
-        await ada.evaluate(_CONTROLLED_JS)  # the service worker keeps the built client
+        await expect_controlled(ada)  # the service worker keeps the built client
         bob = await person("Bob")
         await open_room(bob, process.http_url, room)
         await expect_saved(ada)
@@ -379,7 +384,7 @@ async def test_a_new_build_replaces_the_cached_client_on_the_next_online_load(
     async with live_server(settings) as server:
         page = await person("Ada")
         await page.goto(f"{server.http_url}/")
-        await page.evaluate(_CONTROLLED_JS)
+        await expect_controlled(page)
 
         # A new build: another page and another worker (the build id changes with the files).
         index = (client / "index.html").read_text()
