@@ -1,4 +1,5 @@
-import { copyFileSync, createReadStream, mkdirSync, readdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, createReadStream, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig, type Plugin } from "vite";
@@ -56,12 +57,35 @@ function pyodideRuntime(): Plugin {
   };
 }
 
+/**
+ * Writes dist/sw.js from sw/service-worker.js with this build's files and a build id (a hash
+ * of their hashed names): a new build is a new worker. ~20 lines instead of vite-plugin-pwa and
+ * Workbox (client/README.md, dependencies): precaching a list and a network-first page is all
+ * the client needs, and the worker must leave the API and WebSocket alone.
+ */
+function serviceWorker(): Plugin {
+  return {
+    name: "pairpilot-service-worker",
+    apply: "build",
+    generateBundle(_options, bundle) {
+      const assets = Object.keys(bundle).filter((name) => !name.endsWith(".map") && name !== "index.html")
+        .map((name) => `/${name}`).sort();
+      const build = createHash("sha256").update(assets.join("\n")).update(readFileSync(resolve(here, "sw/service-worker.js")))
+        .digest("hex").slice(0, 16);
+      const source = readFileSync(resolve(here, "sw/service-worker.js"), "utf8")
+        .replace("__BUILD__", build)
+        .replace("__ASSETS__", JSON.stringify(assets));
+      this.emitFile({ type: "asset", fileName: "sw.js", source });
+    },
+  };
+}
+
 // The dev server proxies the Python server (PAIRPILOT_SERVER, default http://127.0.0.1:8123).
 const server = process.env.PAIRPILOT_SERVER ?? "http://127.0.0.1:8123";
 
 export default defineConfig({
   base: "/",
-  plugins: [pyodideRuntime()],
+  plugins: [pyodideRuntime(), serviceWorker()],
   worker: { format: "es" },
   build: {
     outDir: "dist",

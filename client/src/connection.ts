@@ -10,6 +10,7 @@
 import * as decoding from "lib0/decoding";
 import * as encoding from "lib0/encoding";
 import { messagePermissionDenied } from "y-protocols/auth";
+import type { Awareness } from "y-protocols/awareness";
 import { messageAuth, WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 
@@ -71,6 +72,8 @@ export function encodeTokenRenewal(token: string): Uint8Array<ArrayBuffer> {
 export interface ConnectionOptions {
   roomId: string;
   doc: Y.Doc;
+  /** The page's awareness, when it exists before the connection (an offline page's editor). */
+  awareness?: Awareness;
   /** ws(s)://host, without a trailing slash. */
   wsBase: string;
   /** The token to connect with (read before every attempt). */
@@ -135,6 +138,7 @@ export function openConnection(options: ConnectionOptions): Connection {
   const provider = new WebsocketProvider(`${options.wsBase}/collab`, options.roomId, options.doc, {
     connect: false,
     params: {},
+    ...(options.awareness === undefined ? {} : { awareness: options.awareness }),
     // Every edit goes through the server, which enforces roles; no tab-to-tab shortcut.
     disableBc: true,
     // Every server-side or network close is handed to onClosed below (reconnect with jitter).

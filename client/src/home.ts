@@ -4,7 +4,8 @@
  * too many rooms) is said on this page.
  */
 import { Api, ApiError } from "./api";
-import { mountDeleteMyData } from "./deletion";
+import { confirmDialog, mountDeleteMyData } from "./deletion";
+import { forgetLocalRooms, listLocalRooms, type LocalRoomMeta } from "./local-store";
 import { append, h } from "./dom";
 import { randomGuestName, randomRoomId, ROOM_ID_PATTERN } from "./names";
 import { forgetEverything, loadName, loadRecentRooms, loadSession, saveName, takeHomeNote } from "./storage";
@@ -96,29 +97,80 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
   });
 
   const recent = h("ul", { class: "recent-rooms", "data-testid": "recent-rooms" });
+  /** This device's copies of rooms (local-store.ts): which hold edits not sent yet. */
+  let localRooms: LocalRoomMeta[] = [];
   const renderRecent = (): void => {
     recent.replaceChildren();
-    for (const room of loadRecentRooms()) {
+    const unsent = new Set(localRooms.filter((room) => room.unsent).map((room) => room.roomId));
+    const listed = loadRecentRooms();
+    // A room with edits not sent yet stays listed even when it left the ten most recent.
+    const extra = [...unsent].filter((id) => !listed.some((room) => room.id === id))
+      .map((id) => ({ id, visitedAt: localRooms.find((room) => room.roomId === id)?.openedAt ?? 0 }));
+    for (const room of [...listed, ...extra]) {
       const link = h("a", { href: roomPath(room.id), "data-room-id": room.id }, room.id);
       link.addEventListener("click", (event) => {
         event.preventDefault();
         if (keepName()) navigate(roomPath(room.id));
       });
-      recent.append(h("li", {}, link, h("span", { class: "muted" }, ` · ${new Date(room.visitedAt).toLocaleString()}`)));
+      recent.append(h("li", {}, link, h("span", { class: "muted" }, ` · ${new Date(room.visitedAt).toLocaleString()}`),
+        unsent.has(room.id) ? h("span", { class: "unsent", "data-testid": "unsent-edits" }, " · edits not sent yet") : null));
     }
     if (!recent.children.length) recent.append(h("li", { class: "muted" }, "No rooms yet."));
   };
   renderRecent();
+  const readLocalRooms = async (): Promise<void> => {
+    try {
+      localRooms = await listLocalRooms();
+    } catch (err) {
+      console.warn("PairPilot: could not read this device's rooms", err);
+      localRooms = [];
+    }
+    renderRecent();
+  };
+  void readLocalRooms();
 
   const deleteMyData = mountDeleteMyData({
     deleteOnServer: async () => (loadSession() === null ? null : api.deleteMyData()),
     forgetLocally: () => {
       api.forgetSession();
       forgetEverything();
+      localRooms = [];
+      void forgetLocalRooms();
       // A new guest name for whoever uses this browser next; stored only when they go on.
       nameInput.value = randomGuestName();
       renderRecent();
     },
+  });
+
+  // Sign-out: the session and every copy this device keeps (safe with other tabs open).
+  const forgetResult = h("p", { class: "muted", role: "status", "data-testid": "forget-device-result", hidden: true });
+  const forgetBody = h("p", {});
+  const forgetDialog = confirmDialog({
+    testId: "forget-device-dialog",
+    title: "Sign out and forget this device?",
+    body: "",
+    confirmLabel: "Sign out and forget",
+    onConfirm: async () => {
+      api.forgetSession();
+      forgetEverything();
+      await forgetLocalRooms();
+      localRooms = [];
+      nameInput.value = randomGuestName();
+      renderRecent();
+      forgetResult.textContent = "Signed out. This device forgot your session, your name, your recent rooms and its copies of them.";
+      forgetResult.hidden = false;
+    },
+  });
+  forgetDialog.element.querySelector("h2")?.after(forgetBody);
+  const forgetButton = h("button", { type: "button", class: "danger-outline", "data-testid": "forget-device" }, "Sign out and forget this device");
+  forgetButton.addEventListener("click", () => {
+    void readLocalRooms().then(() => {
+      const unsent = localRooms.filter((room) => room.unsent).map((room) => room.roomId);
+      forgetBody.textContent = unsent.length === 0
+        ? "This browser forgets your session, your name, your recent rooms and its copies of them."
+        : `Edits not sent yet in ${unsent.join(", ")} will be lost: open ${unsent.length === 1 ? "that room" : "those rooms"} online first to send them.`;
+      forgetDialog.open();
+    });
   });
 
   append(root, h("main", { class: "home" },
@@ -131,5 +183,8 @@ export function mountHome(root: HTMLElement, navigate: (path: string) => void): 
       openForm,
       message),
     h("section", { class: "card" }, h("h2", {}, "Recent rooms"), recent),
+    h("section", { class: "card" }, h("h2", {}, "This device"),
+      h("p", { class: "muted" }, "Rooms you open are kept on this device, so edits made offline are sent when you are back."),
+      h("div", {}, forgetButton), forgetResult, forgetDialog.element),
     deleteMyData));
 }

@@ -7,9 +7,11 @@ import { h } from "./dom";
 import { mountHome } from "./home";
 import { initMonitoring } from "./monitoring";
 import { ROOM_ID_PATTERN } from "./names";
+import { deviceEpoch } from "./local-store";
 import { mountRoom } from "./room";
 import { saveHomeNote } from "./storage";
 import { isSupabaseFragment, supabaseProject, takeRedirect } from "./supabase-session";
+import { registerServiceWorker } from "./service-worker";
 import "./styles.css";
 
 type Route = { page: "home" } | { page: "room"; roomId: string } | { page: "invalid-room"; roomId: string } | { page: "not-found" };
@@ -72,4 +74,6 @@ function render(root: HTMLElement, signInNote: string | null): void {
 
 // The room page starts monitoring itself once signed in (/api/config may need the token).
 if (route(window.location.pathname).page !== "room") void initMonitoring();
+deviceEpoch(); // the local store's sentinel exists before any tab writes under it
 void takeSupabaseRedirect().then((note) => render(document.getElementById("app")!, note));
+registerServiceWorker();

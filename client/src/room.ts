@@ -5,9 +5,10 @@
  * the live provider.
  */
 import { fromBase64 } from "lib0/buffer";
+import { Awareness } from "y-protocols/awareness";
 import * as Y from "yjs";
 import { Api, ApiError, type MemberInfo, type Role, type RoomInfo } from "./api";
-import { CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
+import { CLOSE_NOT_MEMBER, CLOSE_ROOM_DELETED, CLOSE_ROOM_FULL, CLOSE_TOO_BIG, openConnection, pageWsBase, type Connection, type ConnectionState } from "./connection";
 import { mountDeleteRoom } from "./deletion";
 import { dismissibleBanner, h } from "./dom";
 import { createEditor, extensionOf } from "./editor";
@@ -16,6 +17,9 @@ import { mountFileList } from "./file-list";
 import { mountFollow } from "./follow";
 import { ensureStarterFile, firstFile, roomFiles } from "./files";
 import { mountHistoryPanel } from "./history-panel";
+import { mountKeptCopy } from "./kept-copy";
+import { isDeviceOrigin, openLocalCopy, unsentClocks, whenReachable } from "./local-copy";
+import { forgetLocalRooms } from "./local-store";
 import { goToMovedRoom, mountMoveRoom, movedTo, validRoomId } from "./moving";
 import { forgetInviteInLocation, inviteFromLocation, mountInvite } from "./invite";
 import { initMonitoring, reportError, setMonitoringUser } from "./monitoring";
@@ -28,11 +32,11 @@ import { describeRestoreNote, watchRestoreNotes } from "./restore-note";
 import { bindFileShortcuts } from "./quick-open";
 import { createRunner } from "./run";
 import { goToLine } from "./search";
-import { dropDeletedContent, mountRefusalBanners } from "./refusal";
+import { asSentence, dropDeletedContent, mountRefusalBanners } from "./refusal";
 import { readRun } from "./run-state";
 import { renderSaveStatus, saveStatus, trackLocalEdits, warnBeforeUnload } from "./save-status";
 import {
-  forgetRoom, loadName, rememberRoom, saveHomeNote, saveName, saveResyncNote, takeResyncNote,
+  forgetRoom, loadName, loadSession, rememberRoom, saveHomeNote, saveName, saveResyncNote, takeResyncNote,
 } from "./storage";
 import { mountTabs } from "./tabs";
 import { describeUpload, mountTransfer } from "./transfer";
@@ -112,13 +116,15 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
       connection?.resume();
     },
   });
+  const keptCopy = mountKeptCopy(roomId);
+  void keptCopy.load();
   const deleteRoom = mountDeleteRoom({
     api, roomId,
     onDeleted: () => {
       forgetRoom(roomId);
       saveHomeNote(`Room “${roomId}” was deleted.`);
       stopUnloadWarning(); // nothing of the room is kept, so nothing is left to save
-      window.location.assign("/");
+      void local.discard(null).finally(() => window.location.assign("/"));
     },
   });
   const inviteToken = inviteFromLocation(); // `/r/{id}?invite=…`: join with the invite's role
@@ -130,7 +136,9 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
   /** The room moved to a new id (the owner's move, close 4301, or a 410 `room_moved`): go there. */
   const roomMoved = (newRoomId: string): void => {
     stopUnloadWarning(); // the server carried the room's content over to the new id
-    goToMovedRoom(roomId, newRoomId);
+    // This device's copy goes along: the same document under the same generation.
+    local.moveTo(newRoomId).catch((err: unknown) => console.warn("PairPilot: could not move the local copy", err))
+      .finally(() => goToMovedRoom(roomId, newRoomId));
   };
   invite.note.append(" ", mountMoveRoom({ api, roomId, onMoved: roomMoved }));
   const comments = mountComments({
@@ -158,7 +166,9 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
   const signOutButton = h("button", { type: "button", "data-testid": "sign-out", hidden: !api.usesSupabase(), title: "Sign out of Supabase in this browser" }, "Sign out");
   signOutButton.addEventListener("click", () => {
     signOutButton.disabled = true;
-    void api.signOut().then((problem) => {
+    // Signing out forgets this device's copies of rooms too (issue #26), safely with other tabs open.
+    void api.signOut().then(async (problem) => {
+      await forgetLocalRooms();
       saveHomeNote(problem ?? "Signed out of Supabase.");
       window.location.assign("/");
     });
@@ -180,7 +190,7 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
       ...deleteRoom.elements,
       h("span", { class: "me", "data-testid": "my-name" }, name),
       signOutButton),
-    h("div", { class: "notices" }, refusals.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
+    h("div", { class: "notices" }, refusals.element, keptCopy.element, errorBanner, readOnlyNotice, restoreNote.element, uploadResult.element, invite.note, follow.banner, follow.note),
     h("div", { class: "workspace" },
       filesPane,
       h("section", { class: "editor-pane" }, tabs.element, h("div", {}, currentFileLabel, comments.composer), editorHost),
@@ -228,12 +238,26 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
   const canEdit = (): boolean => !refusals.deleted() && (role === "owner" || role === "editor");
 
   // ---- saved signal: our own edits the server has stored ----
-  const saves = trackLocalEdits(doc, (origin) => origin === SNAPSHOT_ORIGIN || (connection !== null && origin === connection.provider));
+  const saves = trackLocalEdits(doc, (origin) => origin === SNAPSHOT_ORIGIN || isDeviceOrigin(origin) || (connection !== null && origin === connection.provider));
   const renderSave = (): void => {
-    renderSaveStatus(saveStatusLabel, saveStatus(saves.unsaved(), connectionState, saves.acknowledged(), canEdit()));
+    renderSaveStatus(saveStatusLabel, saveStatus(saves.unsaved(), connectionState, saves.acknowledged(), canEdit(), local.kept()));
+    saveStatusLabel.dataset.local = local.status();
+    keptCopy.storeStatus(local.status());
+  };
+  // ---- this device's copy (local-copy.ts): restored before the network, written after changes ----
+  const local = openLocalCopy({
+    roomId, doc, files,
+    unsent: () => saves.unsaved() > 0,
+    onChange: renderSave,
+    onForgotten: () => showError("This device forgot its copies of rooms (signed out in another tab): this page keeps nothing on it any more."),
+  });
+  /** The room refused this device's copy: keep the unsent text for download, say why. */
+  const discardLocal = (reason: string): void => {
+    local.discard(reason).then((copy) => { if (copy !== null) keptCopy.show(copy); }, (err: unknown) => reportError(err, { where: "discardLocal", roomId }));
   };
   saves.onChange(renderSave);
-  const stopUnloadWarning = warnBeforeUnload(saves.unsaved);
+  // Nothing to warn about once this device keeps the edits: the next visit sends them.
+  const stopUnloadWarning = warnBeforeUnload(() => (local.kept() ? 0 : saves.unsaved()));
 
   const refreshControls = (): void => {
     const readOnly = !canEdit();
@@ -299,6 +323,7 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
     if (refusals.deleted()) return;
     refusals.show(CLOSE_ROOM_DELETED, reason);
     forgetRoom(roomId);
+    discardLocal(asSentence(reason) || "This room was deleted.");
     stopUnloadWarning(); // the room is gone: there is nowhere left to save to
     if (bannerSource === "connection") showError(null);
     refreshControls();
@@ -450,11 +475,38 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
     if (snapshot.snapshot_b64) Y.applyUpdate(doc, fromBase64(snapshot.snapshot_b64), SNAPSHOT_ORIGIN);
   };
 
+  /** Before the network: this device's copy, shown and editable (as the role last known). */
+  const localAwareness = new Awareness(doc);
+  const restoreLocal = async (): Promise<boolean> => {
+    const restored = await local.restore();
+    if (restored === null) return false;
+    if (restored.unsent) saves.restored(unsentClocks(restored), true);
+    role = restored.role;
+    self = { id: loadSession()?.user.id ?? "", name };
+    editor.current ??= createEditor(editorHost, localAwareness, [comments.extension, follow.extension]);
+    // The file list may have picked a file while the copy was applied, before an editor existed.
+    if (files.size > 0) openFile(currentFile ?? firstFile(files)!);
+    refreshControls();
+    return true;
+  };
+
   const start = async (): Promise<void> => {
-    const session = await step("sign in", () => api.currentSession());
+    const restored = await restoreLocal();
+    // With a copy on this device the page works offline until the server answers.
+    const reachable = <T>(action: () => Promise<T>): Promise<T> =>
+      restored ? whenReachable(action, () => setStatus("offline", "the server cannot be reached")) : action();
+    const session = await step("sign in", () => reachable(() => api.currentSession()));
     self = { id: session.user.id, name };
     void initMonitoring().then(() => setMonitoringUser(self));
-    const joined = await step("join the room", () => api.joinRoom(roomId, inviteToken));
+    const joined = await step("join the room", () => reachable(() => api.joinRoom(roomId, inviteToken)));
+    if (!local.adopt(joined.room, joined.member.role)) {
+      // The id now names another room (created anew since this copy was made): nothing of the
+      // copy may reach it. Its text is kept for download; the page loads again without it.
+      await local.discard("This room was deleted and a new room now has its name, so your edits were not sent to it.");
+      stopUnloadWarning();
+      window.location.reload();
+      return;
+    }
     forgetInviteInLocation();
     // The join signs in again when the server refuses a stored token: we are the user who joined.
     self = { id: joined.member.user_id, name };
@@ -495,7 +547,7 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
     });
 
     connection = openConnection({
-      roomId, doc,
+      roomId, doc, awareness: localAwareness,
       wsBase: pageWsBase(),
       token: async () => {
         const session = await api.currentSession();
@@ -525,14 +577,21 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
         if (Date.now() - resyncedAt > RESYNC_GUARD_MS) {
           saveResyncNote({ roomId, message: DENIED_MESSAGE, at: Date.now() });
           stopUnloadWarning(); // dropping the refused edits is the point of this reload
-          window.location.reload();
+          // This device's copy holds them too: kept for download only, never restored.
+          void local.discard(DENIED_MESSAGE).finally(() => window.location.reload());
           return;
         }
         void refreshMembers();
         showError(DENIED_MESSAGE);
       },
-      onSaved: (stateVector) => saves.saved(stateVector),
-      onFatal: (_code, message) => showError(message, "connection"),
+      onSaved: (stateVector) => {
+        saves.saved(stateVector);
+        local.saved(stateVector);
+      },
+      onFatal: (code, message) => {
+        showError(message, "connection");
+        if (code === CLOSE_NOT_MEMBER) discardLocal(message);
+      },
       onMoved: (reason) => {
         const moved = validRoomId(reason);
         if (moved !== null) roomMoved(moved);
@@ -548,7 +607,7 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
     resanitisePeers = bindPeerPresence(awareness, (id) => members.find((m) => m.user_id === id));
     awarenessRef.current = awareness;
     setLocalUser(awareness, { id: self.id, name, role });
-    editor.current = createEditor(editorHost, awareness, [comments.extension, follow.extension]);
+    editor.current ??= createEditor(editorHost, awareness, [comments.extension, follow.extension]);
     follow.attach(awareness);
     comments.connect(connection.provider);
 
@@ -590,6 +649,7 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
       roomDeleted(refused.message);
       return;
     }
+    if (refused instanceof ApiError && refused.status === 404) discardLocal("You no longer have access to this room, or it does not exist.");
     showError(err instanceof StepError ? describe(err) : `Could not open the room: ${describe(err)}`);
     const cause = err instanceof StepError ? err.cause : err;
     if (!(cause instanceof ApiError)) reportError(cause, { where: "mountRoom", roomId });

@@ -16,6 +16,12 @@ export interface SaveTracker {
   acknowledged: () => boolean;
   /** Feed a "saved" message's state vector. */
   saved: (stateVector: Map<number, number>) => void;
+  /**
+   * Edits restored from this device's copy that the server had not stored: the clock each
+   * client must reach (and `deletes`: the copy held unsent deletions, which move no clock and
+   * count as stored at the next "saved" message, as this page's own do).
+   */
+  restored: (clocks: Map<number, number>, deletes: boolean) => void;
   /** Called after every change of `unsaved()` or `acknowledged()`. */
   onChange: (listener: () => void) => void;
   destroy: () => void;
@@ -36,6 +42,8 @@ export function trackLocalEdits(doc: Y.Doc, isRemote: (origin: unknown) => boole
   let clocks: number[] = [];
   let savedClock = 0;
   let acknowledged = false;
+  let restoredClocks = new Map<number, number>();
+  let restoredDeletes = false;
   const listeners = new Set<() => void>();
   const changed = (): void => listeners.forEach((listener) => listener());
 
@@ -47,13 +55,20 @@ export function trackLocalEdits(doc: Y.Doc, isRemote: (origin: unknown) => boole
   doc.on("update", onUpdate);
 
   return {
-    unsaved: () => clocks.length,
+    unsaved: () => clocks.length + restoredClocks.size + (restoredDeletes ? 1 : 0),
     acknowledged: () => acknowledged,
     saved(stateVector) {
       acknowledged = true;
       // A store does not forget what it acknowledged: a lower clock is an older message.
       savedClock = Math.max(savedClock, stateVector.get(doc.clientID) ?? 0);
       clocks = clocks.filter((clock) => clock > savedClock);
+      restoredClocks = new Map([...restoredClocks].filter(([client, clock]) => clock > (stateVector.get(client) ?? 0)));
+      restoredDeletes = false;
+      changed();
+    },
+    restored(pending, deletes) {
+      restoredClocks = new Map(pending);
+      restoredDeletes = deletes && pending.size === 0;
       changed();
     },
     onChange: (listener) => void listeners.add(listener),
@@ -63,10 +78,14 @@ export function trackLocalEdits(doc: Y.Doc, isRemote: (origin: unknown) => boole
 
 /** What the signal shows. */
 export function saveStatus(
-  unsaved: number, connection: ConnectionState, acknowledged: boolean, canWrite: boolean,
-): { state: SaveState; text: string } {
+  unsaved: number, connection: ConnectionState, acknowledged: boolean, canWrite: boolean, kept = false,
+): { state: SaveState; text: string; detail?: string } {
   if (unsaved > 0 && connection !== "connected") {
-    return { state: "offline", text: `Offline — ${unsaved} ${unsaved === 1 ? "edit" : "edits"} not saved yet` };
+    // Kept: the local store (local-copy.ts) has them, so closing the tab loses nothing.
+    const edits = `${unsaved} ${unsaved === 1 ? "edit" : "edits"}`;
+    return kept
+      ? { state: "offline", text: "Offline — your edits are kept on this device", detail: `${edits} not sent yet: this device keeps them and sends them when the connection is back, even after the tab was closed.` }
+      : { state: "offline", text: `Offline — ${edits} not saved yet`, detail: "These edits are kept in this tab and sent when the connection is back." };
   }
   if (unsaved > 0) return { state: "saving", text: "Saving…" };
   // Nothing of ours is waiting. Until the server's first "saved" message, a page that may write
@@ -77,10 +96,10 @@ export function saveStatus(
 }
 
 /** Shows the status in `element` (`data-state` + text). */
-export function renderSaveStatus(element: HTMLElement, status: { state: SaveState; text: string }): void {
+export function renderSaveStatus(element: HTMLElement, status: { state: SaveState; text: string; detail?: string }): void {
   element.dataset.state = status.state;
   element.textContent = status.text;
-  element.title = status.state === "offline" ? "These edits are kept in this tab and sent when the connection is back." : "";
+  element.title = status.detail ?? "";
 }
 
 /** Asks before closing or leaving the tab while `unsaved()` is not zero. Returns an unsubscribe. */

@@ -158,3 +158,29 @@ async def test_an_edit_reported_saved_survives_kill_9_at_once(tmp_path: Path):
         await fresh.close()
     finally:
         process.kill()
+
+
+async def test_edits_of_an_earlier_page_brought_by_sync_step_2_are_named_as_saved(
+    server: LiveServer,
+):
+    # A page that restored a copy kept on its device sends an earlier page's edits (another
+    # client id) in its step 2; its "saved" messages must name that id too, or it never sees
+    # them stored (client/README.md, "This device's copies").
+    earlier: Doc = Doc()
+    earlier.get("code", type=Text).insert(0, "typed offline in a closed tab")
+    earlier_clock = protocol.decode_state_vector(earlier.get_state())[earlier.client_id]
+    websocket = await connect(await server.member_url("restored-copy"), compression=None)
+    peer = RawPeer(websocket)
+    peer.doc.apply_update(earlier.get_update())
+    awareness = Awareness(peer.doc)
+    awareness.set_local_state({"user": {"name": "me"}})
+    await websocket.send(
+        protocol.awareness(awareness.encode_awareness_update([peer.doc.client_id]))
+    )
+    await websocket.send(protocol.sync_step1(peer.doc.get_state()))
+    await wait_until(
+        lambda: any(saved.get(earlier.client_id, 0) >= earlier_clock for saved in peer.saved),
+        what="a saved message naming the earlier page's client",
+    )
+    assert all(set(saved) <= {peer.doc.client_id, earlier.client_id} for saved in peer.saved)
+    await peer.close()

@@ -36,6 +36,15 @@ UNLIMITED = 1 << 62  # a room built without a quota (tests, tools)
 # Presence a socket may introduce: a page has one document (one client id); a reconnect within
 # one socket never needs another. Bounds the fake participants one socket can add.
 MAX_AWARENESS_IDS = 8
+# Client ids a connection's sync step 2 may add to its "saved" messages (Session.restored_ids).
+MAX_RESTORED_IDS = 8
+
+
+def _reported(session: Session) -> set[int]:
+    """The client ids a "saved" message to ``session`` names (none: every id)."""
+    if not session.awareness_ids:
+        return set()
+    return session.awareness_ids | session.restored_ids
 
 
 class AwarenessDropped(Exception):  # noqa: N818 - a verdict, not an error to report
@@ -143,7 +152,9 @@ class Room:
         elif isinstance(message, SyncUpdate):
             self._accept_update(session, message.update, message.frame)
         elif isinstance(message, SyncStep2):
+            before = self.doc.get_state()
             self._accept_update(session, message.update, None)
+            self._note_restored(session, before)
         elif isinstance(message, AwarenessUpdate):
             self._accept_awareness(session, message)
         elif isinstance(message, QueryAwareness):
@@ -280,7 +291,7 @@ class Room:
         for session in self.sessions.values():
             if session.unsaved:
                 self._hold_saved(session, clocks)
-                session.unsaved = not self._covered(clocks, session.awareness_ids)
+                session.unsaved = not self._covered(clocks, _reported(session))
 
     def stored_covers_doc(self) -> bool:
         """Whether storage holds everything this replica has (by insertions)."""
@@ -298,7 +309,7 @@ class Room:
             session.unsaved = True  # the next write (or the persister's) tells it
             return
         session.unsaved = False
-        self._send(session, protocol.saved(clocks, session.awareness_ids))
+        self._send(session, protocol.saved(clocks, _reported(session)))
 
     def _remember_stored(self, clocks: dict[int, int]) -> None:
         for client, clock in clocks.items():
@@ -327,10 +338,22 @@ class Room:
                 self._hold_saved(session, clocks)
 
     def _hold_saved(self, session: Session, clocks: dict[int, int]) -> None:
-        message = protocol.saved(clocks, session.awareness_ids)
+        message = protocol.saved(clocks, _reported(session))
         self._holds.hold(session, message)
         if self._metrics is not None:
             self._metrics.traffic.count_out(message)
+
+    def _note_restored(self, session: Session, before: bytes) -> None:
+        """Remember the clients whose edits the session's step 2 brought first (once per socket).
+
+        A page that restored a copy kept on its device (client/README.md) sends an earlier
+        page's edits, under that page's client id; the "saved" message must name that id for
+        the page to see them stored. At most MAX_RESTORED_IDS ids, of clocks the room lacked.
+        """
+        was = protocol.decode_state_vector(before)
+        now = protocol.decode_state_vector(self.doc.get_state())
+        ahead = [client for client, clock in now.items() if clock > was.get(client, 0)]
+        session.restored_ids.update(ahead[: MAX_RESTORED_IDS - len(session.restored_ids)])
 
     def _accept_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
         if update == EMPTY_UPDATE:  # a sync's empty step 2: nothing to refuse, even a viewer's

@@ -82,6 +82,7 @@ class Session:
         "awareness_ids",
         "can_write",
         "id",
+        "restored_ids",
         "room_id",
         "unsaved",
         "user_id",
@@ -101,6 +102,9 @@ class Session:
         self.user_id = grant.user_id
         self.can_write = grant.can_write
         self.awareness_ids: set[int] = set()
+        # Other client ids whose edits its sync step 2 brought first (a page's copy kept on its
+        # device, made by an earlier page): its "saved" messages name them too.
+        self.restored_ids: set[int] = set()
         # It sent document updates that no "saved" message has acknowledged yet.
         self.unsaved = False
         self._socket = socket

@@ -48,7 +48,23 @@ def mount_client(app: FastAPI, client_dir: Path) -> None:
             )
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    worker = client_dir / "sw.js"
+
+    async def service_worker() -> FileResponse | JSONResponse:
+        # no-cache: a browser asks for it again at each check, so a new build replaces the old.
+        if not worker.is_file():
+            return JSONResponse(
+                {"error": "client_not_built", "message": "run scripts/setup.sh to build client/"},
+                status_code=404,
+            )
+        return FileResponse(
+            worker, media_type="text/javascript", headers={"Cache-Control": "no-cache"}
+        )
+
     app.add_api_route("/", page, methods=["GET"], include_in_schema=False, response_model=None)
+    app.add_api_route(
+        "/sw.js", service_worker, methods=["GET"], include_in_schema=False, response_model=None
+    )
     app.add_api_route(
         "/r/{room_id}", page, methods=["GET"], include_in_schema=False, response_model=None
     )
