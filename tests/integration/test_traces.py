@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,8 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tests.receiver import webhook_receiver
 from tests.support import User
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from pairpilot.testing import ServerProcess, serving, synced_client, wait_until
+from pairpilot.testing import ServerProcess, free_port, serving, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +37,8 @@ class Collector:
     port: int = 0
     bodies: list[bytes] = field(default_factory=list)
     spans: list[tuple[str, dict]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # every span event's name
+    services: set[str] = field(default_factory=set)  # the resources' service.name
 
     def named(self, name: str) -> list[dict]:
         return [attributes for found, attributes in self.spans if found == name]
@@ -54,10 +59,13 @@ async def collector() -> AsyncIterator[Collector]:
         export = ExportTraceServiceRequest()
         export.ParseFromString(body)
         for resource in export.resource_spans:
+            described = {a.key: _value(a.value) for a in resource.resource.attributes}
+            received.services.add(str(described.get("service.name")))
             for scope in resource.scope_spans:
                 for span in scope.spans:
                     attributes = {a.key: _value(a.value) for a in span.attributes}
                     received.spans.append((span.name, attributes))
+                    received.events.extend(event.name for event in span.events)
         return Response(
             ExportTraceServiceResponse().SerializeToString(),
             media_type="application/x-protobuf",
@@ -120,8 +128,12 @@ async def test_requests_sockets_loads_flushes_compactions_restores_and_webhooks_
     assert join["enduser.id"] == ada.id
     assert join["pairpilot.room_id"] == room
     assert join["http.response.status_code"] == 200
-    connect = collector.named("websocket.connect")[0]
-    assert connect == {"pairpilot.room_id": room, "enduser.id": ada.id}
+    socket_span = collector.named("websocket.connect")[0]
+    assert socket_span == {
+        "pairpilot.room_id": room,
+        "enduser.id": ada.id,
+        "pairpilot.outcome": "authorized",
+    }
     assert collector.named("room.load")[0]["pairpilot.room_id"] == room
     assert collector.named("restore")[0]["pairpilot.version_id"] == version
     assert all(span["pairpilot.room_id"] == room for span in collector.named("webhook.delivery"))
@@ -130,3 +142,95 @@ async def test_requests_sockets_loads_flushes_compactions_restores_and_webhooks_
     assert ada.token.split(".")[2].encode() not in everything  # not even the signature
     assert b"private words" not in everything
     assert b"Ada" not in everything  # names are content too
+
+
+def _env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
+    return {
+        "PAIRPILOT_DATA_DIR": str(tmp_path),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "PAIRPILOT_FLUSH_MS": "50",
+        "PAIRPILOT_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def _spans_counted(server: ServerProcess, outcome: str) -> float:
+    async with httpx.AsyncClient(base_url=server.http_url) as client:
+        scraped = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(scraped):
+        for sample in family.samples:
+            if sample.name == "pairpilot_spans_total" and sample.labels == {"outcome": outcome}:
+                return sample.value
+    return 0.0
+
+
+async def _wait_until_counted(server: ServerProcess, outcome: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while await _spans_counted(server, outcome) < 1:
+        assert asyncio.get_running_loop().time() < deadline, f"no {outcome} span counted"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_refused_socket_is_traced_with_its_close_code_and_no_message(
+    collector: Collector, tmp_path: Path
+):
+    endpoint = f"http://127.0.0.1:{collector.port}"
+    server = ServerProcess(_env(tmp_path, endpoint, OTEL_SERVICE_NAME="pairpilot-eu"))
+    await asyncio.to_thread(server.start, 120)
+    try:
+        async with connect(server.ws_url("refused-room", "not.a.token")) as websocket:
+            with pytest.raises(ConnectionClosed) as closed:
+                await websocket.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4401
+        await wait_until(lambda: bool(collector.named("websocket.connect")), timeout=60)
+        await _wait_until_counted(server, "exported")
+    finally:
+        await asyncio.to_thread(server.stop)
+    (refused,) = collector.named("websocket.connect")
+    assert refused["pairpilot.outcome"] == "refused"
+    assert refused["pairpilot.close_code"] == 4401
+    assert refused["error.type"] == "UnauthenticatedError"
+    assert "enduser.id" not in refused  # the token named nobody
+    assert collector.events == []  # no exception event: its message could quote the input
+    assert b"not.a.token" not in b"".join(collector.bodies)
+    assert collector.services == {"pairpilot-eu"}
+
+
+async def test_a_collector_that_is_down_costs_nothing_visible(tmp_path: Path):
+    nobody = f"http://127.0.0.1:{free_port()}"
+    server = ServerProcess(_env(tmp_path, nobody, OTEL_EXPORTER_OTLP_TIMEOUT="2"))
+    await asyncio.to_thread(server.start, 120)
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            signed = (await client.post("/api/auth/anonymous", json={"name": "Ada"})).json()
+            ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
+            assert (await ada.join("dark-room")).status_code == 200
+            async with synced_client(server.ws_url("dark-room", ada.token)) as doc:
+                doc.get("code", type=Text).insert(0, "still works")
+            async with synced_client(server.ws_url("dark-room", ada.token)) as again:
+                await wait_until(lambda: str(again.get("code", type=Text)) == "still works")
+            assert (await client.get("/readyz")).status_code == 200
+        await _wait_until_counted(server, "failed")  # what an operator sees
+        assert await _spans_counted(server, "exported") == 0
+    finally:
+        await asyncio.to_thread(server.stop)  # bounded: tracing gives up after 5 s
+
+
+async def test_the_spans_still_queued_are_exported_when_the_server_stops(
+    collector: Collector, tmp_path: Path
+):
+    # Batches every 10 minutes: what arrives was sent by the stop.
+    endpoint = f"http://127.0.0.1:{collector.port}"
+    server = ServerProcess(_env(tmp_path, endpoint, OTEL_BSP_SCHEDULE_DELAY="600000"))
+    await asyncio.to_thread(server.start, 120)
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            signed = (await client.post("/api/auth/anonymous", json={"name": "Ada"})).json()
+        ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
+        assert (await ada.join("stopping-room")).status_code == 200
+        assert collector.spans == []
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert collector.named("POST /api/rooms/{room_id}/join")

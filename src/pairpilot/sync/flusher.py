@@ -27,6 +27,8 @@ Taken = tuple[Room, list[bytes], bytes, list[Session]]
 # (relayed frames): marking is ~10 us a room, and one step for a whole batch was a stall that
 # reached the fan-out's p99.
 MARK_ROOMS_PER_STEP = 25
+# A flush span names this many of its rooms (``pairpilot.rooms`` counts them all).
+MAX_TRACED_ROOMS = 100
 
 
 class Flusher:
@@ -208,7 +210,13 @@ class Flusher:
             try:
                 batch, fences = self._take(rooms, taken)
                 started = time.perf_counter()
-                with span("flush", rooms=len(batch)):
+                with span(
+                    "flush",
+                    rooms=len(batch),
+                    room_ids=[room_id for room_id, _ in batch[:MAX_TRACED_ROOMS]],
+                    updates=sum(len(updates) for _, updates, _, _ in taken),
+                    bytes=sum(len(update) for _, update in batch),
+                ):
                     refused = await (
                         self._store.append(batch, fences) if fences else self._store.append(batch)
                     )
