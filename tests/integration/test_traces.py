@@ -46,6 +46,8 @@ class Collector:
 
 def _value(any_value) -> object:
     kind = any_value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in any_value.array_value.values]
     return getattr(any_value, kind) if kind else None
 
 
@@ -135,6 +137,12 @@ async def test_requests_sockets_loads_flushes_compactions_restores_and_webhooks_
         "pairpilot.outcome": "authorized",
     }
     assert collector.named("room.load")[0]["pairpilot.room_id"] == room
+    assert collector.named("room.load")[0]["pairpilot.bytes"] >= 0
+    flush = next(s for s in collector.named("flush") if room in s["pairpilot.room_ids"])
+    assert flush["pairpilot.updates"] >= 1
+    assert flush["pairpilot.bytes"] > 0
+    compaction = next(s for s in collector.named("compaction") if s["pairpilot.room_id"] == room)
+    assert compaction["pairpilot.bytes"] > 0
     assert collector.named("restore")[0]["pairpilot.version_id"] == version
     assert all(span["pairpilot.room_id"] == room for span in collector.named("webhook.delivery"))
     everything = b"".join(collector.bodies)

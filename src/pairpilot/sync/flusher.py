@@ -13,7 +13,7 @@ from pairpilot.errors import StorageError
 from pairpilot.observability.memory import HeapTrimmer
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
-from pairpilot.observability.tracing import span
+from pairpilot.observability.tracing import span, tag
 from pairpilot.storage import RoomStore
 from pairpilot.storage.store import fold
 from pairpilot.supervisor import Supervisor
@@ -178,8 +178,9 @@ class Flusher:
         if checkpoint:  # updates not yet in the log when it reads it are not in the version
             room.unversioned = bool(room.pending) or room.writing
         try:
-            with span("compaction", room_id=room.id, checkpoint=checkpoint):
+            with span("compaction", room_id=room.id, checkpoint=checkpoint, log_bytes=log_bytes):
                 room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
+                tag(bytes=room.snapshot_bytes)
         except Exception:
             self._metrics.compactions.labels("failed").inc()
             if checkpoint:
