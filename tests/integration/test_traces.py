@@ -4,6 +4,7 @@ attributes and never a token or document content."""
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from tests.receiver import webhook_receiver
-from tests.support import User
+from tests.support import User, new_user
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -163,6 +164,17 @@ def _env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
     }
 
 
+@asynccontextmanager
+async def _serving(tmp_path: Path, endpoint: str, **extra: str) -> AsyncIterator[ServerProcess]:
+    """`pairpilot serve` exporting to ``endpoint``; stopped (its last spans sent) after."""
+    server = ServerProcess(_env(tmp_path, endpoint, **extra))
+    await asyncio.to_thread(server.start, 120)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)  # bounded: tracing gives up after 5 s
+
+
 async def _spans_counted(server: ServerProcess, outcome: str) -> float:
     async with httpx.AsyncClient(base_url=server.http_url) as client:
         scraped = (await client.get("/metrics")).text
@@ -184,9 +196,7 @@ async def test_a_refused_socket_is_traced_with_its_close_code_and_no_message(
     collector: Collector, tmp_path: Path
 ):
     endpoint = f"http://127.0.0.1:{collector.port}"
-    server = ServerProcess(_env(tmp_path, endpoint, OTEL_SERVICE_NAME="pairpilot-eu"))
-    await asyncio.to_thread(server.start, 120)
-    try:
+    async with _serving(tmp_path, endpoint, OTEL_SERVICE_NAME="pairpilot-eu") as server:
         async with connect(server.ws_url("refused-room", "not.a.token")) as websocket:
             with pytest.raises(ConnectionClosed) as closed:
                 await websocket.recv()
@@ -194,8 +204,6 @@ async def test_a_refused_socket_is_traced_with_its_close_code_and_no_message(
         assert closed.value.rcvd.code == 4401
         await wait_until(lambda: bool(collector.named("websocket.connect")), timeout=60)
         await _wait_until_counted(server, "exported")
-    finally:
-        await asyncio.to_thread(server.stop)
     (refused,) = collector.named("websocket.connect")
     assert refused["pairpilot.outcome"] == "refused"
     assert refused["pairpilot.close_code"] == 4401
@@ -207,23 +215,17 @@ async def test_a_refused_socket_is_traced_with_its_close_code_and_no_message(
 
 
 async def test_a_collector_that_is_down_costs_nothing_visible(tmp_path: Path):
-    nobody = f"http://127.0.0.1:{free_port()}"
-    server = ServerProcess(_env(tmp_path, nobody))  # the exporter retries for 10 s a batch
-    await asyncio.to_thread(server.start, 120)
-    try:
-        async with httpx.AsyncClient(base_url=server.http_url) as client:
-            signed = (await client.post("/api/auth/anonymous", json={"name": "Ada"})).json()
-            ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
-            assert (await ada.join("dark-room")).status_code == 200
-            async with synced_client(server.ws_url("dark-room", ada.token)) as doc:
-                doc.get("code", type=Text).insert(0, "still works")
-            async with synced_client(server.ws_url("dark-room", ada.token)) as again:
-                await wait_until(lambda: str(again.get("code", type=Text)) == "still works")
-            assert (await client.get("/readyz")).status_code == 200
+    nobody = f"http://127.0.0.1:{free_port()}"  # the exporter retries 10 s a batch there
+    async with _serving(tmp_path, nobody) as server:
+        ada = await new_user(server.http_url, "Ada")
+        assert (await ada.join("dark-room")).status_code == 200
+        async with synced_client(server.ws_url("dark-room", ada.token)) as doc:
+            doc.get("code", type=Text).insert(0, "still works")
+        async with synced_client(server.ws_url("dark-room", ada.token)) as again:
+            await wait_until(lambda: str(again.get("code", type=Text)) == "still works")
+        assert (await ada.call("GET", "/readyz")).status_code == 200
         await _wait_until_counted(server, "failed")  # what an operator sees
         assert await _spans_counted(server, "exported") == 0
-    finally:
-        await asyncio.to_thread(server.stop)  # bounded: tracing gives up after 5 s
 
 
 async def test_the_spans_still_queued_are_exported_when_the_server_stops(
@@ -231,14 +233,8 @@ async def test_the_spans_still_queued_are_exported_when_the_server_stops(
 ):
     # Batches every 10 minutes: what arrives was sent by the stop.
     endpoint = f"http://127.0.0.1:{collector.port}"
-    server = ServerProcess(_env(tmp_path, endpoint, OTEL_BSP_SCHEDULE_DELAY="600000"))
-    await asyncio.to_thread(server.start, 120)
-    try:
-        async with httpx.AsyncClient(base_url=server.http_url) as client:
-            signed = (await client.post("/api/auth/anonymous", json={"name": "Ada"})).json()
-        ada = User(server.http_url, signed["access_token"], signed["user"]["id"], "Ada")
+    async with _serving(tmp_path, endpoint, OTEL_BSP_SCHEDULE_DELAY="600000") as server:
+        ada = await new_user(server.http_url, "Ada")
         assert (await ada.join("stopping-room")).status_code == 200
         assert collector.spans == []
-    finally:
-        await asyncio.to_thread(server.stop)
     assert collector.named("POST /api/rooms/{room_id}/join")
