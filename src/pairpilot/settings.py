@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     jwks_refetch_s: Annotated[float, Field(gt=0)] = 5.0
     # OpenTelemetry traces (README "Traces"): the exporter reads the other OTEL_* itself.
     otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str = Field(default="pairpilot", validation_alias="OTEL_SERVICE_NAME")
     # Webhooks (pairpilot.webhooks; README "Webhooks").
     webhook_url: str | None = None
     webhook_secret: str | None = None

@@ -19,10 +19,11 @@ OPTIONAL = (
     "rich",
     "pygments",
     # FastAPI itself loads the OpenTelemetry API (fastapi.telemetry); the SDK, its exporter and
-    # protobuf are what tracing would add.
+    # protobuf and requests (the exporter's HTTP client) are what tracing would add.
     "opentelemetry.sdk",
     "opentelemetry.exporter",
     "google.protobuf",
+    "requests",
     "standardwebhooks",
 )
 
@@ -139,3 +140,16 @@ def test_tracing_loads_opentelemetry_only_with_an_otlp_endpoint(tmp_path: Path):
     off = _unconfigured_env(tmp_path)
     off.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     assert _loaded(BUILD_APP, off, *names) == dict.fromkeys(names, False)
+
+
+def test_span_and_tag_do_nothing_and_import_nothing_while_tracing_is_off(tmp_path: Path):
+    code = (
+        "import json, sys\n"
+        "from pairpilot.observability.tracing import close_tracing, span, tag\n"
+        "with span('room.load', room_id='r'):\n"
+        "    tag(user_id='u')\n"
+        "close_tracing()\n"
+        "print(json.dumps({n: n in sys.modules for n in sys.argv[1:]}))\n"
+    )
+    names = ("opentelemetry.sdk", "opentelemetry.exporter", "google.protobuf", "requests")
+    assert _loaded(code, _unconfigured_env(tmp_path), *names) == dict.fromkeys(names, False)

@@ -103,24 +103,40 @@ class Metrics:
 
     def watch_tasks(self, restarts: Callable[[], dict[str, int]]) -> None:
         """Restarts of each supervised background task, read at scrape time."""
-        self.registry.register(_TaskRestarts(restarts))
+        self.registry.register(
+            _Counts(
+                "pairpilot_task_restarts",
+                "Background tasks started again after an unexpected exception, by task",
+                "task",
+                restarts,
+            )
+        )
+
+    def watch_spans(self, counts: Callable[[], dict[str, int]]) -> None:
+        """Spans exported to the OTLP collector, or given up on, read at scrape time."""
+        self.registry.register(
+            _Counts(
+                "pairpilot_spans",
+                "Spans the OTLP exporter delivered (exported) or gave up on (failed)",
+                "outcome",
+                counts,
+            )
+        )
 
 
-class _TaskRestarts(Collector):
-    """``pairpilot_task_restarts_total{task}`` from the supervisor's counts."""
+class _Counts(Collector):
+    """A counter with one label whose values someone else counts (``<name>_total{label}``)."""
 
-    def __init__(self, restarts: Callable[[], dict[str, int]]) -> None:
-        self._restarts = restarts
+    def __init__(
+        self, name: str, documentation: str, label: str, read: Callable[[], dict[str, int]]
+    ) -> None:
+        self._name, self._documentation, self._label, self._read = name, documentation, label, read
 
     def collect(self) -> Iterator[Metric]:
-        """One sample per task that failed at least once."""
-        family = CounterMetricFamily(
-            "pairpilot_task_restarts",
-            "Background tasks started again after an unexpected exception, by task",
-            labels=["task"],
-        )
-        for task, count in sorted(self._restarts().items()):
-            family.add_metric([task], count)
+        """One sample per label value counted so far."""
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in sorted(self._read().items()):
+            family.add_metric([value], count)
         yield family
 
 

@@ -11,19 +11,27 @@ content, names or tokens.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import SpanKind, Tracer
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.trace import Span, SpanKind, Tracer
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from pairpilot.settings import Settings
 
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
-Attribute = str | int | float | bool | None
+Attribute = str | int | float | bool | list[str] | None
+# At server stop, queued spans get this long to reach the collector; then they are dropped.
+SHUTDOWN_SECONDS = 5.0
+# Spans the exporter delivered or gave up on (a batch failed after its retries), since start:
+# ``pairpilot_spans_total{outcome}`` at scrape time. Written by the SDK's export thread only.
+SPAN_COUNTS = {"exported": 0, "failed": 0}
+log = logging.getLogger(__name__)
 
 
 def init_tracing(settings: Settings) -> bool:
@@ -37,39 +45,82 @@ def init_tracing(settings: Settings) -> bool:
     )
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
 
     from pairpilot import __version__  # noqa: PLC0415
 
-    resource = Resource.create({"service.name": "pairpilot", "service.version": __version__})
-    _provider = TracerProvider(resource=resource)
-    _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    class CountingExporter(SpanExporter):
+        """The OTLP exporter, counting the spans each batch delivered or failed to."""
+
+        def __init__(self, exporter: SpanExporter) -> None:
+            self._exporter = exporter
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            result = self._exporter.export(spans)
+            outcome = "exported" if result is SpanExportResult.SUCCESS else "failed"
+            SPAN_COUNTS[outcome] += len(spans)
+            return result
+
+        def shutdown(self) -> None:
+            self._exporter.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return self._exporter.force_flush(timeout_millis)
+
+    resource = Resource.create(
+        {"service.name": settings.otel_service_name, "service.version": __version__}
+    )
+    # Stopped by close_tracing (bounded), not by an atexit hook that can wait 30 s at exit.
+    _provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    _provider.add_span_processor(BatchSpanProcessor(CountingExporter(OTLPSpanExporter())))
+    # A full queue warns once per dropped span: a collector that is down would flood the log.
+    # The exporter's own lines (one per retry of a batch) and the metric say it is down.
+    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
     _tracer = _provider.get_tracer("pairpilot", __version__)
     return True
 
 
 def close_tracing() -> None:
-    """Export what is buffered and stop (shutdown)."""
-    global _tracer, _provider  # noqa: PLW0603
-    if _provider is not None:
-        _provider.shutdown()
-    _tracer = _provider = None
+    """Export what is buffered and stop (shutdown); at most ``SHUTDOWN_SECONDS``."""
+    global _tracer, _provider
+    provider, _tracer, _provider = _provider, None, None
+    if provider is None:
+        return
+    # With the collector down the SDK's shutdown retries each batch for the exporter's timeout
+    # (10 s) and waits up to 30 s for its thread: the server's stop waits only so long.
+    stopping = threading.Thread(target=provider.shutdown, name="tracing-shutdown", daemon=True)
+    stopping.start()
+    stopping.join(SHUTDOWN_SECONDS)
+    if stopping.is_alive():
+        log.warning("spans not exported at shutdown: the collector did not answer in time")
 
 
 @contextlib.contextmanager
 def span(name: str, **attributes: Attribute) -> Iterator[None]:
     """A span named ``name`` around the block (ids as attributes), or nothing when tracing is off.
 
-    An exception leaving the block is recorded on the span and raised on.
+    An exception leaving the block marks the span as an error with ``error.type`` (its class)
+    and is raised on; its message is not recorded (messages can quote what a client sent).
     """
     if _tracer is None:
         yield
         return
     clean = {f"pairpilot.{k}" if k != "user_id" else "enduser.id": v for k, v in attributes.items()}
     with _tracer.start_as_current_span(
-        name, attributes={k: v for k, v in clean.items() if v is not None}
-    ):
-        yield
+        name,
+        attributes={k: v for k, v in clean.items() if v is not None},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield
+        except BaseException as exc:
+            _failed(current, exc)
+            raise
 
 
 def tag(**attributes: Attribute) -> None:
@@ -102,9 +153,17 @@ class TracingMiddleware:
                 status["code"] = int(message["status"])
             await send(message)
 
-        with _tracer.start_as_current_span(f"HTTP {scope['method']}", kind=_server_kind()) as s:
+        with _tracer.start_as_current_span(
+            f"HTTP {scope['method']}",
+            kind=_server_kind(),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as s:
             try:
                 await self.app(scope, receive, sending)
+            except BaseException as exc:
+                _failed(s, exc)
+                raise
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
@@ -115,6 +174,13 @@ class TracingMiddleware:
                 room = (scope.get("path_params") or {}).get("room_id")
                 if isinstance(room, str):
                     s.set_attribute("pairpilot.room_id", room[:64])
+
+
+def _failed(current: Span, error: BaseException) -> None:
+    from opentelemetry.trace import StatusCode  # noqa: PLC0415 - only while tracing
+
+    current.set_status(StatusCode.ERROR)
+    current.set_attribute("error.type", type(error).__qualname__)
 
 
 def _server_kind() -> SpanKind:

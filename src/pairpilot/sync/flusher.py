@@ -13,7 +13,7 @@ from pairpilot.errors import StorageError
 from pairpilot.observability.memory import HeapTrimmer
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
-from pairpilot.observability.tracing import span
+from pairpilot.observability.tracing import span, tag
 from pairpilot.storage import RoomStore
 from pairpilot.storage.store import fold
 from pairpilot.supervisor import Supervisor
@@ -27,6 +27,8 @@ Taken = tuple[Room, list[bytes], bytes, list[Session]]
 # (relayed frames): marking is ~10 us a room, and one step for a whole batch was a stall that
 # reached the fan-out's p99.
 MARK_ROOMS_PER_STEP = 25
+# A flush span names this many of its rooms (``pairpilot.rooms`` counts them all).
+MAX_TRACED_ROOMS = 100
 
 
 class Flusher:
@@ -176,8 +178,9 @@ class Flusher:
         if checkpoint:  # updates not yet in the log when it reads it are not in the version
             room.unversioned = bool(room.pending) or room.writing
         try:
-            with span("compaction", room_id=room.id, checkpoint=checkpoint):
+            with span("compaction", room_id=room.id, checkpoint=checkpoint, log_bytes=log_bytes):
                 room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
+                tag(bytes=room.snapshot_bytes)
         except Exception:
             self._metrics.compactions.labels("failed").inc()
             if checkpoint:
@@ -208,7 +211,13 @@ class Flusher:
             try:
                 batch, fences = self._take(rooms, taken)
                 started = time.perf_counter()
-                with span("flush", rooms=len(batch)):
+                with span(
+                    "flush",
+                    rooms=len(batch),
+                    room_ids=[room_id for room_id, _ in batch[:MAX_TRACED_ROOMS]],
+                    updates=sum(len(updates) for _, updates, _, _ in taken),
+                    bytes=sum(len(update) for _, update in batch),
+                ):
                     refused = await (
                         self._store.append(batch, fences) if fences else self._store.append(batch)
                     )

@@ -14,7 +14,7 @@ from pairpilot.errors import PairPilotError, StorageError
 from pairpilot.guardrails import DocumentQuota
 from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
-from pairpilot.observability.tracing import span
+from pairpilot.observability.tracing import span, tag
 from pairpilot.storage import RoomStore
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.protocol import EMPTY_UPDATE
@@ -190,6 +190,7 @@ class RoomRegistry:
     async def _load(self, room_id: str) -> Room:
         with span("room.load", room_id=room_id):
             stored = await self._store.load(room_id)
+            tag(bytes=len(stored.snapshot or b"") + stored.log_bytes)
             doc: Doc[Any] = Doc()
             content = stored.merged()
             if content is not None:

@@ -13,7 +13,12 @@ from pairpilot import __version__
 from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
 from pairpilot.observability.memory import release_free_memory
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
-from pairpilot.observability.tracing import TracingMiddleware, close_tracing, init_tracing
+from pairpilot.observability.tracing import (
+    SPAN_COUNTS,
+    TracingMiddleware,
+    close_tracing,
+    init_tracing,
+)
 from pairpilot.settings import Settings
 from pairpilot.storage.schema_version import at_head
 from pairpilot.web import (
@@ -51,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     init_sentry(settings)
     tracing = init_tracing(settings)
     services = build_services(settings)
+    if tracing:
+        services.metrics.watch_spans(lambda: dict(SPAN_COUNTS))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -275,9 +275,14 @@ class CollabConnection(asyncio.Protocol):
             check_room_id(room_id)
             authorised_at = time.monotonic()
             with span("websocket.connect", room_id=room_id):
-                grant = await services.authorizer.authorize(room_id, token)
-                tag(user_id=grant.user_id)
-                room = await services.registry.acquire(room_id)
+                try:
+                    grant = await services.authorizer.authorize(room_id, token)
+                    tag(user_id=grant.user_id)
+                    room = await services.registry.acquire(room_id)
+                except PairPilotError as exc:
+                    tag(outcome="refused", close_code=close_code(exc))
+                    raise
+                tag(outcome="authorized")
         except PairPilotError as exc:
             self._log_refusal("connection refused", exc, room_id=room_id[:80])
             self._refuse(exc)
