@@ -127,6 +127,34 @@ async def test_the_saved_message_names_only_the_connections_own_client(server: L
     await other.close()
 
 
+async def test_a_sockets_first_saved_message_names_every_client_then_only_its_own(
+    server: LiveServer,
+):
+    """A page may wait for edits of its device that reached the room first through another
+    socket (another tab, offline too): the first "saved" message a socket gets names every
+    client's stored clock; the later ones only the socket's own."""
+    other = await _peer(server, "first-names-all")
+    await other.type("another tab's text ")
+    await wait_until(other.is_saved)
+    websocket = await connect(await server.member_url("first-names-all"), compression=None)
+    doc: Doc = Doc()
+    awareness = Awareness(doc)
+    awareness.set_local_state({"user": {"name": "me"}})
+    # Its presence comes before its sync: the server knows its own client id from the start.
+    await websocket.send(protocol.awareness(awareness.encode_awareness_update([doc.client_id])))
+    peer = RawPeer(websocket)
+    peer.doc = doc
+    await websocket.send(protocol.sync_step1(doc.get_state()))
+    await wait_until(lambda: bool(peer.saved), what="the first saved message")
+    assert peer.saved[0].get(other.doc.client_id, 0) >= other.clock()
+    first = len(peer.saved)
+    await peer.type("mine")
+    await wait_until(lambda: len(peer.saved) > first and peer.is_saved(), what="saved again")
+    assert set(peer.saved[-1]) == {peer.doc.client_id}
+    await peer.close()
+    await other.close()
+
+
 async def test_a_peer_with_nothing_new_is_told_at_once_that_all_is_saved(server: LiveServer):
     first = await _peer(server, "nothing-new")
     await first.type("stored text")

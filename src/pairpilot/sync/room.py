@@ -41,7 +41,16 @@ MAX_RESTORED_IDS = 8
 
 
 def _reported(session: Session) -> set[int]:
-    """The client ids a "saved" message to ``session`` names (none: every id)."""
+    """The client ids a "saved" message to ``session`` names (none: every id).
+
+    The first one a socket gets names every id, once: its page may wait for edits of its device
+    that reached the room first through another socket (another tab of the room, offline too),
+    which neither its presence nor its own sync names. Later ones name its own ids only, so a
+    busy room's "saved" messages stay a few bytes whatever the room's history.
+    """
+    if not session.named_all:
+        session.named_all = True
+        return set()
     if not session.awareness_ids:
         return set()
     return session.awareness_ids | session.restored_ids

@@ -82,6 +82,7 @@ class Session:
         "awareness_ids",
         "can_write",
         "id",
+        "named_all",
         "restored_ids",
         "room_id",
         "unsaved",
@@ -105,6 +106,9 @@ class Session:
         # Other client ids whose edits its sync step 2 brought first (a page's copy kept on its
         # device, made by an earlier page): its "saved" messages name them too.
         self.restored_ids: set[int] = set()
+        # Whether a "saved" message named every client's clock yet (the first one does: a page
+        # may wait for edits that reached the room through another socket, e.g. another tab's).
+        self.named_all = False
         # It sent document updates that no "saved" message has acknowledged yet.
         self.unsaved = False
         self._socket = socket
