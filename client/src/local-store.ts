@@ -226,12 +226,16 @@ export async function dropLocalRoom(roomId: string): Promise<void> {
   await Promise.all([done(meta!.delete(roomId)), done(docs!.delete(roomId))]);
 }
 
-/** Gives the room's copy to its new id (the room moved: same document, same generation). */
+/**
+ * Gives the room's copy to its new id (the room moved: same document, same generation). The new
+ * copy is written (merged with any already there) before the old one goes, so a page that leaves
+ * halfway keeps both, and the old id's next open (410 `room_moved`) merges it over again.
+ */
 export async function moveLocalRoom(oldRoomId: string, newRoomId: string): Promise<void> {
   const room = await readLocalRoom(oldRoomId);
   if (room === null) return;
-  await dropLocalRoom(oldRoomId);
   await writeLocalRoom({ ...room, roomId: newRoomId });
+  await dropLocalRoom(oldRoomId);
 }
 
 /** Keeps text for download (one per room: a newer one replaces it). */

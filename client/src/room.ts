@@ -41,6 +41,9 @@ import {
 import { mountTabs } from "./tabs";
 import { describeUpload, mountTransfer } from "./transfer";
 
+/** How long a moved room's page waits for this device's copy to move before it follows anyway. */
+const MOVE_COPY_WAIT_MS = 3000;
+
 /** Origin of the snapshot applied before connecting. */
 export const SNAPSHOT_ORIGIN = "snapshot";
 /** How often the member list (and so our own role) is re-read. */
@@ -134,11 +137,18 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
     onError: (message) => showError(message),
   });
   /** The room moved to a new id (the owner's move, close 4301, or a 410 `room_moved`): go there. */
+  let moving = false;
   const roomMoved = (newRoomId: string): void => {
+    // The mover hears it twice (the API's answer, then its socket's 4301): one navigation.
+    if (moving) return;
+    moving = true;
     stopUnloadWarning(); // the server carried the room's content over to the new id
-    // This device's copy goes along: the same document under the same generation.
-    local.moveTo(newRoomId).catch((err: unknown) => console.warn("PairPilot: could not move the local copy", err))
-      .finally(() => goToMovedRoom(roomId, newRoomId));
+    // This device's copy goes along: the same document under the same generation. The page
+    // goes to the new link even when the browser's store does not answer: a copy left under the
+    // old id follows later (that id's join answers 410 `room_moved`, which moves it then).
+    const copied = local.moveTo(newRoomId).catch((err: unknown) => console.warn("PairPilot: could not move the local copy", err));
+    const late = new Promise<void>((resolve) => setTimeout(resolve, MOVE_COPY_WAIT_MS));
+    void Promise.race([copied, late]).finally(() => goToMovedRoom(roomId, newRoomId));
   };
   invite.note.append(" ", mountMoveRoom({ api, roomId, onMoved: roomMoved }));
   const comments = mountComments({

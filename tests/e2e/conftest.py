@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+# A close that Chromium never answers must not hang the suite: after this long the test fails
+# with that message, and the other closes still run (the browser's own close ends it all).
+CLOSE_TIMEOUT_S = 30.0
+
+
+async def closed_in_time(closing: Coroutine[object, object, None]) -> bool:
+    """Await a Playwright close for at most CLOSE_TIMEOUT_S; False when it did not end."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await closing
+    except TimeoutError:
+        return False
+    return True
+
 
 NewPerson = Callable[[str], Awaitable[Page]]
 
@@ -55,7 +71,8 @@ async def browser(chromium: Path, settings: Settings) -> AsyncIterator[Browser]:
         try:
             yield launched
         finally:
-            await launched.close()
+            closed = await closed_in_time(launched.close())
+        assert closed, f"the browser did not close in {CLOSE_TIMEOUT_S:g} s"
 
 
 @pytest.fixture
@@ -77,6 +94,6 @@ async def person(browser: Browser) -> AsyncIterator[NewPerson]:
         return page
 
     yield new
-    for context in contexts:
-        await context.close()
+    hung = [context for context in contexts if not await closed_in_time(context.close())]
+    assert not hung, f"{len(hung)} browser context(s) did not close in {CLOSE_TIMEOUT_S:g} s"
     assert not errors, f"uncaught errors in the pages: {errors}"

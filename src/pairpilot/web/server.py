@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from pairpilot.web.ws import CollabConnection
 
+GRACEFUL_SHUTDOWN_S = 10
+
 
 def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for the app, whose WebSockets are PairPilot's ``CollabConnection``.
@@ -35,6 +37,10 @@ def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         lifespan="on",
         proxy_headers=proxies is not None,
         forwarded_allow_ips=proxies,
+        # A stop waits this long for open requests and sockets (each socket is closed with 1012
+        # and cut after CLOSE_TIMEOUT_S), then cancels what is left and runs the shutdown that
+        # flushes every room: a stuck connection never holds a deploy up.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     return uvicorn.Server(config)
 
