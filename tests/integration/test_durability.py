@@ -21,6 +21,7 @@ from pairpilot.testing import (
     ServerProcess,
     live_server,
     quick_settings,
+    sign_in,
     synced_client,
     wait_until,
 )
@@ -77,6 +78,35 @@ async def test_graceful_shutdown_flushes_even_inside_the_interval(tmp_path: Path
         process.start()
         async with synced_client(await process.member_url("term")) as fresh:
             await wait_until(lambda: _text(fresh) == "saved on SIGTERM")
+    finally:
+        process.kill()
+
+
+async def test_a_request_that_never_finishes_does_not_hold_a_stop_up(tmp_path: Path):
+    # An upload whose body never comes: uvicorn waits for open requests before the shutdown that
+    # flushes the rooms; unbounded, SIGTERM never ended (`stop` waits 30 s, the bound is 10 s).
+    process = ServerProcess({"PAIRPILOT_DATA_DIR": str(tmp_path), "PAIRPILOT_FLUSH_MS": "60000"})
+    process.start()
+    try:
+        async with synced_client(await process.member_url("held")) as doc:
+            doc.get("code", type=Text).insert(0, "saved despite a stuck upload")
+            await asyncio.sleep(0.3)
+            token = await sign_in(process.http_url, "uploader")
+            reader, writer = await asyncio.open_connection("127.0.0.1", process.port)
+            writer.write(
+                b"POST /api/rooms/held/files HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"files": ['
+            )
+            await writer.drain()
+            await asyncio.to_thread(process.stop)
+            answer = await reader.read()  # to the end: the stop closed the connection
+            assert not answer.startswith(b"HTTP/1.1 2"), answer  # cut or 500, never taken
+            writer.close()
+            await writer.wait_closed()
+        process.start()
+        async with synced_client(await process.member_url("held")) as fresh:
+            await wait_until(lambda: _text(fresh) == "saved despite a stuck upload")
     finally:
         process.kill()
 
