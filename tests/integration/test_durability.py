@@ -152,6 +152,42 @@ async def test_a_server_stopping_mid_join_lets_the_join_finish_first(tmp_path: P
     assert await _stop_while_stalled(tmp_path, lambda s: (s.authorizer, "authorize")) == ["stalled"]
 
 
+async def test_a_room_held_by_a_request_is_not_unloaded_under_it(server: LiveServer):
+    # A request acquires the room while its idle unload is storing it, and changes it only after
+    # awaiting something else (a restore writes its restore point first): the unload must leave
+    # the room to it, or the change lands in a dropped room and is never stored.
+    registry, flusher = server.services.registry, server.services.flusher
+    author: Doc = Doc()
+    author["code"] = code = Text("before")
+    first = author.get_update()
+    seen = author.get_state()
+    code += " and after"
+    room = await registry.acquire("held")
+    room.apply_update(first)
+    storing, stored = asyncio.Event(), asyncio.Event()
+    flush_room = flusher.flush_room
+
+    async def stalled_flush(target: Any) -> None:
+        storing.set()
+        await stored.wait()
+        await flush_room(target)
+
+    flusher.flush_room = stalled_flush  # type: ignore[method-assign]
+    registry.release(room)  # idle: the unload starts after idle_unload_ms and stalls storing
+    await asyncio.wait_for(storing.wait(), 10)
+    held = await registry.acquire("held")  # the request takes the room mid-unload
+    flusher.flush_room = flush_room  # type: ignore[method-assign]
+    stored.set()
+    await wait_until(lambda: not registry._unloading, what="the unload ended")
+    held.apply_update(author.get_update(seen))  # the request's change, after its await
+    registry.release(held)
+    await wait_until(lambda: "held" not in registry.rooms, what="unload after the request")
+    stored_room = await server.services.store.load("held")
+    doc: Doc = Doc()
+    doc.apply_update(stored_room.merged() or b"")
+    assert _text(doc) == "before and after"
+
+
 async def test_an_idle_room_is_flushed_compacted_and_unloaded(server: LiveServer):
     async with synced_client(await server.member_url("idle")) as doc:
         await _type(doc, 50)

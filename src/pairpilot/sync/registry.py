@@ -77,18 +77,29 @@ class RoomRegistry:
         if timer is not None:
             timer.cancel()
         room = self.rooms.get(room_id)
-        if room is not None:
-            return room
-        task = self._loading.get(room_id)
-        if task is None:
-            task = asyncio.create_task(self._load(room_id), name=f"load-{room_id}")
-            self._loading[room_id] = task
-            task.add_done_callback(lambda _: self._loading.pop(room_id, None))
-        return await asyncio.shield(task)
+        if room is None:
+            task = self._loading.get(room_id)
+            if task is None:
+                task = asyncio.create_task(self._load(room_id), name=f"load-{room_id}")
+                self._loading[room_id] = task
+                task.add_done_callback(lambda _: self._loading.pop(room_id, None))
+            room = await asyncio.shield(task)
+        room.borrowers += 1  # until release: an unload in flight now keeps the room
+        return room
 
     def release(self, room: Room) -> None:
-        """Schedule the idle unload once the room has no sessions (not once closing)."""
-        if not room.sessions and room.id not in self._idle and not self._closed:
+        """The caller is done with the room it acquired: idle once nobody holds it."""
+        room.borrowers = max(0, room.borrowers - 1)
+        self._idle_later(room)
+
+    def _idle_later(self, room: Room) -> None:
+        """Schedule the idle unload once nobody holds the room (not once closing)."""
+        if (
+            not room.borrowers
+            and not room.sessions
+            and room.id not in self._idle
+            and not self._closed
+        ):
             loop = asyncio.get_running_loop()
             # A fresh context: the unload must not log under the last connection's ids.
             self._idle[room.id] = loop.call_later(
@@ -244,10 +255,10 @@ class RoomRegistry:
         try:
             await self._unload_once(room)
         except StorageError:
-            self.release(room)  # said by _store_for_unload
+            self._idle_later(room)  # said by _store_for_unload
         except Exception as exc:  # noqa: BLE001 - a bug: said once, the room kept, tried again
             self._flusher.supervisor.failed("unload", exc, room_id=room.id)
-            self.release(room)
+            self._idle_later(room)
         else:
             self._flusher.supervisor.succeeded("unload")
 
@@ -257,15 +268,15 @@ class RoomRegistry:
             room.drop_pending()
             if not room.stored_covers_doc():
                 log.info("unload waits for the persister to store the room", room_id=room.id)
-                self.release(room)
+                self._idle_later(room)
                 return
         else:
             await self._store_for_unload(room)
         # Only now, with nothing awaited in between, is the room checked and dropped.
-        if room.sessions or self.rooms.get(room.id) is not room:
-            return
+        if room.sessions or room.borrowers or self.rooms.get(room.id) is not room:
+            return  # someone came back (their release schedules the next try)
         if room.pending:  # edits came in while it was being stored: an idle timer it skipped
-            self.release(room)  # (see _start_unload) would have retried, so retry now
+            self._idle_later(room)  # (see _start_unload) would have retried, so retry now
             return
         del self.rooms[room.id]
         room.close()

@@ -92,6 +92,9 @@ class Room:
         self.id = room_id
         self.doc = doc
         self.sessions: dict[int, Session] = {}
+        # Callers between Registry.acquire and release (a request mid-change, a socket): an
+        # idle unload never drops a room someone still holds.
+        self.borrowers = 0
         self.pending: list[bytes] = []
         # The bytes of ``pending``, and their bound: past it (storage is down) edits are
         # refused until a write succeeds (the registry sets the configured bound).
