@@ -1,0 +1,91 @@
+"""Run offline (issue #26): Run works in a room opened with no network, JavaScript always and
+Python once this device loaded Pyodide; such a run is shown on the page only, never shared."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+from tests.e2e.conftest import NewPerson
+from tests.e2e.room_page import (
+    UI_TIMEOUT_MS,
+    by_test_id,
+    create_file,
+    expect_connected,
+    open_file,
+    open_room,
+    run_and_wait,
+    set_code,
+)
+from tests.e2e.test_offline import (
+    RECONNECT_TIMEOUT_MS,
+    expect_controlled,
+    expect_saved,
+    go_offline,
+)
+from tests.e2e.test_run import PYODIDE_TIMEOUT_MS
+
+from pairpilot.testing import LiveServer
+
+pytestmark = pytest.mark.anyio
+
+LOCAL_RUN = "Offline run: shown on this page only, not shared with the room"
+
+
+async def test_python_and_javascript_run_in_a_room_reopened_offline_once_python_was_loaded(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await expect_controlled(ada)  # the service worker sees Pyodide's files as they load
+    await create_file(ada, "hello.js")
+    await set_code(ada, 'console.log("js offline", 6 * 7);\n')
+    await open_file(ada, "main.py")
+    await set_code(ada, 'print("py offline", 6 * 7)\n')
+    shared_run = await run_and_wait(ada, "done", timeout=PYODIDE_TIMEOUT_MS)
+    await expect_saved(ada)
+
+    # No network: the page, the room and Python all come from this device.
+    await go_offline(ada)
+    await ada.reload()
+    await expect(by_test_id(ada, "connection-status")).to_have_attribute(
+        "data-state", "offline", timeout=UI_TIMEOUT_MS
+    )
+    output = by_test_id(ada, "output")
+    for file, printed in (("main.py", "py offline 42\n"), ("hello.js", "js offline 42\n")):
+        await open_file(ada, file)
+        await run_and_wait(ada, "done", timeout=PYODIDE_TIMEOUT_MS)
+        await expect(output.locator("[data-stream=stdout]")).to_have_text(printed)
+        await expect(by_test_id(ada, "run-local")).to_have_text(LOCAL_RUN)
+        await expect(by_test_id(ada, "run-status")).to_have_attribute("data-shared", "false")
+
+    # Back online, the room still has the run made online: the offline ones stayed on the page.
+    await ada.context.set_offline(offline=False)
+    await expect_connected(ada, timeout=RECONNECT_TIMEOUT_MS)
+    await expect_saved(ada)
+    bob = await person("Bob")
+    await open_room(bob, server.http_url, room, file="hello.js")
+    await expect(by_test_id(bob, "run-status")).to_have_attribute(
+        "data-run-id", shared_run, timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(bob, "run-local")).to_have_count(0)
+
+
+async def test_a_python_run_offline_on_a_device_that_never_loaded_python_says_so(
+    server: LiveServer, room: str, person: NewPerson
+):
+    ada = await person("Ada")
+    await open_room(ada, server.http_url, room)
+    await expect_controlled(ada)
+    await go_offline(ada)
+
+    await by_test_id(ada, "run").click()
+    stderr = by_test_id(ada, "output").locator("[data-stream=stderr]")
+    await expect(stderr).to_contain_text(
+        "Python is not on this device yet, and it cannot be downloaded now", timeout=UI_TIMEOUT_MS
+    )
+    await expect(stderr).to_contain_text("Run a Python file once while online")
+    await expect(by_test_id(ada, "run-status")).to_have_attribute(
+        "data-status", "error", timeout=UI_TIMEOUT_MS
+    )
+    await expect(by_test_id(ada, "pyodide-loading")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+    await expect(by_test_id(ada, "run-local")).to_have_text(LOCAL_RUN)
