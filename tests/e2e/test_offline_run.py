@@ -29,6 +29,25 @@ from pairpilot.testing import LiveServer
 pytestmark = pytest.mark.anyio
 
 LOCAL_RUN = "Offline run: shown on this page only, not shared with the room"
+# What a Python start requests from /pyodide/ (the classic pyodide.js is never asked for).
+PYODIDE_LOADED = [
+    "/pyodide/pyodide-lock.json",
+    "/pyodide/pyodide.asm.mjs",
+    "/pyodide/pyodide.asm.wasm",
+    "/pyodide/pyodide.mjs",
+    "/pyodide/python_stdlib.zip",
+]
+
+# Whether the service worker's Pyodide caches hold exactly `wanted` (paths, sorted).
+_PYODIDE_KEPT_JS = """async (wanted) => {
+  const kept = [];
+  for (const name of await caches.keys()) {
+    if (!name.startsWith('pairpilot-pyodide-')) continue;
+    const cache = await caches.open(name);
+    kept.push(...(await cache.keys()).map((request) => new URL(request.url).pathname));
+  }
+  return JSON.stringify(kept.sort()) === JSON.stringify(wanted);
+}"""
 
 
 async def test_python_and_javascript_run_in_a_room_reopened_offline_once_python_was_loaded(
@@ -43,6 +62,8 @@ async def test_python_and_javascript_run_in_a_room_reopened_offline_once_python_
     await set_code(ada, 'print("py offline", 6 * 7)\n')
     shared_run = await run_and_wait(ada, "done", timeout=PYODIDE_TIMEOUT_MS)
     await expect_saved(ada)
+    # Kept once, one entry per file, in one cache.
+    await ada.wait_for_function(_PYODIDE_KEPT_JS, arg=PYODIDE_LOADED, timeout=UI_TIMEOUT_MS)
 
     # No network: the page, the room and Python all come from this device.
     await go_offline(ada)
