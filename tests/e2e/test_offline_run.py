@@ -3,9 +3,12 @@ Python once this device loaded Pyodide; such a run is shown on the page only, ne
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from playwright.async_api import expect
-from tests.e2e.conftest import NewPerson
+from tests.e2e.conftest import CLIENT_INDEX, NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
     by_test_id,
@@ -21,10 +24,12 @@ from tests.e2e.test_offline import (
     expect_controlled,
     expect_saved,
     go_offline,
+    wait_for_caches,
 )
 from tests.e2e.test_run import PYODIDE_TIMEOUT_MS
 
-from pairpilot.testing import LiveServer
+from pairpilot.settings import Settings
+from pairpilot.testing import LiveServer, live_server
 
 pytestmark = pytest.mark.anyio
 
@@ -110,3 +115,31 @@ async def test_a_python_run_offline_on_a_device_that_never_loaded_python_says_so
     )
     await expect(by_test_id(ada, "pyodide-loading")).to_be_hidden(timeout=UI_TIMEOUT_MS)
     await expect(by_test_id(ada, "run-local")).to_have_text(LOCAL_RUN)
+
+
+async def test_a_new_client_build_keeps_the_pyodide_copy_and_another_pyodide_drops_it(
+    tmp_path: Path, chromium: Path, person: NewPerson
+):
+    client = tmp_path / "dist"
+    shutil.copytree(CLIENT_INDEX.parent, client, ignore=shutil.ignore_patterns("*.map"))
+    settings = Settings(data_dir=tmp_path / "data", client_dir=client)
+    async with live_server(settings) as server:
+        page = await person("Ada")
+        await page.goto(f"{server.http_url}/")
+        await expect_controlled(page)
+        worker = (client / "sw.js").read_text()
+        build = worker.split('const BUILD = "')[1].split('"')[0]
+        pyodide = worker.split('{"key":"')[1].split('"')[0]
+        await page.evaluate("fetch('/pyodide/pyodide.mjs').then((response) => response.text())")
+        kept = f"pairpilot-pyodide-{pyodide}"
+        await wait_for_caches(page, sorted([f"pairpilot-client-{build}", kept]))
+
+        # A new build with the same Pyodide: the copy stays.
+        (client / "sw.js").write_text(worker.replace(build, "two"))
+        await page.reload()
+        await wait_for_caches(page, sorted(["pairpilot-client-two", kept]))
+
+        # A build with another Pyodide: the old one's copy is dropped.
+        (client / "sw.js").write_text(worker.replace(build, "three").replace(pyodide, "other"))
+        await page.reload()
+        await wait_for_caches(page, ["pairpilot-client-three"])
