@@ -3,12 +3,11 @@ Python once this device loaded Pyodide; such a run is shown on the page only, ne
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
-from tests.e2e.conftest import CLIENT_INDEX, NewPerson
+from tests.e2e.conftest import NewPerson
 from tests.e2e.room_page import (
     UI_TIMEOUT_MS,
     by_test_id,
@@ -21,15 +20,17 @@ from tests.e2e.room_page import (
 )
 from tests.e2e.test_offline import (
     RECONNECT_TIMEOUT_MS,
+    build_id,
     expect_controlled,
     expect_saved,
     go_offline,
+    open_controlled,
+    serving_a_build_copy,
     wait_for_caches,
 )
 from tests.e2e.test_run import PYODIDE_TIMEOUT_MS
 
-from pairpilot.settings import Settings
-from pairpilot.testing import LiveServer, live_server
+from pairpilot.testing import LiveServer
 
 pytestmark = pytest.mark.anyio
 
@@ -120,16 +121,12 @@ async def test_a_python_run_offline_on_a_device_that_never_loaded_python_says_so
 async def test_a_new_client_build_keeps_the_pyodide_copy_and_another_pyodide_drops_it(
     tmp_path: Path, chromium: Path, person: NewPerson
 ):
-    client = tmp_path / "dist"
-    shutil.copytree(CLIENT_INDEX.parent, client, ignore=shutil.ignore_patterns("*.map"))
-    settings = Settings(data_dir=tmp_path / "data", client_dir=client)
-    async with live_server(settings) as server:
+    async with serving_a_build_copy(tmp_path) as (client, server):
         page = await person("Ada")
-        await page.goto(f"{server.http_url}/")
-        await expect_controlled(page)
+        await open_controlled(page, f"{server.http_url}/")
         worker = (client / "sw.js").read_text()
-        build = worker.split('const BUILD = "')[1].split('"')[0]
-        pyodide = worker.split('{"key":"')[1].split('"')[0]
+        build = build_id(worker)
+        pyodide = worker.split('{"key":"')[1].split('"', maxsplit=1)[0]
         await page.evaluate("fetch('/pyodide/pyodide.mjs').then((response) => response.text())")
         kept = f"pairpilot-pyodide-{pyodide}"
         await wait_for_caches(page, sorted([f"pairpilot-client-{build}", kept]))
