@@ -58,10 +58,23 @@ function pyodideRuntime(): Plugin {
 }
 
 /**
- * Writes dist/sw.js from sw/service-worker.js with this build's files and a build id (a hash
- * of their hashed names): a new build is a new worker. ~20 lines instead of vite-plugin-pwa and
- * Workbox (client/README.md, dependencies): precaching a list and a network-first page is all
- * the client needs, and the worker must leave the API and WebSocket alone.
+ * The Pyodide the build ships, for the service worker: its runtime files' paths and a key (the
+ * version and a hash of the files), so the kept copy is dropped only when Pyodide changes.
+ */
+function pyodideIdentity(): { key: string; files: string[] } {
+  const names = pyodideRuntimeFiles().sort();
+  const hash = createHash("sha256");
+  for (const name of names) hash.update(name).update(readFileSync(join(pyodideDir, name)));
+  const { version } = JSON.parse(readFileSync(join(pyodideDir, "package.json"), "utf8")) as { version: string };
+  return { key: `${version}-${hash.digest("hex").slice(0, 12)}`, files: names.map((name) => `/pyodide/${name}`) };
+}
+
+/**
+ * Writes dist/sw.js from sw/service-worker.js with this build's files, the Pyodide it ships and
+ * a build id (a hash of all of them): a new build is a new worker. ~30 lines instead of
+ * vite-plugin-pwa and Workbox (client/README.md, dependencies): precaching a list, a network-first
+ * page and network-first Pyodide files are all the client needs, and the worker must leave the
+ * API and WebSocket alone.
  */
 function serviceWorker(): Plugin {
   return {
@@ -70,11 +83,14 @@ function serviceWorker(): Plugin {
     generateBundle(_options, bundle) {
       const assets = Object.keys(bundle).filter((name) => !name.endsWith(".map") && name !== "index.html")
         .map((name) => `/${name}`).sort();
-      const build = createHash("sha256").update(assets.join("\n")).update(readFileSync(resolve(here, "sw/service-worker.js")))
+      const pyodide = pyodideIdentity();
+      const template = readFileSync(resolve(here, "sw/service-worker.js"), "utf8");
+      const build = createHash("sha256").update(assets.join("\n")).update(pyodide.key).update(template)
         .digest("hex").slice(0, 16);
-      const source = readFileSync(resolve(here, "sw/service-worker.js"), "utf8")
+      const source = template
         .replace("__BUILD__", build)
-        .replace("__ASSETS__", JSON.stringify(assets));
+        .replace("__ASSETS__", JSON.stringify(assets))
+        .replace("__PYODIDE__", JSON.stringify(pyodide));
       this.emitFile({ type: "asset", fileName: "sw.js", source });
     },
   };

@@ -459,7 +459,7 @@ export function mountRoom(root: HTMLElement, roomId: string, signInNote: string 
   });
   stopButton.addEventListener("click", () => runner.stop());
   doc.getMap("run").observe(refreshControls);
-  mountOutputPanel(doc, runStatus, runMeta, output);
+  mountOutputPanel(doc, runner.localRuns, runStatus, runMeta, output);
 
   // ---- mount sequence ----
   const setStatus = (state: ConnectionState, detail: string): void => {

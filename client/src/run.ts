@@ -2,9 +2,11 @@
  * Run / Stop: asks the server's rate limiter, runs the open file as the entry in a Web Worker
  * (JavaScript natively, Python through Pyodide) with every file of the room beside it, enforces the time limit by terminating the worker, and streams status
  * and output into the room's Y.Doc (run-state.ts) so every participant sees the run live.
+ * When the limiter cannot be reached (offline), the run goes into this page's own Y.Doc instead:
+ * shown here only, never shared (client/README.md, "Run offline").
  */
-import type * as Y from "yjs";
-import { ApiError, type Api } from "./api";
+import * as Y from "yjs";
+import { ApiError, type Api, type RunPermit } from "./api";
 import { extensionOf } from "./editor";
 import { textsByPath } from "./files";
 import { reportError } from "./monitoring";
@@ -50,12 +52,16 @@ export interface RunnerOptions {
 }
 
 export interface Runner {
+  /** The runs made while the server could not be reached: on this page only, never sent. */
+  localRuns: Y.Doc;
   run: (fileName: string, code: string) => Promise<void>;
   stop: () => void;
   destroy: () => void;
 }
 
 interface ActiveRun {
+  /** Where the run is written: the room's doc, or `localRuns`. */
+  doc: Y.Doc;
   runId: string;
   language: RunLanguage;
   worker: Worker;
@@ -75,6 +81,7 @@ function createWorker(language: RunLanguage): Worker {
 
 export function createRunner(options: RunnerOptions): Runner {
   const { doc } = options;
+  const localRuns = new Y.Doc();
   const timeLimitMs = options.timeLimitMs ?? RUN_TIME_LIMIT_MS;
   let active: ActiveRun | null = null;
   /** A Python worker whose Pyodide is loaded, kept between runs. */
@@ -86,7 +93,7 @@ export function createRunner(options: RunnerOptions): Runner {
     run.flushTimer = null;
     const chunks = run.pending;
     run.pending = [];
-    appendOutput(doc, run.runId, chunks);
+    appendOutput(run.doc, run.runId, chunks);
   };
 
   const push = (run: ActiveRun, stream: OutputStream, text: string): void => {
@@ -116,7 +123,7 @@ export function createRunner(options: RunnerOptions): Runner {
     if (run.timer !== null) clearTimeout(run.timer);
     if (status === "timeout" || status === "stopped") push(run, "system", `${message}\n`);
     flush(run);
-    finishRun(doc, run.runId, status, message);
+    finishRun(run.doc, run.runId, status, message);
     if (keepWorker && run.language === "python") idlePython = run.worker;
     else run.worker.terminate();
     options.onLocal({ kind: "loading", message: null });
@@ -167,6 +174,19 @@ export function createRunner(options: RunnerOptions): Runner {
     return started;
   };
 
+  /**
+   * The limiter's answer, or "unreachable" when the server cannot be asked (offline): such a run
+   * is not shared, so it costs the room nothing the limiter guards.
+   */
+  const askLimiter = async (): Promise<RunPermit | "unreachable"> => {
+    try {
+      return await options.api.requestRun(options.roomId);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 0) return "unreachable";
+      throw err;
+    }
+  };
+
   const run = async (fileName: string, code: string): Promise<void> => {
     if (starting) return;
     const language = runnableLanguage(fileName);
@@ -178,17 +198,18 @@ export function createRunner(options: RunnerOptions): Runner {
     options.onLocal({ kind: "clear" });
     try {
       if (active) stop();
-      const permit = await options.api.requestRun(options.roomId);
-      if (!permit.allowed) {
+      const permit = await askLimiter();
+      if (permit !== "unreachable" && !permit.allowed) {
         options.onLocal({ kind: "rate-limited", retryAfterS: permit.retryAfterS });
         return;
       }
+      const target = permit === "unreachable" ? localRuns : doc;
       const me = options.self();
       const startedAt = Date.now();
       const runId = crypto.randomUUID();
-      beginRun(doc, { runId, runnerId: me.id, runnerName: me.name, file: fileName, language, startedAt });
+      beginRun(target, { runId, runnerId: me.id, runnerName: me.name, file: fileName, language, startedAt });
       options.onLocal({ kind: "busy", busy: true });
-      startWorker({ runId, language, startedAt, timer: null, flushTimer: null, pending: [], chars: 0, truncated: false }, fileName, code);
+      startWorker({ doc: target, runId, language, startedAt, timer: null, flushTimer: null, pending: [], chars: 0, truncated: false }, fileName, code);
     } catch (err) {
       const message = err instanceof ApiError ? err.describe() : String(err);
       options.onLocal({ kind: "error", message: `Could not start the run: ${message}` });
@@ -210,9 +231,10 @@ export function createRunner(options: RunnerOptions): Runner {
     else finishRun(doc, shared.runId, "stopped", `Stopped by ${me.name} (the runner had left)`);
   };
 
-  // React to what others write: a newer run replaces ours; a stop request ends ours.
+  // React to what others write: a newer run replaces ours; a stop request ends ours. A run on
+  // this page only is nobody else's to replace or stop.
   const observer = (): void => {
-    if (!active) return;
+    if (!active || active.doc !== doc) return;
     const shared = readRun(doc);
     if (!shared || shared.runId !== active.runId) {
       const superseded = active;
@@ -234,6 +256,7 @@ export function createRunner(options: RunnerOptions): Runner {
   window.addEventListener("pagehide", leave);
 
   return {
+    localRuns,
     run,
     stop,
     destroy() {
@@ -242,6 +265,7 @@ export function createRunner(options: RunnerOptions): Runner {
       runMap(doc).unobserve(observer);
       idlePython?.terminate();
       idlePython = null;
+      localRuns.destroy();
     },
   };
 }

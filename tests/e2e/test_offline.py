@@ -7,6 +7,8 @@ import base64
 import re
 import shutil
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -375,24 +377,41 @@ async def test_the_local_store_stays_bounded_after_200_opens_of_a_room_without_e
     assert first[0]["unsent"] is False
 
 
+@asynccontextmanager
+async def serving_a_build_copy(
+    tmp_path: Path, *left_out: str
+) -> AsyncIterator[tuple[Path, LiveServer]]:
+    """A copy of the built client (a test changes it as a new build would) and its server."""
+    client = tmp_path / "dist"
+    shutil.copytree(CLIENT_INDEX.parent, client, ignore=shutil.ignore_patterns("*.map", *left_out))
+    async with live_server(Settings(data_dir=tmp_path / "data", client_dir=client)) as server:
+        yield client, server
+
+
+def build_id(worker: str) -> str:
+    """The BUILD a built sw.js names."""
+    return worker.split('const BUILD = "')[1].split('"', maxsplit=1)[0]
+
+
+async def open_controlled(page: Page, url: str) -> None:
+    """Load `url` and wait until the service worker controls the page."""
+    await page.goto(url)
+    await expect_controlled(page)
+
+
 async def test_a_new_build_replaces_the_cached_client_on_the_next_online_load(
     tmp_path: Path, chromium: Path, person: NewPerson
 ):
-    client = tmp_path / "dist"
-    shutil.copytree(CLIENT_INDEX.parent, client, ignore=shutil.ignore_patterns("pyodide", "*.map"))
-    settings = Settings(data_dir=tmp_path / "data", client_dir=client)
-    async with live_server(settings) as server:
+    async with serving_a_build_copy(tmp_path, "pyodide") as (client, server):
         page = await person("Ada")
-        await page.goto(f"{server.http_url}/")
-        await expect_controlled(page)
+        await open_controlled(page, f"{server.http_url}/")
 
         # A new build: another page and another worker (the build id changes with the files).
         index = (client / "index.html").read_text()
         marker = '<meta name="pairpilot-test-build" content="{}">'
         (client / "index.html").write_text(index.replace("<head>", "<head>" + marker.format("two")))
         worker = (client / "sw.js").read_text()
-        old_build = worker.split('const BUILD = "')[1].split('"')[0]
-        (client / "sw.js").write_text(worker.replace(old_build, "upgraded"))
+        (client / "sw.js").write_text(worker.replace(build_id(worker), "upgraded"))
 
         await page.reload()
         build = page.locator("meta[name=pairpilot-test-build]")

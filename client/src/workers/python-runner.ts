@@ -16,6 +16,13 @@ let runtime: Promise<PyodideAPI> | null = null;
 export const ROOT = "/room";
 const MISSING_PACKAGE_NOTE =
   "Run has Python's standard library and the room's own files; other packages are not installed here.";
+/** Said when Python could not load while the server cannot be reached (client/README.md, Run offline). */
+const NOT_ON_THIS_DEVICE =
+  "Python is not on this device yet, and it cannot be downloaded now: the server cannot be reached. " +
+  "Run a Python file once while online (that downloads Python, about 13 MB, and keeps it); after that " +
+  "Python runs offline too. JavaScript files run offline already.";
+/** How long the check whether the server answers may take. */
+const REACHABLE_TIMEOUT_MS = 10_000;
 
 /** Python that prepares a run: `entry_dir` on sys.path, ROOT the working directory. */
 const PREPARE = `
@@ -84,6 +91,20 @@ function writeRoom(pyodide: PyodideAPI, files: Record<string, string>): void {
   }
 }
 
+/**
+ * Whether the server answers at all (any status): a HEAD of the loader past every cache. A load
+ * that failed while it does not answer failed for want of a copy on this device.
+ */
+async function serverAnswers(): Promise<boolean> {
+  if (!navigator.onLine) return false;
+  try {
+    await fetch(`${PYODIDE_BASE}pyodide.mjs`, { method: "HEAD", cache: "no-store", signal: AbortSignal.timeout(REACHABLE_TIMEOUT_MS) });
+    return true;
+  } catch {
+    return false; // a network error or no answer in time: that is the answer
+  }
+}
+
 async function run(request: RunRequest): Promise<void> {
   let pyodide: PyodideAPI;
   try {
@@ -91,8 +112,13 @@ async function run(request: RunRequest): Promise<void> {
     pyodide = await runtime;
   } catch (error) {
     runtime = null;
-    scope.postMessage({ type: "output", stream: "stderr", text: `Could not load Python: ${describeError(error)}\n` });
-    scope.postMessage({ type: "error", message: "could not load Python" });
+    if (await serverAnswers()) {
+      scope.postMessage({ type: "output", stream: "stderr", text: `Could not load Python: ${describeError(error)}\n` });
+      scope.postMessage({ type: "error", message: "could not load Python" });
+    } else {
+      scope.postMessage({ type: "output", stream: "stderr", text: `${NOT_ON_THIS_DEVICE}\n` });
+      scope.postMessage({ type: "error", message: "Python is not on this device yet" });
+    }
     return;
   }
   const entryPath = `${ROOT}/${request.fileName}`;
