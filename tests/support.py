@@ -1,6 +1,7 @@
 """Test-suite helpers beyond pairpilot.testing: CI's rule for missing services, an API user,
 a room with sessions on recording sockets, a flusher (no server)."""
 
+import asyncio
 import base64
 import json
 import os
@@ -195,3 +196,13 @@ async def comment_events(websocket: ClientConnection, count: int) -> list[dict[s
                 pos += 1
             events.append(json.loads(frame[pos + 1 :]))
     return events
+
+
+async def eventually(read, expected, what: str, timeout: float = 20) -> None:
+    """Poll the async ``read()`` until it returns ``expected``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (found := await read()) != expected:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{what}: {found!r}")
+        await asyncio.sleep(0.05)

@@ -104,6 +104,7 @@ async def add_webhook(
     if made is None:
         raise ConflictError(f"A room has at most {most} webhooks: remove one first")
     endpoint_id, secret = made
+    services.webhooks.endpoint_added()
     found = next(e for e in await webhooks.endpoints(room_id) if e.id == endpoint_id)
     return WebhookCreatedOut(**_out(found).model_dump(), secret=secret)
 
