@@ -24,6 +24,7 @@ from pairpilot.storage.schema import webhook_endpoints
 from pairpilot.testing import (
     LiveServer,
     ServerProcess,
+    free_port,
     live_server,
     quick_settings,
     synced_client,
@@ -371,3 +372,36 @@ async def _queued(database_url: str) -> int:
         return await connection.fetchval("SELECT count(*) FROM webhook_deliveries")
     finally:
         await connection.close()
+
+
+async def test_a_moved_rooms_endpoints_and_their_queued_deliveries_move_with_it(
+    server: LiveServer, receiver: Receiver, room: str
+):
+    async with webhook_receiver() as owners:
+        ada = await new_user(server.http_url, "Ada")
+        assert (await ada.join(room)).status_code == 200
+        hook = await _register(ada, room, owners.url, events=["member.joined"])
+        # An endpoint that refuses connections: Bob's join stays queued for it.
+        down = await _register(ada, room, f"http://127.0.0.1:{free_port()}/hook")
+        bob = await new_user(server.http_url, "Bob")
+        assert (await bob.join(room)).status_code == 200
+        await wait_until(lambda: len(owners.delivered()) == 1, what="Bob's member.joined")
+        await eventually(
+            lambda: _listed_fields(ada, room, "id", "pending"),
+            [(hook["id"], 0), (down["id"], 1)],
+            what="Bob's join queued for the endpoint that is down",
+        )
+        moved = await ada.call("POST", f"/api/rooms/{room}/move")
+        assert moved.status_code == 200, moved.text
+        new_id = moved.json()["new_room_id"]
+        assert await _listed_fields(ada, new_id, "id", "pending", "enabled") == [
+            (hook["id"], 0, True),
+            (down["id"], 1, True),
+        ]
+        assert (await ada.call("GET", f"/api/rooms/{room}/webhooks")).status_code == 410
+        assert await _stored_endpoints(server, room) == 0
+        cid = await new_user(server.http_url, "Cid")
+        assert (await cid.join(new_id)).status_code == 200
+        await wait_until(lambda: len(owners.delivered()) == 2, what="Cid's member.joined")
+        joined = owners.delivered()[1].verified(hook["secret"])  # the same endpoint and secret
+    assert joined["data"] == {"room_id": new_id, "user_id": cid.id, "role": "editor"}
