@@ -405,3 +405,20 @@ async def test_a_moved_rooms_endpoints_and_their_queued_deliveries_move_with_it(
         await wait_until(lambda: len(owners.delivered()) == 2, what="Cid's member.joined")
         joined = owners.delivered()[1].verified(hook["secret"])  # the same endpoint and secret
     assert joined["data"] == {"room_id": new_id, "user_id": cid.id, "role": "editor"}
+
+
+async def test_erasing_ones_data_leaves_the_rooms_webhooks_to_the_room_unattributed(
+    server: LiveServer, receiver: Receiver, room: str
+):
+    ada = await new_user(server.http_url, "Ada")
+    assert (await ada.join(room)).status_code == 200
+    bob = await new_user(server.http_url, "Bob")
+    assert (await bob.join(room)).status_code == 200
+    promoted = await ada.call("PUT", f"/api/rooms/{room}/members/{bob.id}", json={"role": "owner"})
+    assert promoted.status_code == 200
+    hook = await _register(ada, room, receiver.url)
+    assert hook["created_by"] == ada.id
+    assert (await ada.call("DELETE", "/api/me")).status_code == 200
+    assert await _listed_fields(bob, room, "id", "created_by", "enabled") == [
+        (hook["id"], None, True)
+    ]

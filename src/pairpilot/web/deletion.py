@@ -65,4 +65,6 @@ async def delete_me(identity: Caller, services: ServicesDep) -> UserDeletedOut:
     for room_id in left:
         services.access.removed(room_id, identity.user_id, "you deleted your data")
     await services.refresh_tokens.forget_user(identity.user_id)
+    # The webhooks they made stay their rooms' (an owner's, not a person's), unattributed.
+    await services.webhooks.outbox.forget_creator(identity.user_id)
     return UserDeletedOut(deleted_rooms=deleted, left_rooms=left)

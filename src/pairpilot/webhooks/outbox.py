@@ -199,6 +199,17 @@ class WebhookOutbox:
             raise StorageError("deleting a webhook failed") from exc
         return done.rowcount == 1
 
+    async def forget_creator(self, user_id: str) -> None:
+        """A user erased their data: the endpoints they made stay the room's, unattributed."""
+        table = webhook_endpoints
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    table.update().where(table.c.created_by == user_id).values(created_by=None)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError("forgetting a webhook's creator failed") from exc
+
     async def any_enabled(self) -> bool:
         """Whether any endpoint is enabled (else no pending room.updated is worth storing)."""
         table = webhook_endpoints
