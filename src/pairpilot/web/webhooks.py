@@ -97,7 +97,9 @@ async def add_webhook(
     """Owners register an endpoint for the room's events; its signing secret is shown only here."""
     await _require_owner(services, room_id, identity)
     settings = services.settings
-    await check_address(body.url, allow_private=settings.webhook_allow_private)
+    await check_address(
+        body.url, allow_private=settings.webhook_allow_private, resolver=services.webhooks.resolver
+    )
     webhooks = services.webhooks.outbox
     most = settings.webhooks_per_room
     made = await webhooks.add(room_id, body.url, list(body.events or []), identity.user_id, most)

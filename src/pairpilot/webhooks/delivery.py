@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from pairpilot.errors import BadRequestError, StorageError
+from pairpilot.errors import StorageError
 from pairpilot.observability.sentry import report
 from pairpilot.observability.tracing import span, tag
-from pairpilot.webhooks.addresses import check_address
+from pairpilot.webhooks.addresses import Resolver, resolve
 from pairpilot.webhooks.debounce import RoomUpdates
 from pairpilot.webhooks.journal import EventJournal
 from pairpilot.webhooks.outbox import Claimed, WebhookOutbox
@@ -82,6 +82,7 @@ class Webhooks:
         self._wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # by endpoint
         self._client: httpx.AsyncClient | None = None
+        self._checked_client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self.updates = RoomUpdates(
             self._window_ended,
@@ -89,6 +90,7 @@ class Webhooks:
             max_s=settings.webhook_debounce_max_s,
         )
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.resolver: Resolver = resolve  # how owners' endpoints' hosts are looked up
 
     def wake(self) -> None:
         """Something is due: events stored, an endpoint made (returns at once)."""
@@ -150,9 +152,10 @@ class Webhooks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._checked_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._checked_client = None
 
     async def run(self) -> None:
         """Queue stored events, claim due deliveries, send them; wait for more."""
@@ -266,21 +269,31 @@ class Webhooks:
         if self._metrics is not None:
             self._metrics.webhook_deliveries.labels(outcome).inc()
 
+    def _http_client(self, *, checked: bool) -> httpx.AsyncClient:
+        """The operator's endpoint's client, or owners' (connected to checked addresses only)."""
+        import httpx  # noqa: PLC0415 - only a server that has webhooks to send
+
+        from pairpilot.webhooks.network import checked_client  # noqa: PLC0415 - the same
+
+        timeout = self._settings.webhook_timeout_s
+        if not checked:
+            if self._client is None:
+                self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+            return self._client
+        if self._checked_client is None:
+            self._checked_client = checked_client(
+                timeout=timeout,
+                allow_private=self._settings.webhook_allow_private,
+                resolver=self.resolver,
+            )
+        return self._checked_client
+
     async def _send(self, delivery: Claimed) -> str | None:
         """POST the delivery, signed; None when the endpoint took it, else what went wrong."""
         import httpx  # noqa: PLC0415 - only a server that has webhooks to send
         from standardwebhooks.webhooks import Webhook  # noqa: PLC0415 - the same
 
-        if delivery.check_address:
-            try:
-                await check_address(
-                    delivery.url, allow_private=self._settings.webhook_allow_private
-                )
-            except BadRequestError as exc:
-                return str(exc)[:MAX_ERROR_CHARS]
-        if self._client is None:
-            timeout = self._settings.webhook_timeout_s
-            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        client = self._http_client(checked=delivery.check_address)
         now = self.clock()
         signature = Webhook(delivery.secret).sign(delivery.event_id, now, delivery.payload)
         headers = {
@@ -291,7 +304,7 @@ class Webhooks:
             "webhook-signature": signature,
         }
         try:
-            response = await self._client.post(
+            response = await client.post(
                 delivery.url, content=delivery.payload.encode(), headers=headers
             )
         except httpx.TimeoutException:
