@@ -6,13 +6,14 @@ checks every address, and connects to those. The resolver is the test's own, so 
 comes when is certain.
 """
 
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import httpcore
 import pytest
 from tests.receiver import Receiver, webhook_receiver
-from tests.support import eventually, new_user
+from tests.support import certificates, eventually, new_user
 
 from pairpilot.testing import LiveServer, live_server, quick_settings
 from pairpilot.webhooks.network import CheckedBackend, checked_client
@@ -87,6 +88,28 @@ async def test_a_plain_http_endpoint_is_reached_with_its_host_name(receiver: Rec
     assert response.status_code == 204
     (received,) = receiver.received
     assert received.headers["host"] == f"localhost:{receiver.port}"
+
+
+async def test_https_goes_to_the_checked_address_and_verifies_the_certificate_for_the_name(
+    tmp_path: Path,
+):
+    """Connected to the looked-up address, TLS still sends and checks the URL's host name: a
+    certificate for hooks.test is accepted there, and refused for another name (same address)."""
+    ca, key, cert = certificates(tmp_path, "DNS:hooks.test")
+    resolver = Rebinding(public=0)  # every name answers 127.0.0.1
+    backend = CheckedBackend(allow_private=True, resolver=resolver)
+    context = ssl.create_default_context(cafile=str(ca))
+    async with (
+        webhook_receiver(tls=(key, cert)) as receiver,
+        httpcore.AsyncConnectionPool(ssl_context=context, network_backend=backend) as pool,
+    ):
+        url = f"https://hooks.test:{receiver.port}/hook"
+        assert (await pool.request("POST", url, content=b"{}")).status == 204
+        with pytest.raises(httpcore.ConnectError, match="certificate"):
+            await pool.request("POST", f"https://other.test:{receiver.port}/hook", content=b"{}")
+    assert resolver.asked == ["hooks.test", "other.test"]
+    (received,) = receiver.received
+    assert received.headers["host"] == f"hooks.test:{receiver.port}"
 
 
 @pytest.fixture
