@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -83,8 +84,13 @@ def _app(receiver: Receiver) -> Starlette:
 
 
 @asynccontextmanager
-async def webhook_receiver(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
-    """Run a receiver (on ``receiver``'s port when it had one: started again) for the block."""
+async def webhook_receiver(
+    receiver: Receiver | None = None, *, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[Receiver]:
+    """Run a receiver (on ``receiver``'s port when it had one: started again) for the block.
+
+    With ``tls`` (a key and its certificate) it speaks https.
+    """
     receiver = receiver or Receiver()
     receiver.stopped.clear()
     config = uvicorn.Config(
@@ -94,6 +100,8 @@ async def webhook_receiver(receiver: Receiver | None = None) -> AsyncIterator[Re
         log_config=None,
         lifespan="off",
         timeout_graceful_shutdown=1,
+        ssl_keyfile=str(tls[0]) if tls else None,
+        ssl_certfile=str(tls[1]) if tls else None,
     )
     async with serving(uvicorn.Server(config)) as port:
         receiver.port = port

@@ -1,10 +1,13 @@
 """Test-suite helpers beyond pairpilot.testing: CI's rule for missing services, an API user,
 a room with sessions on recording sockets, a flusher (no server)."""
 
+import asyncio
 import base64
 import json
 import os
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -195,3 +198,33 @@ async def comment_events(websocket: ClientConnection, count: int) -> list[dict[s
                 pos += 1
             events.append(json.loads(frame[pos + 1 :]))
     return events
+
+
+async def eventually(read, expected, what: str, timeout: float = 20) -> None:
+    """Poll the async ``read()`` until it returns ``expected``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (found := await read()) != expected:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{what}: {found!r}")
+        await asyncio.sleep(0.05)
+
+
+def certificates(folder: Path, san: str) -> tuple[Path, Path, Path]:
+    """A CA, and a key and certificate it signed for ``san`` (``IP:…``, ``DNS:…``), by openssl."""
+    ca_key, ca, key, csr, cert = (
+        folder / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
+    )
+    ext = folder / "san.ext"
+    ext.write_text(f"subjectAltName={san}\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={san.split(':', 1)[1]}",
+        "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return ca, key, cert

@@ -16,31 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 from pycrdt import Text
-from tests.support import new_user, unavailable
+from tests.support import certificates, new_user, unavailable
 
 from pairpilot.testing import free_port, live_server, quick_settings, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a key and certificate it signed for 127.0.0.1 (openssl's CLI)."""
-    ca_key, ca, key, csr, cert = (
-        folder / name for name in ("ca.key", "ca.crt", "redis.key", "redis.csr", "redis.crt")
-    )
-    ext = folder / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", str(key), "-out", str(csr))  # fmt: skip
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
-    return ca, key, cert
 
 
 @pytest.fixture
@@ -50,7 +30,7 @@ def tls_redis(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     for tool in ("redis-server", "openssl"):
         if shutil.which(tool) is None:
             unavailable(f"{tool} binary")
-    ca, key, cert = _certificates(tmp_path)
+    ca, key, cert = certificates(tmp_path, "IP:127.0.0.1")
     port = free_port()
     # fmt: off
     process = subprocess.Popen(

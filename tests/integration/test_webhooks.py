@@ -18,12 +18,13 @@ import sqlalchemy as sa
 from pycrdt import Text
 from tests.conftest import backend_settings
 from tests.receiver import Receiver, webhook_receiver
-from tests.support import User, new_user
+from tests.support import User, eventually, new_user
 
 from pairpilot.storage.schema import webhook_endpoints
 from pairpilot.testing import (
     LiveServer,
     ServerProcess,
+    free_port,
     live_server,
     quick_settings,
     synced_client,
@@ -110,14 +111,15 @@ async def test_every_event_reaches_the_operator_and_the_owners_endpoint_signed_w
     assert b"secret content" not in b"".join(r.body for r in owners.received)
     # The operator's endpoint hears every room's events from the start, with its own secret.
     await wait_until(lambda: "room.deleted" in receiver.types(), what="the operator's")
-    operator = _payloads(receiver.delivered(), OPERATOR_SECRET)
+    delivered = _payloads(receiver.delivered(), OPERATOR_SECRET)
+    operator = [p for p in delivered if p["data"]["room_id"] == room]  # not another test's
     assert operator[0]["type"] == "room.created"
     assert operator[0]["data"] == {"room_id": room, "owner_id": ada.id}
     assert operator[1]["type"] == "member.joined"
     assert operator[1]["data"] == {"room_id": room, "user_id": ada.id, "role": "owner"}
     assert len(operator) == len(payloads) + 2
     # A deleted room's endpoint is dropped once its last event was sent.
-    await _eventually(lambda: _stored_endpoints(server, room), 0, what="the endpoint swept")
+    await eventually(lambda: _stored_endpoints(server, room), 0, what="the endpoint swept")
 
 
 async def test_an_automatic_checkpoint_is_a_version_created_event(
@@ -141,16 +143,6 @@ async def test_an_automatic_checkpoint_is_a_version_created_event(
     listed = (await ada.call("GET", f"/api/rooms/{room}/versions")).json()["versions"]
     assert auto()[0]["version_id"] in {v["id"] for v in listed if v["kind"] == "auto"}
     assert auto()[0]["room_id"] == room
-
-
-async def _eventually(read, expected, what: str, timeout: float = 20) -> None:
-    """Poll the async ``read()`` until it returns ``expected``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (found := await read()) != expected:
-        if loop.time() > deadline:
-            raise TimeoutError(f"{what}: {found!r}")
-        await asyncio.sleep(0.05)
 
 
 async def _stored_endpoints(server: LiveServer, room: str) -> int:
@@ -269,7 +261,7 @@ async def test_failed_deliveries_are_retried_after_500s_and_a_timeout_with_the_s
         assert len({a.id for a in attempts}) == 1  # one event, one webhook-id
         for attempt in attempts:
             assert attempt.verified(hook["secret"])["data"]["user_id"] == bob.id
-        await _eventually(
+        await eventually(
             lambda: _listed_fields(ada, room, "pending", "last_error"), [(0, None)], "settled"
         )
         (listed,) = await _listed(ada, room)
@@ -296,7 +288,7 @@ async def test_an_endpoint_failing_past_the_retry_period_is_disabled_and_its_own
             await _register(ada, room, broken.url)
             bob = await new_user(server.http_url, "Bob")
             assert (await bob.join(room)).status_code == 200
-            await _eventually(
+            await eventually(
                 lambda: _listed_fields(ada, room, "enabled"), [(False,)], "disabled", timeout=30
             )
             (hook,) = await _listed(ada, room)
@@ -309,9 +301,7 @@ async def test_an_endpoint_failing_past_the_retry_period_is_disabled_and_its_own
             assert (
                 await ada.call("POST", f"/api/rooms/{room}/versions", json={"name": "x"})
             ).status_code == 201
-            await _eventually(
-                lambda: _listed_fields(ada, room, "pending"), [(0,)], "nothing queued"
-            )
+            await eventually(lambda: _listed_fields(ada, room, "pending"), [(0,)], "nothing queued")
             assert len(broken.received) == tries
 
 
@@ -326,7 +316,7 @@ async def test_deliveries_wait_while_the_receiver_is_down_and_arrive_once_it_is_
     # Down: connections are refused.
     bob = await new_user(server.http_url, "Bob")
     assert (await bob.join(room)).status_code == 200
-    await _eventually(
+    await eventually(
         lambda: _has_error(ada, room), expected=True, what="a failed attempt recorded", timeout=20
     )
     async with webhook_receiver(receiver):  # back on the same port
@@ -365,7 +355,7 @@ async def test_two_processes_deliver_each_event_once(
             assert (await users[n % 2].join(room)).status_code == 200
         expected = 2 * len(rooms)  # room.created and member.joined each
         await wait_until(lambda: len(receiver.delivered()) >= expected, timeout=60, what="all")
-        await _eventually(lambda: _queued(migrated_postgres), 0, what="the queue empty")
+        await eventually(lambda: _queued(migrated_postgres), 0, what="the queue empty")
         ids = Counter(r.id for r in receiver.delivered())
         assert len(ids) == expected
         assert max(ids.values()) == 1
@@ -382,3 +372,53 @@ async def _queued(database_url: str) -> int:
         return await connection.fetchval("SELECT count(*) FROM webhook_deliveries")
     finally:
         await connection.close()
+
+
+async def test_a_moved_rooms_endpoints_and_their_queued_deliveries_move_with_it(
+    server: LiveServer, receiver: Receiver, room: str
+):
+    async with webhook_receiver() as owners:
+        ada = await new_user(server.http_url, "Ada")
+        assert (await ada.join(room)).status_code == 200
+        hook = await _register(ada, room, owners.url, events=["member.joined"])
+        # An endpoint that refuses connections: Bob's join stays queued for it.
+        down = await _register(ada, room, f"http://127.0.0.1:{free_port()}/hook")
+        bob = await new_user(server.http_url, "Bob")
+        assert (await bob.join(room)).status_code == 200
+        await wait_until(lambda: len(owners.delivered()) == 1, what="Bob's member.joined")
+        await eventually(
+            lambda: _listed_fields(ada, room, "id", "pending"),
+            [(hook["id"], 0), (down["id"], 1)],
+            what="Bob's join queued for the endpoint that is down",
+        )
+        moved = await ada.call("POST", f"/api/rooms/{room}/move")
+        assert moved.status_code == 200, moved.text
+        new_id = moved.json()["new_room_id"]
+        assert await _listed_fields(ada, new_id, "id", "pending", "enabled") == [
+            (hook["id"], 0, True),
+            (down["id"], 1, True),
+        ]
+        assert (await ada.call("GET", f"/api/rooms/{room}/webhooks")).status_code == 410
+        assert await _stored_endpoints(server, room) == 0
+        cid = await new_user(server.http_url, "Cid")
+        assert (await cid.join(new_id)).status_code == 200
+        await wait_until(lambda: len(owners.delivered()) == 2, what="Cid's member.joined")
+        joined = owners.delivered()[1].verified(hook["secret"])  # the same endpoint and secret
+    assert joined["data"] == {"room_id": new_id, "user_id": cid.id, "role": "editor"}
+
+
+async def test_erasing_ones_data_leaves_the_rooms_webhooks_to_the_room_unattributed(
+    server: LiveServer, receiver: Receiver, room: str
+):
+    ada = await new_user(server.http_url, "Ada")
+    assert (await ada.join(room)).status_code == 200
+    bob = await new_user(server.http_url, "Bob")
+    assert (await bob.join(room)).status_code == 200
+    promoted = await ada.call("PUT", f"/api/rooms/{room}/members/{bob.id}", json={"role": "owner"})
+    assert promoted.status_code == 200
+    hook = await _register(ada, room, receiver.url)
+    assert hook["created_by"] == ada.id
+    assert (await ada.call("DELETE", "/api/me")).status_code == 200
+    assert await _listed_fields(bob, room, "id", "created_by", "enabled") == [
+        (hook["id"], None, True)
+    ]

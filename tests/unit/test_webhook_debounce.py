@@ -46,7 +46,7 @@ class Handle:
 
 def _updates(timers: Timers, announced: list[tuple[float, str]]) -> RoomUpdates:
     return RoomUpdates(
-        lambda room: announced.append((timers.now, room)),
+        lambda room, _recorded: announced.append((timers.now, room)),
         quiet_s=2.0,
         max_s=10.0,
         clock=timers.clock,
@@ -98,3 +98,26 @@ def test_closing_announces_what_is_pending_at_once():
     updates.close()
     timers.advance(60)
     assert announced == [(0.0, "a")]
+
+
+def test_a_window_is_announced_as_recorded_only_while_its_pending_row_is_stored():
+    timers, ended = Timers(), []
+    updates = RoomUpdates(
+        lambda room, recorded: ended.append((room, recorded)),
+        quiet_s=2.0,
+        max_s=10.0,
+        clock=timers.clock,
+        schedule=timers.schedule,
+    )
+    updates.changed("a")
+    updates.changed("b")
+    assert updates.unrecorded(["a", "b"]) == ["a", "b"]
+    updates.recorded(["a"])
+    assert updates.unrecorded(["a", "b"]) == ["b"]
+    timers.advance(2.0)
+    assert sorted(ended) == [("a", True), ("b", False)]
+    assert updates.unrecorded(["a"]) == ["a"]  # the next window stores its own row
+    updates.changed("c")
+    updates.recorded(["c"])
+    updates.forget("c")  # deleted: its row went with the room
+    assert updates.unrecorded(["c"]) == ["c"]

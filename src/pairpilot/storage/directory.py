@@ -44,7 +44,7 @@ from pairpilot.storage.versions import (
     read_version,
     utc_now,
 )
-from pairpilot.typing import CreationGuard
+from pairpilot.typing import CreationGuard, RoomChanges
 
 # pg_advisory_xact_lock's first key for "rooms owned by one user" (the user id's hash is the
 # second); the room locks' kinds are in pairpilot.storage.sql.
@@ -69,7 +69,7 @@ class Member:
     user_id: str
     role: Role
     name: str | None = None
-    joined: bool = False  # made by this join (``join``'s answer only): webhooks announce it
+    joined: bool = False  # made by this join (``join``'s answer only)
 
 
 class RoomDirectory:
@@ -79,6 +79,12 @@ class RoomDirectory:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self.clock = clock
+        # Told of joins, leaves, deletions and versions in their transactions (webhooks).
+        self.changes: RoomChanges | None = None
+
+    def _committed(self) -> None:
+        if self.changes is not None:
+            self.changes.committed()
 
     @asynccontextmanager
     async def as_user(self, identity: Identity | None) -> AsyncIterator[AsyncConnection]:
@@ -141,9 +147,12 @@ class RoomDirectory:
                 )
             )
             found = await self._membership(conn, room_id, identity.user_id)
-        if found is None:
-            raise StorageError("join wrote no membership")  # only if RLS refused the insert
-        room, member = found
+            if found is None:
+                raise StorageError("join wrote no membership")  # only if RLS refused the insert
+            room, member = found
+            if self.changes is not None:
+                await self.changes.joined(conn, room_id, member.user_id, member.role.value)
+        self._committed()
         return room, replace(member, joined=True)
 
     async def _link_joiner_role(
@@ -236,7 +245,10 @@ class RoomDirectory:
             )
             if result.rowcount != 1:  # only if RLS refused the delete
                 raise NotFoundError(f"user {target} is not a member of {room_id}")
-            return found
+            if self.changes is not None:
+                await self.changes.left(conn, room_id, target)
+        self._committed()
+        return found
 
     async def set_link_access(
         self, room_id: str, identity: Identity, access: LinkAccess, default_role: Role | None
@@ -288,7 +300,7 @@ class RoomDirectory:
     ) -> Version:
         """Store a named version or a restore point, made by the caller (an editor)."""
         async with self.as_user(identity) as conn:
-            return await insert_version(
+            version = await insert_version(
                 conn,
                 room_id,
                 kind,
@@ -297,6 +309,12 @@ class RoomDirectory:
                 name=name,
                 author=Author(identity.user_id, identity.name),
             )
+            if self.changes is not None:
+                await self.changes.version_made(
+                    conn, room_id, version.id, kind.value, identity.user_id
+                )
+        self._committed()
+        return version
 
     async def _admit_creation(
         self, conn: AsyncConnection, room_id: str, user_id: str, guard: CreationGuard
@@ -328,6 +346,9 @@ class RoomDirectory:
             await self._owned(conn, room_id, identity)
             if not await erase_rows(conn, room_id):  # only if RLS refused the delete
                 raise NotFoundError(f"room {room_id} not found")
+            if self.changes is not None:
+                await self.changes.deleted(conn, room_id, identity.user_id)
+        self._committed()
 
     async def move_room(self, room_id: str, identity: Identity, new_id: str) -> None:
         """An owner moves the room to ``new_id``: every row re-keyed, the old id retired.
@@ -375,6 +396,8 @@ class RoomDirectory:
                 if owners == [me]:
                     await erase_rows(conn, room_id)
                     deleted.append(room_id)
+                    if self.changes is not None:
+                        await self.changes.deleted(conn, room_id, identity.user_id)
                 else:
                     await conn.execute(
                         room_members.delete().where(
@@ -383,6 +406,9 @@ class RoomDirectory:
                         )
                     )
                     left.append(room_id)
+                    if self.changes is not None:
+                        await self.changes.left(conn, room_id, identity.user_id)
+            self._committed()
         return deleted, left
 
     def _default_role(self, room_id: str) -> sa.ColumnElement[str]:

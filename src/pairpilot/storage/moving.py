@@ -1,7 +1,8 @@
 """Moving a room to a new id: every row re-keyed in one transaction, the old id retired.
 
 An owner moves a room whose id could be guessed (issue #22): its row, memberships with their
-roles, snapshot, update log, versions and comments go to a new random id; its invites (links
+roles, snapshot, update log, versions, comments and webhook endpoints (with their queued
+deliveries) go to a new random id; its invites (links
 that name the old id) and its persister fence are dropped. The old id gets a tombstone whose
 ``moved_to`` names the new id, so it counts as gone for every writer (``deletion.deleted_among``
 answers it) and is never created again, and members of the moved room who open the old id are
@@ -32,6 +33,10 @@ from pairpilot.storage.schema import (
     room_updates,
     room_versions,
     rooms,
+    webhook_deliveries,
+    webhook_endpoints,
+    webhook_events,
+    webhook_pending_updates,
 )
 
 # Random bytes of a new id: 128 bits, as the start page's ids (client/src/names.ts).
@@ -42,7 +47,19 @@ _DEFAULT_WORDS = "moved-room-"
 # Re-keyed from the old id to the new one, after the room's row exists under the new id.
 # What migration 0008's pairpilot_room_retired answers for a move the caller may not learn of.
 HIDDEN_MOVE = "-"
-REKEYED = (room_members, room_snapshots, room_updates, room_versions, room_comments)
+# The room's webhook endpoints go with it, with their queued deliveries, its events not yet
+# fanned out and its pending room.updated (migration 0011 does the same on PostgreSQL).
+REKEYED = (
+    room_members,
+    room_snapshots,
+    room_updates,
+    room_versions,
+    room_comments,
+    webhook_endpoints,
+    webhook_deliveries,
+    webhook_events,
+    webhook_pending_updates,
+)
 
 
 def new_room_id(old_id: str) -> str:

@@ -211,3 +211,28 @@ webhook_deliveries = sa.Table(
 )
 
 sa.Index("ix_webhook_deliveries_due", webhook_deliveries.c.next_attempt_at)
+
+# The transactional outbox of webhook events (0011, pairpilot.webhooks.journal): written in the
+# transaction of the change that causes the event, fanned out to ``webhook_deliveries`` and
+# deleted by the delivery task. Only the server's own role reads or writes it.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),  # their order
+    sa.Column("id", sa.String(40), nullable=False, unique=True),  # the webhook-id
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("room_id", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A room whose room.updated is being debounced (0011): written by the flush that opens the
+# window, deleted when its event is written; one left behind by a dead process is announced.
+webhook_pending_updates = sa.Table(
+    "webhook_pending_updates",
+    metadata,
+    sa.Column("room_id", sa.String(64), primary_key=True),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+)
+
+sa.Index("ix_webhook_pending_updates_since", webhook_pending_updates.c.since)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from pairpilot.errors import RoomDeletedError, StorageError
 from pairpilot.storage.deletion import deleted_among, is_deleted
 from pairpilot.storage.merging import Merged, Merger
+from pairpilot.storage.outbox import open_update_windows
 from pairpilot.storage.retention import Retention
 from pairpilot.storage.schema import room_fences, room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
@@ -29,6 +30,7 @@ from pairpilot.storage.versions import (
     thin_checkpoints,
     utc_now,
 )
+from pairpilot.typing import RoomChanges
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -81,9 +83,8 @@ class SqlRoomStore:
         self.clock = clock
         self.retention = retention or Retention()
         self.merger = merger or Merger()
-        # Told (room id, version id) of each automatic checkpoint once it is committed
-        # (webhooks' version.created); must not block.
-        self.on_checkpoint: Callable[[str, int], None] | None = None
+        # Told of each automatic checkpoint in its transaction (webhooks' version.created).
+        self.changes: RoomChanges | None = None
 
     async def load(self, room_id: str) -> StoredRoom:
         """Read the snapshot, the log after it and when the room was last versioned.
@@ -101,13 +102,18 @@ class SqlRoomStore:
             raise StorageError(f"loading room {room_id} failed") from exc
 
     async def append(
-        self, batch: Sequence[tuple[str, bytes]], fences: Mapping[str, int] | None = None
+        self,
+        batch: Sequence[tuple[str, bytes]],
+        fences: Mapping[str, int] | None = None,
+        *,
+        windows: Collection[str] = (),
     ) -> set[str]:
         """Append log rows in one transaction; the rooms whose fence was refused, or deleted.
 
         A room in ``fences`` is written only if its fence is at least the newest one the
         database has taken for it (a replaced persister's rows are left out). A deleted room
-        is never written (``deletion.deleted_among``).
+        is never written (``deletion.deleted_among``). The rooms in ``windows`` (written
+        ones) open a ``room.updated`` debounce window: their pending row is written too.
         """
         if not batch:
             return set()
@@ -126,6 +132,9 @@ class SqlRoomStore:
                     # executemany: this runs every flush, and SQLAlchemy's per-call statement
                     # handling was half of the flusher's time on the event loop (bench/README).
                     await conn.exec_driver_sql(_insert_updates_sql(conn.dialect), rows)
+                if windows:
+                    opened = [room_id for room_id in windows if room_id not in refused]
+                    await open_update_windows(conn, opened, self.clock())
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError("appending updates failed") from exc
         return refused
@@ -153,8 +162,8 @@ class SqlRoomStore:
                     return len(stored.snapshot or b"")
                 merged = await self.merger.merge(parts, encode=checkpoint)
                 if (stored_as := await self._store_compacted(room_id, stored, merged)) is not None:
-                    if stored_as and self.on_checkpoint is not None:
-                        self.on_checkpoint(room_id, stored_as)
+                    if stored_as and self.changes is not None:
+                        self.changes.committed()
                     return len(merged.update)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"compacting room {room_id} failed") from exc
@@ -181,6 +190,8 @@ class SqlRoomStore:
                 )
                 version_id = version.id
                 await thin_checkpoints(conn, room_id, now, self.retention)
+                if self.changes is not None:
+                    await self.changes.version_made(conn, room_id, version_id, "auto", None)
             if stored.updates:
                 await self._upsert_snapshot(conn, room_id, merged.update)
                 # Exactly the rows folded in: ids are handed out before commit, so a row with

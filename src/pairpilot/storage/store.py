@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -49,11 +49,16 @@ class RoomStore(Protocol):
         ...
 
     async def append(
-        self, batch: Sequence[tuple[str, bytes]], fences: Mapping[str, int] | None = None
+        self,
+        batch: Sequence[tuple[str, bytes]],
+        fences: Mapping[str, int] | None = None,
+        *,
+        windows: Collection[str] = (),
     ) -> set[str]:
         """Append ``(room_id, update)`` rows in one transaction; rooms whose fence was refused.
 
-        Rooms in ``fences`` are written only while their fence is the newest the store took.
+        Rooms in ``fences`` are written only while their fence is the newest the store took;
+        rooms in ``windows`` get their pending ``room.updated`` row in the same transaction.
         """
         ...
 

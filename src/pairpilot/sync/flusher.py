@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from contextlib import suppress
 
 import structlog
@@ -19,6 +19,7 @@ from pairpilot.storage.store import fold
 from pairpilot.supervisor import Supervisor
 from pairpilot.sync.room import Room
 from pairpilot.sync.session import Session
+from pairpilot.typing import WriteWatcher
 
 log = structlog.get_logger(__name__)
 # A room's updates taken for a write: them, the state they bring it to, the sessions to tell.
@@ -65,8 +66,8 @@ class Flusher:
         self._write_lock = asyncio.Lock()
         self.failures = 0
         self._metrics = metrics
-        # Told the ids of the rooms each write stored (webhooks' room.updated); must not block.
-        self.on_written: Callable[[list[str]], None] | None = None
+        # Told of each write (webhooks' room.updated); must not block.
+        self.watcher: WriteWatcher | None = None
         self._failing = False
         self._compacting: dict[str, asyncio.Task[None]] = {}  # one compaction per room
         self._task: asyncio.Task[None] | None = None  # the loop, once started
@@ -210,6 +211,7 @@ class Flusher:
             taken: list[Taken] = []
             try:
                 batch, fences = self._take(rooms, taken)
+                windows = self._windows(batch)
                 started = time.perf_counter()
                 with span(
                     "flush",
@@ -218,9 +220,7 @@ class Flusher:
                     updates=sum(len(updates) for _, updates, _, _ in taken),
                     bytes=sum(len(update) for _, update in batch),
                 ):
-                    refused = await (
-                        self._store.append(batch, fences) if fences else self._store.append(batch)
-                    )
+                    refused = await self._append(batch, fences, windows)
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
             except BaseException:
                 # Whatever failed (storage, a fold, a cancellation at shutdown), the updates go
@@ -247,13 +247,29 @@ class Flusher:
                     raise
                 written.append(room)
             self.trimmer.freed(sum(len(update) for _, update in batch))
-        if self.on_written is not None and written:
-            self.on_written([room.id for room in written])
+        if self.watcher is not None and written:
+            self.watcher.written([room.id for room in written], windows)
         # Compactions run beside the flushes (their merge in a worker process when it is
         # big): a flush never waits for one, so the log keeps up with the edits.
         for room in written:
             if room.id not in self._compacting and self._needs_compaction(room):
                 self._start_background(room)
+
+    def _windows(self, batch: list[tuple[str, bytes]]) -> list[str]:
+        """The rooms of ``batch`` whose write also stores a pending ``room.updated`` row."""
+        if self.watcher is None or not batch:
+            return []
+        return self.watcher.windows([room_id for room_id, _ in batch])
+
+    async def _append(
+        self, batch: list[tuple[str, bytes]], fences: dict[str, int], windows: list[str]
+    ) -> set[str]:
+        # Only what is there is passed: most writes have neither.
+        if windows:
+            return await self._store.append(batch, fences or None, windows=windows)
+        if fences:
+            return await self._store.append(batch, fences)
+        return await self._store.append(batch)
 
     def _give_back(self, taken: list[Taken]) -> None:
         for room, updates, _, waiting in taken:

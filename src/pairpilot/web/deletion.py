@@ -43,7 +43,7 @@ async def delete_room(room_id: RoomId, identity: Caller, services: ServicesDep) 
     """Owners delete the room: every row, its live sockets (4410), and its id for good."""
     await services.directory.delete_room(check_room_id(room_id), identity)
     await services.registry.delete(room_id)
-    services.webhooks.deleted(room_id, identity.user_id)
+    services.webhooks.forget(room_id)
     return RoomDeletedOut(room_id=room_id)
 
 
@@ -61,9 +61,10 @@ async def delete_me(identity: Caller, services: ServicesDep) -> UserDeletedOut:
             tell_deleted(services, gone)
     for room_id in deleted:
         await services.registry.delete(room_id)
-        services.webhooks.deleted(room_id, identity.user_id)
+        services.webhooks.forget(room_id)
     for room_id in left:
         services.access.removed(room_id, identity.user_id, "you deleted your data")
-        services.webhooks.left(room_id, identity.user_id)
     await services.refresh_tokens.forget_user(identity.user_id)
+    # The webhooks they made stay their rooms' (an owner's, not a person's), unattributed.
+    await services.webhooks.outbox.forget_creator(identity.user_id)
     return UserDeletedOut(deleted_rooms=deleted, left_rooms=left)

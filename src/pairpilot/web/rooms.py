@@ -81,8 +81,6 @@ async def join(
         invite = InviteTokens(services.identities).read(body.invite, room_id)
     creating = RoomCreation(services, identity)
     room, member = await services.directory.join(room_id, identity, creating, invite)
-    if member.joined:
-        services.webhooks.joined(room_id, member.user_id, member.role.value)
     return JoinOut(room=_room_out(room), member=_member_out(member))
 
 
@@ -110,7 +108,6 @@ async def remove_member(
     """Owners remove a member (a member may leave); the member's open sockets close (4403)."""
     member = await services.directory.remove_member(check_room_id(room_id), identity, user_id)
     services.access.removed(room_id, user_id, "you were removed from this room")
-    services.webhooks.left(room_id, member.user_id)
     return _member_out(member)
 
 

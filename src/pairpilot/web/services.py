@@ -30,6 +30,7 @@ from pairpilot.supervisor import Supervisor
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.registry import RoomRegistry
 from pairpilot.webhooks import WebhookOutbox, Webhooks
+from pairpilot.webhooks.journal import EventJournal, orphan_after_s
 
 if TYPE_CHECKING:
     import httpx
@@ -136,11 +137,11 @@ def build_services(settings: Settings) -> Services:
         },
         on_degraded=lambda reason: metrics.guardrail_fail_open.labels(reason).inc(),
     )
-    webhooks = Webhooks(WebhookOutbox(engine), settings, metrics)
-    flusher.on_written = webhooks.rooms_written
-    store.on_checkpoint = lambda room_id, version_id: webhooks.version_made(
-        room_id, version_id, "auto", None
-    )
+    journal = EventJournal(engine, orphan_after_s=orphan_after_s(settings))
+    webhooks = Webhooks(WebhookOutbox(engine), journal, settings, metrics)
+    directory.changes = journal  # events stored in the transaction of their change
+    store.changes = journal
+    flusher.watcher = webhooks
     return Services(
         settings,
         store,

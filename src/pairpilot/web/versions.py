@@ -101,7 +101,6 @@ async def name_version(
     version = await services.directory.add_version(
         room_id, identity, VersionKind.NAMED, state, body.name.strip() or body.name
     )
-    services.webhooks.version_made(room_id, version.id, version.kind.value, identity.user_id)
     return _out(version)
 
 
@@ -160,5 +159,4 @@ async def _restore(
         room.apply_update(restore_update(room.doc, state, note))
     finally:
         services.registry.release(room)
-    services.webhooks.version_made(room_id, backup.id, backup.kind.value, identity.user_id)
     return RestoreOut(restored=_out(target), backup=_out(backup))

@@ -97,13 +97,16 @@ async def add_webhook(
     """Owners register an endpoint for the room's events; its signing secret is shown only here."""
     await _require_owner(services, room_id, identity)
     settings = services.settings
-    await check_address(body.url, allow_private=settings.webhook_allow_private)
+    await check_address(
+        body.url, allow_private=settings.webhook_allow_private, resolver=services.webhooks.resolver
+    )
     webhooks = services.webhooks.outbox
     most = settings.webhooks_per_room
     made = await webhooks.add(room_id, body.url, list(body.events or []), identity.user_id, most)
     if made is None:
         raise ConflictError(f"A room has at most {most} webhooks: remove one first")
     endpoint_id, secret = made
+    services.webhooks.endpoint_added()
     found = next(e for e in await webhooks.endpoints(room_id) if e.id == endpoint_id)
     return WebhookCreatedOut(**_out(found).model_dump(), secret=secret)
 

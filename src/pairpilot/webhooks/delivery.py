@@ -1,8 +1,10 @@
 """The webhook service: events in (never blocking), signed deliveries out, retried for a day.
 
-``emit`` only appends to a list and wakes the ``webhook-delivery`` task (under the process's
-supervisor): requests and rooms never wait for the database or an endpoint. That task writes
-the events to the durable queue (``WebhookOutbox``), claims what is due, and sends each
+Events are stored with the change that causes them (pairpilot.webhooks.journal): a request
+does one small insert in its own transaction and never waits for an endpoint. The
+``webhook-delivery`` task (under the process's supervisor) turns ended ``room.updated`` windows
+into events, fans events out to the durable queue of deliveries (``WebhookOutbox``), claims
+what is due, and sends each
 endpoint's claimed deliveries in order in a task of the endpoint's own (at most
 ``MAX_IN_FLIGHT`` endpoints at once, one batch per endpoint at a time), so a slow or failing
 endpoint holds up nothing but itself. A delivery is signed per the
@@ -24,21 +26,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from pairpilot.errors import BadRequestError, StorageError
+from pairpilot.errors import StorageError
 from pairpilot.observability.sentry import report
 from pairpilot.observability.tracing import span, tag
-from pairpilot.webhooks.addresses import check_address
+from pairpilot.webhooks.addresses import Resolver, resolve
 from pairpilot.webhooks.debounce import RoomUpdates
-from pairpilot.webhooks.events import (
-    ROOM_DELETED,
-    Event,
-    member_joined,
-    member_left,
-    room_created,
-    room_deleted,
-    room_updated,
-    version_created,
-)
+from pairpilot.webhooks.journal import EventJournal
 from pairpilot.webhooks.outbox import Claimed, WebhookOutbox
 
 if TYPE_CHECKING:
@@ -70,51 +63,72 @@ class Webhooks:
     """Events from the rooms and the API to every endpoint that wants them."""
 
     def __init__(
-        self, outbox: WebhookOutbox, settings: Settings, metrics: Metrics | None = None
+        self,
+        outbox: WebhookOutbox,
+        journal: EventJournal,
+        settings: Settings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.outbox = outbox
+        self.journal = journal
+        journal.on_committed = self.wake
         self._metrics = metrics
         self._settings = settings
-        self._events: list[Event] = []
+        self._ended: list[tuple[str, bool]] = []  # windows over: (room id, recorded)
+        self._late: list[str] = []  # windows that opened with no pending row stored
+        # Cached (read each round, and set when an endpoint is made here): with none anywhere,
+        # a flush stores no pending row and the debounce keeps nothing.
+        self.endpoints_exist = True
         self._wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # by endpoint
         self._client: httpx.AsyncClient | None = None
+        self._checked_client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self.updates = RoomUpdates(
-            lambda room_id: self.emit(room_updated(room_id)),
+            self._window_ended,
             quiet_s=settings.webhook_debounce_s,
             max_s=settings.webhook_debounce_max_s,
         )
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.resolver: Resolver = resolve  # how owners' endpoints' hosts are looked up
 
-    def emit(self, event: Event) -> None:
-        """Queue ``event`` for delivery (returns at once; the delivery task stores it)."""
-        self._events.append(event)
+    def wake(self) -> None:
+        """Something is due: events stored, an endpoint made (returns at once)."""
         self._wake.set()
 
-    def joined(self, room_id: str, user_id: str, role: str) -> None:
-        """A new membership; the owner's of a room its join created: ``room.created`` first."""
-        if role == "owner":  # only creating a room makes an owner by joining
-            self.emit(room_created(room_id, user_id))
-        self.emit(member_joined(room_id, user_id, role))
+    def endpoint_added(self) -> None:
+        """An endpoint was made: rooms' edits are worth a pending row from now on."""
+        self.endpoints_exist = True
+        self._wake.set()  # a round already reading "none" is followed by one that reads it
 
-    def left(self, room_id: str, user_id: str) -> None:
-        """A member left or was removed."""
-        self.emit(member_left(room_id, user_id))
-
-    def deleted(self, room_id: str, by: str) -> None:
-        """The room was deleted: its last event (its endpoints retire once it is sent)."""
+    def forget(self, room_id: str) -> None:
+        """The room was deleted: no ``room.updated`` after its ``room.deleted``."""
         self.updates.forget(room_id)
-        self.emit(room_deleted(room_id, by))
 
-    def version_made(self, room_id: str, version_id: int, kind: str, author_id: str | None) -> None:
-        """A named version or restore point was written."""
-        self.emit(version_created(room_id, version_id, kind, author_id))
+    # WriteWatcher: the flusher's writes
 
-    def rooms_written(self, room_ids: list[str]) -> None:
+    def windows(self, room_ids: list[str]) -> list[str]:
+        """The rooms whose write must store a pending row: none while no endpoint exists."""
+        return self.updates.unrecorded(room_ids) if self.endpoints_exist else []
+
+    def written(self, room_ids: list[str], windows: list[str]) -> None:
         """The flusher stored these rooms' edits: each gets a debounced ``room.updated``."""
+        if not self.endpoints_exist and not windows:
+            return
         for room_id in room_ids:
             self.updates.changed(room_id)
+        stored = set(room_ids)
+        self.updates.recorded([room_id for room_id in windows if room_id in stored])
+        # A window that ended during the write, then opened again by it, has no row yet.
+        late = self.updates.unrecorded(room_ids) if self.endpoints_exist else []
+        if late:
+            self.updates.recorded(late)
+            self._late.extend(late)
+            self._wake.set()
+
+    def _window_ended(self, room_id: str, recorded: bool) -> None:  # noqa: FBT001 - a callback
+        self._ended.append((room_id, recorded))
+        self._wake.set()
 
     def start(self, supervisor: Supervisor) -> asyncio.Task[None]:
         """Run the delivery loop under ``supervisor`` (``close`` stops it)."""
@@ -122,36 +136,44 @@ class Webhooks:
         return self._task
 
     async def close(self) -> None:
-        """Announce pending updates, store what was emitted, stop sending (shutdown)."""
+        """Announce pending updates, stop sending (shutdown)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.updates.close()
         try:
-            await self._store_events()
-        except StorageError as exc:
-            log.error(
-                "webhook events not stored at shutdown", error=str(exc), lost=len(self._events)
-            )
+            await self._store_windows()
+            while await self.journal.fan_out():
+                pass
+        except StorageError as exc:  # the rows stay: sent after a restart (or by another)
+            log.error("webhook events not queued at shutdown", error=str(exc))
         tasks = list(self._in_flight.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._checked_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._checked_client = None
 
     async def run(self) -> None:
-        """Store events, claim due deliveries, send them; wait for more."""
+        """Queue stored events, claim due deliveries, send them; wait for more."""
         settings = self._settings
         await self.outbox.set_operator(settings.webhook_url, settings.webhook_secret)
         while True:
             self._wake.clear()
-            await self._store_events()
+            self.endpoints_exist = await self.outbox.any_enabled()
+            await self._store_windows()
+            orphans_due = await self.journal.announce_orphans()
+            while await self.journal.fan_out():
+                pass
             await self._claim_and_send()
             await self.outbox.sweep()
-            due = await self.outbox.next_due()
+            due = min(
+                (at for at in (await self.outbox.next_due(), orphans_due) if at is not None),
+                default=None,
+            )
             wait = IDLE_POLL_S if due is None else (due - self.clock()).total_seconds()
             # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancellation that
             # arrives as the event is set (shutdown announces pending updates just then).
@@ -159,18 +181,22 @@ class Webhooks:
                 async with asyncio.timeout(max(0.0, min(wait, IDLE_POLL_S))):
                     await self._wake.wait()
 
-    async def _store_events(self) -> None:
-        if not self._events:
-            return
-        events, self._events = self._events, []
-        try:
-            await self.outbox.enqueue(events)
-        except StorageError:
-            self._events[:0] = events  # kept in order for the next try
-            raise
-        for event in events:
-            if event.type == ROOM_DELETED:
-                await self.outbox.room_deleted(event.room_id)
+    async def _store_windows(self) -> None:
+        """Store late windows' rows, then turn ended windows into events (in that order)."""
+        if self._late:
+            late, self._late = self._late, []
+            try:
+                await self.journal.open_windows(late)
+            except StorageError:
+                self._late[:0] = late
+                raise
+        if self._ended:
+            ended, self._ended = self._ended, []
+            try:
+                await self.journal.announce(ended)
+            except StorageError:
+                self._ended[:0] = ended
+                raise
 
     async def _claim_and_send(self) -> None:
         if len(self._in_flight) >= MAX_IN_FLIGHT:
@@ -243,21 +269,31 @@ class Webhooks:
         if self._metrics is not None:
             self._metrics.webhook_deliveries.labels(outcome).inc()
 
+    def _http_client(self, *, checked: bool) -> httpx.AsyncClient:
+        """The operator's endpoint's client, or owners' (connected to checked addresses only)."""
+        import httpx  # noqa: PLC0415 - only a server that has webhooks to send
+
+        from pairpilot.webhooks.network import checked_client  # noqa: PLC0415 - the same
+
+        timeout = self._settings.webhook_timeout_s
+        if not checked:
+            if self._client is None:
+                self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+            return self._client
+        if self._checked_client is None:
+            self._checked_client = checked_client(
+                timeout=timeout,
+                allow_private=self._settings.webhook_allow_private,
+                resolver=self.resolver,
+            )
+        return self._checked_client
+
     async def _send(self, delivery: Claimed) -> str | None:
         """POST the delivery, signed; None when the endpoint took it, else what went wrong."""
         import httpx  # noqa: PLC0415 - only a server that has webhooks to send
         from standardwebhooks.webhooks import Webhook  # noqa: PLC0415 - the same
 
-        if delivery.check_address:
-            try:
-                await check_address(
-                    delivery.url, allow_private=self._settings.webhook_allow_private
-                )
-            except BadRequestError as exc:
-                return str(exc)[:MAX_ERROR_CHARS]
-        if self._client is None:
-            timeout = self._settings.webhook_timeout_s
-            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        client = self._http_client(checked=delivery.check_address)
         now = self.clock()
         signature = Webhook(delivery.secret).sign(delivery.event_id, now, delivery.payload)
         headers = {
@@ -268,7 +304,7 @@ class Webhooks:
             "webhook-signature": signature,
         }
         try:
-            response = await self._client.post(
+            response = await client.post(
                 delivery.url, content=delivery.payload.encode(), headers=headers
             )
         except httpx.TimeoutException:

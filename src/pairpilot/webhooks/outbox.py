@@ -1,7 +1,7 @@
 """Webhook endpoints and the durable queue of their deliveries, on the server's own connection.
 
-An event becomes one row per endpoint that wants it (``enqueue``; the pair endpoint/event is
-unique, so an event is queued once per endpoint however often it is offered). A process
+An event becomes one row per endpoint that wants it (``EventJournal.fan_out``; the pair
+endpoint/event is unique). A process
 ``claim``s due rows by setting ``claimed_until``: on PostgreSQL the rows are picked with
 ``FOR UPDATE SKIP LOCKED``, so two processes claiming at once take different rows; on SQLite
 the one UPDATE is atomic under its single writer. A claimed row is no other process's until
@@ -24,7 +24,6 @@ from pairpilot.errors import StorageError
 from pairpilot.storage.schema import webhook_deliveries, webhook_endpoints
 from pairpilot.storage.store import utc
 from pairpilot.storage.versions import utc_now
-from pairpilot.webhooks.events import Event
 
 OPERATOR_ENDPOINT = "operator"
 ALL_EVENTS = "*"
@@ -200,72 +199,28 @@ class WebhookOutbox:
             raise StorageError("deleting a webhook failed") from exc
         return done.rowcount == 1
 
-    async def room_deleted(self, room_id: str) -> None:
-        """The room is gone: its endpoints take no new event, and go once their queue is sent."""
+    async def forget_creator(self, user_id: str) -> None:
+        """A user erased their data: the endpoints they made stay the room's, unattributed."""
         table = webhook_endpoints
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    table.update()
-                    .where(table.c.room_id == room_id)
-                    .values(disabled_at=self.clock(), disabled_reason=ROOM_DELETED_REASON)
+                    table.update().where(table.c.created_by == user_id).values(created_by=None)
                 )
         except (SQLAlchemyError, OSError) as exc:
-            raise StorageError("retiring a room's webhooks failed") from exc
+            raise StorageError("forgetting a webhook's creator failed") from exc
 
-    # the queue
-
-    async def enqueue(self, events: list[Event]) -> int:
-        """Queue each event for every enabled endpoint that wants it; the rows queued."""
-        table, queue = webhook_endpoints, webhook_deliveries
-        now = self.clock()
-        queued = 0
+    async def any_enabled(self) -> bool:
+        """Whether any endpoint is enabled (else no pending room.updated is worth storing)."""
+        table = webhook_endpoints
+        query = sa.select(sa.exists().where(table.c.disabled_at.is_(None)))
         try:
-            async with self._engine.begin() as conn:
-                for event in events:
-                    wanted = sa.select(
-                        table.c.id,
-                        sa.literal(event.id),
-                        sa.literal(event.type),
-                        sa.literal(event.room_id),
-                        sa.literal(event.payload()),
-                        sa.literal(now, sa.DateTime(timezone=True)),
-                        sa.literal(now, sa.DateTime(timezone=True)),
-                    ).where(
-                        table.c.disabled_at.is_(None),
-                        # A room's endpoint hears what happened after it was made (events wait
-                        # in memory a moment before this), the operator's everything.
-                        sa.or_(
-                            table.c.room_id.is_(None),
-                            sa.and_(
-                                table.c.room_id == event.room_id,
-                                table.c.created_at
-                                <= sa.literal(event.at, sa.DateTime(timezone=True)),
-                            ),
-                        ),
-                        sa.or_(
-                            table.c.events == ALL_EVENTS,
-                            table.c.events.like(f"%,{event.type},%"),
-                        ),
-                    )
-                    result = await conn.execute(
-                        queue.insert().from_select(
-                            [
-                                "endpoint_id",
-                                "event_id",
-                                "event_type",
-                                "room_id",
-                                "payload",
-                                "created_at",
-                                "next_attempt_at",
-                            ],
-                            wanted,
-                        )
-                    )
-                    queued += max(0, result.rowcount)
+            async with self._engine.connect() as conn:
+                return bool(await conn.scalar(query))
         except (SQLAlchemyError, OSError) as exc:
-            raise StorageError("queueing webhook events failed") from exc
-        return queued
+            raise StorageError("reading webhook endpoints failed") from exc
+
+    # the queue (filled by pairpilot.webhooks.journal)
 
     async def claim(self, limit: int, lease: timedelta, busy: set[str]) -> list[Claimed]:
         """Take up to ``limit`` due deliveries for ``lease``, none of the ``busy`` endpoints."""
