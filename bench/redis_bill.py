@@ -325,9 +325,10 @@ def _report(rows: list[dict[str, Any]], servers: list[str]) -> str:
     lines.append("")
     for name in servers:
         shared = [
-            r["summary"].get("rooms_on_both_workers")
+            r.get("summary", {}).get("rooms_on_both_workers")
             for r in typing
-            if r["server"] == name and r["summary"].get("rooms_on_both_workers") is not None
+            if r["server"] == name
+            and r.get("summary", {}).get("rooms_on_both_workers") is not None
         ]
         if shared:
             lines.append(f"- {name}: rooms open on both workers, per round: {shared} of {K}")
