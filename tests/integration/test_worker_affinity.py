@@ -328,3 +328,19 @@ async def _sync_step_2(reader: asyncio.StreamReader, client: ClientProtocol) -> 
                     assert event.status_code == 101
                 elif isinstance(event, Frame) and event.data[:2] == b"\x00\x01":
                     return
+
+
+async def test_a_stopping_home_worker_closes_the_sockets_passed_to_it_with_1012(workers, room):
+    room_id = _room_homed_on(room, 0)
+    home = workers.workers_by_index()[0]
+    async with AsyncExitStack() as stack:
+        sockets = []
+        for url in await _member_urls(workers, room_id, 6):  # ~half passed on by worker 1
+            _doc, websocket = await stack.enter_async_context(synced_socket(url))
+            await _held_by(workers, websocket.local_address[1], home)
+            sockets.append(websocket)
+        os.kill(workers.pid, signal.SIGTERM)  # every worker stops gracefully
+        for websocket in sockets:
+            async with asyncio.timeout(30):
+                await websocket.wait_closed()
+        assert [websocket.close_code for websocket in sockets] == [1012] * 6
