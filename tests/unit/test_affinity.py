@@ -141,3 +141,25 @@ async def test_only_plain_tcp_sockets_are_passed(tmp_path: Path):
     finally:
         transport.close()
         right.close()
+
+
+async def test_a_home_that_does_not_read_is_busy_and_the_socket_stays_here(tmp_path: Path):
+    metrics = Metrics()
+    sender = RoomAffinity(WorkerPlace(1, 2, tmp_path), metrics)
+    stopped = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # a home that never reads
+    stopped.bind(str(socket_path(tmp_path, 0)))
+    stopped.listen()
+    transport, client = await _tcp_transport()
+    try:
+        passes = 0
+        while sender.pass_on(transport, REQUEST, _room_homed_on(0)):
+            passes += 1
+            assert passes < 100_000, "the channel never filled"
+        assert _fallbacks(metrics, "home_busy") == 1
+        assert not sender.pass_on(transport, REQUEST, _room_homed_on(0))  # still backed up
+        assert _fallbacks(metrics, "home_busy") == 2
+    finally:
+        transport.close()
+        client.close()
+        sender.close()
+        stopped.close()

@@ -128,9 +128,9 @@ class RoomAffinity:
             try:
                 socket.send_fds(channel, [request], [fd], socket.MSG_NOSIGNAL)
             except OSError as exc:
-                self._drop_channel(home)
-                if exc.errno in _BUSY:
+                if exc.errno in _BUSY:  # kept: a new channel would go round the back-pressure
                     raise _Fallback("home_busy") from exc
+                self._drop_channel(home)
                 if attempt == 2 or exc.errno not in _UNREACHABLE:
                     raise _Fallback(_reason(exc)) from exc
             else:
