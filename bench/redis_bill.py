@@ -324,12 +324,10 @@ def _report(rows: list[dict[str, Any]], servers: list[str]) -> str:
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines.append("")
     for name in servers:
-        shared = [
-            r.get("summary", {}).get("rooms_on_both_workers")
-            for r in typing
-            if r["server"] == name
-            and r.get("summary", {}).get("rooms_on_both_workers") is not None
+        counts = [
+            r.get("summary", {}).get("rooms_on_both_workers") for r in typing if r["server"] == name
         ]
+        shared = [count for count in counts if count is not None]
         if shared:
             lines.append(f"- {name}: rooms open on both workers, per round: {shared} of {K}")
     lines.append("")
