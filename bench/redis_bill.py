@@ -10,8 +10,11 @@ server's REDIS_URL here; `INFO commandstats` is read at the driver's measure_sta
 
 - `pairpilot`: one process, no Redis;
 - `pairpilot-redis`: one process with REDIS_URL, every socket of every room on it;
-- `pairpilot-2p`: `serve --workers 2`, both workers on CPU 0, clients spread by the kernel, so
-  nearly every room is open on both processes (a room shared by two processes);
+- `pairpilot-2p`: `serve --workers 2` with room affinity off (`PAIRPILOT_WORKER_AFFINITY=0`),
+  both workers on CPU 0, clients spread by the kernel, so nearly every room is open on both
+  processes (a room shared by two processes);
+- `pairpilot-2p-routed`: `serve --workers 2` as shipped, room affinity on: every socket of a
+  room is passed to the room's home worker, so each room is open on one process;
 - `pairpilot-2p-batch1`: the same with `PAIRPILOT_BUS_BATCH_MS=1` (typing only): what the
   default 12 ms batch interval costs in latency and saves in commands.
 
@@ -61,8 +64,14 @@ BUS_COMMANDS = {
 UPSTASH_USD_PER_100K = 0.20
 DAY_KEYSTROKES = 50 * 2 * 4 * 3600  # 50 people, 2 keystrokes/s, 4 hours
 DAY_ROOM_SECONDS = 100 * 24 * 3600  # 100 rooms open all day
-SERVERS = ["pairpilot", "pairpilot-redis", "pairpilot-2p", "pairpilot-2p-batch1"]
-IDLE_SERVERS = ["pairpilot-redis", "pairpilot-2p"]
+SERVERS = [
+    "pairpilot",
+    "pairpilot-redis",
+    "pairpilot-2p-routed",
+    "pairpilot-2p",
+    "pairpilot-2p-batch1",
+]
+IDLE_SERVERS = ["pairpilot-redis", "pairpilot-2p-routed", "pairpilot-2p"]
 K, N, R = 100, 5, 2
 
 
@@ -133,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
     parser.add_argument("--hold", type=float, default=40.0, help="idle window, seconds")
     parser.add_argument("--idle-only", action="store_true", help="skip the typing rounds")
     parser.add_argument("--typing-only", action="store_true", help="skip the idle cases")
+    parser.add_argument(
+        "--servers", nargs="+", choices=SERVERS, default=SERVERS, help="a subset (development)"
+    )
     args = parser.parse_args(argv)
+    servers = [name for name in SERVERS if name in args.servers]
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is needed")
     folder = Path(tempfile.mkdtemp(prefix="redis-bill-"))
@@ -150,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
     out_dir = RESULTS / "dev" if args.quick else RESULTS
     out = out_dir / f"redis-bill{label}-{stamp}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    bench = Bench(out, quick=args.quick, servers=SERVERS)
+    bench = Bench(out, quick=args.quick, servers=servers)
     bench.observe = True
     duration = 5.0 if args.quick else 15.0
     hold = 5.0 if args.quick else args.hold
@@ -193,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
             "bus_commands": bus,
             "other_commands": other,
             "commands_per_keystroke": round(bus / keystrokes, 4) if keystrokes else None,
+            "rooms_on_both_workers": row["scale_out"].get("rooms_on_both_workers"),
         }
         return row
 
@@ -232,14 +246,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
     load_before = os.getloadavg()
     try:
         for round_ in range(1, 0 if args.idle_only else args.rounds + 1):
-            order = SERVERS if round_ % 2 else list(reversed(SERVERS))
+            order = servers if round_ % 2 else list(reversed(servers))
             for name in order:
                 row = bench.with_server(name, typing)
                 row.update({"scenario": "typing", "server": name, "round": round_})
                 row["case"] = {"rooms": K, "clients": N, "rate": R, "duration_s": duration}
                 bench.record(row)
                 rows.append(row)
-        for name in [] if args.typing_only else IDLE_SERVERS:
+        for name in [] if args.typing_only else [n for n in IDLE_SERVERS if n in servers]:
             for rooms in (1, 50):
                 row = bench.with_server(name, lambda server, n=rooms: idle(server, n))
                 row.update({"scenario": "idle", "server": name})
@@ -252,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one sce
         shutil.rmtree(folder, ignore_errors=True)
     # The machine is shared: how busy it was says how far to trust the CPU and latency columns.
     load_after = os.getloadavg()
-    report = _report(rows) + (
+    report = _report(rows, servers) + (
         f"\nLoad average (1, 5, 15 min) at the start: {load_before[0]:.1f}, {load_before[1]:.1f},"
         f" {load_before[2]:.1f}; at the end: {load_after[0]:.1f}, {load_after[1]:.1f},"
         f" {load_after[2]:.1f} ({os.cpu_count()} CPUs).\n"
@@ -268,7 +282,7 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
 
-def _report(rows: list[dict[str, Any]]) -> str:
+def _report(rows: list[dict[str, Any]], servers: list[str]) -> str:
     """The bench/README.md table: medians of the typing rounds, idle per room, Upstash cost."""
     header = (
         "| server | Redis cmds per keystroke | idle cmds/s (1 room) | idle cmds/s per room"
@@ -280,7 +294,7 @@ def _report(rows: list[dict[str, Any]]) -> str:
     ]
     typing = [r for r in rows if r.get("scenario") == "typing"]
     base = _median([r for r in typing if r["server"] == "pairpilot"], "cpu_us_per_delivery")
-    for name in SERVERS:
+    for name in servers:
         mine = [r for r in typing if r["server"] == name]
         per_key = _median(mine, "commands_per_keystroke") or 0.0
         cpu = _median(mine, "cpu_us_per_delivery")
@@ -308,6 +322,14 @@ def _report(rows: list[dict[str, Any]]) -> str:
             "-" if cost is None else cost,
         ]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    lines.append("")
+    for name in servers:
+        counts = [
+            r.get("summary", {}).get("rooms_on_both_workers") for r in typing if r["server"] == name
+        ]
+        shared = [count for count in counts if count is not None]
+        if shared:
+            lines.append(f"- {name}: rooms open on both workers, per round: {shared} of {K}")
     lines.append("")
     lines.append(
         "Upstash: $0.20 per 100,000 commands; a day = 50 people typing 2 keystrokes/s for 4 h"

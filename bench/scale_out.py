@@ -9,8 +9,10 @@ Servers (bench/servers.py), each started fresh per case with a fresh data dir (e
 - `pairpilot`: one process, no Redis (the matrix's server);
 - `pairpilot-redis`: one process with REDIS_URL: every frame goes through its room's Redis
   stream, but every client is on the one process (the Redis hop's cost without a second process);
-- `pairpilot-2p`: `pairpilot serve --workers 2` with REDIS_URL, both workers on CPU 0 (taskset
-  applies to the supervisor's children): the single server's CPU budget;
+- `pairpilot-2p`: `pairpilot serve --workers 2` with REDIS_URL and room affinity off
+  (`PAIRPILOT_WORKER_AFFINITY=0`: rooms shared by both workers, what this bench measures), both
+  workers on CPU 0 (taskset applies to the supervisor's children): the single server's CPU
+  budget;
 - `pairpilot-2p-2cores`: the same with the second worker moved to CPU 1, where the load driver
   runs: the two compete for that core.
 

@@ -39,6 +39,8 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5
 REDIS_ADMIN_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 SCALE_OUT_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "5"))
 # Workers of one deployment must share the token secret (README "Several processes").
+# The shared-room set-ups: room affinity off (README "Several processes").
+SHARED_ROOMS = {"PAIRPILOT_WORKER_AFFINITY": "0"}
 SCALE_OUT_JWT_SECRET = "bench-scale-out-secret-not-for-production-0123456789"  # noqa: S105
 
 
@@ -133,9 +135,25 @@ SERVERS: dict[str, ServerSpec] = {
             storage="sqlite",
             redis_db=SCALE_OUT_REDIS_DB,
         ),
-        # `serve --workers 2`: both workers on CPU 0 (the single server's CPU budget), ...
+        # `serve --workers 2`: both workers on CPU 0 (the single server's CPU budget), room
+        # affinity off: the kernel's spread stands, so nearly every room is open on both
+        # workers (rooms shared by processes, as before affinity), ...
         ServerSpec(
             "pairpilot-2p",
+            "y-websocket",
+            _pairpilot_workers(2),
+            ws_path="/collab",
+            health="/healthz",
+            auth=True,
+            storage="sqlite",
+            env=SHARED_ROOMS,
+            workers=2,
+            redis_db=SCALE_OUT_REDIS_DB,
+        ),
+        # ... the same with room affinity, the default: every socket of a room on its home
+        # worker (see bench/redis_bill.py) ...
+        ServerSpec(
+            "pairpilot-2p-routed",
             "y-websocket",
             _pairpilot_workers(2),
             ws_path="/collab",
@@ -155,7 +173,7 @@ SERVERS: dict[str, ServerSpec] = {
             health="/healthz",
             auth=True,
             storage="sqlite",
-            env={"PAIRPILOT_BUS_BATCH_MS": "1"},
+            env={**SHARED_ROOMS, "PAIRPILOT_BUS_BATCH_MS": "1"},
             workers=2,
             redis_db=SCALE_OUT_REDIS_DB,
         ),
@@ -168,6 +186,7 @@ SERVERS: dict[str, ServerSpec] = {
             health="/healthz",
             auth=True,
             storage="sqlite",
+            env=SHARED_ROOMS,
             workers=2,
             redis_db=SCALE_OUT_REDIS_DB,
             spread=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pairpilot import __version__
@@ -12,6 +13,7 @@ from pairpilot.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from pairpilot.settings import Settings
+    from pairpilot.web.affinity import WorkerPlace
 
 # Everything else is imported by the command that needs it: the compaction's merge worker is a
 # spawned process, which imports the console script's module again before it merges; the
@@ -20,10 +22,22 @@ if TYPE_CHECKING:
 MALLOC_ARENAS = 2  # the event loop's thread, and one for every other thread
 
 
-def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Run the server until interrupted (on a SO_REUSEPORT socket when one of several)."""
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    place: WorkerPlace | None = None,
+) -> None:
+    """Run the server until interrupted (on a SO_REUSEPORT socket when one of several).
+
+    ``place`` names a worker of ``serve --workers N``: with ``PAIRPILOT_WORKER_AFFINITY`` on
+    (the default), a room's sockets are passed to the room's home worker (``web.affinity``).
+    """
     from pairpilot.observability.memory import limit_arenas  # noqa: PLC0415 - see the top
     from pairpilot.web import create_app  # noqa: PLC0415
+    from pairpilot.web.affinity import RoomAffinity  # noqa: PLC0415
     from pairpilot.web.server import make_server, reuse_port_socket  # noqa: PLC0415
 
     if "MALLOC_ARENA_MAX" not in os.environ:  # glibc's own variable wins
@@ -31,7 +45,11 @@ def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False)
         # arenas per core, kept ~4 MB free in 15 thread arenas at K100, and the cap took
         # ~2 MB off the peak (bench/README.md, "Where memory goes").
         limit_arenas(MALLOC_ARENAS)
-    server = make_server(create_app(settings), host, port)
+    app = create_app(settings)
+    affinity = None
+    if place is not None and settings.worker_affinity:
+        affinity = RoomAffinity(place, app.state.services.metrics)
+    server = make_server(app, host, port, affinity=affinity)
     server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
 
 
@@ -65,7 +83,11 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes sharing the port (SO_REUSEPORT); more than 1 needs REDIS_URL",
     )
+    # A worker of `serve --workers N` (workers.py): its index, N, and the run's private directory.
     run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--worker-count", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--worker-dir", help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply the database migrations and exit")
     operate = commands.add_parser("rooms", help="list, show, delete or export stored rooms")
     actions = operate.add_subparsers(dest="action", required=True)
@@ -77,6 +99,15 @@ def parser() -> argparse.ArgumentParser:
     ):
         actions.add_parser(action, help=text).add_argument("room_id", help="the room id")
     return root
+
+
+def _place(args: argparse.Namespace) -> WorkerPlace | None:
+    """Which worker this process is, when the supervisor of `serve --workers N` started it."""
+    if args.worker_dir is None or args.worker_index is None or args.worker_count is None:
+        return None
+    from pairpilot.web.affinity import WorkerPlace  # noqa: PLC0415
+
+    return WorkerPlace(args.worker_index, args.worker_count, Path(args.worker_dir))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_migrate(settings))  # once, before the workers race for it
         raise SystemExit(supervise(args.workers, args.host, args.port))
     if args.command == "serve":
-        serve(settings, args.host, args.port, reuse_port=args.reuse_port)
+        serve(settings, args.host, args.port, reuse_port=args.reuse_port, place=_place(args))
     elif args.command == "rooms":
         from pairpilot.operations import run  # noqa: PLC0415
 

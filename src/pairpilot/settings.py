@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # The Redis publisher appends at most once every this many ms (frames of every room
     # batched into one entry): fewer Redis commands per keystroke, for that much latency.
     bus_batch_ms: PositiveInt = 12
+    # `serve --workers N`: every socket of a room is passed to the room's home worker
+    # (README "Several processes"); off, the kernel's spread stands and the bus shares rooms.
+    worker_affinity: bool = True
     rooms_per_user: PositiveInt = 200
     rooms_per_anonymous_user: PositiveInt = 20
     signin_rate: str = "30/hour"

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -154,12 +155,21 @@ class WebsocketChannel:
 @asynccontextmanager
 async def synced_client(url: str, doc: Doc[Any] | None = None) -> AsyncIterator[Doc[Any]]:
     """A pycrdt Provider connected to ``url``; yields its Doc once the first sync is done."""
+    async with synced_socket(url, doc) as (synced, _websocket):
+        yield synced
+
+
+@asynccontextmanager
+async def synced_socket(
+    url: str, doc: Doc[Any] | None = None
+) -> AsyncIterator[tuple[Doc[Any], ClientConnection]]:
+    """``synced_client``, with its WebSocket (to find which process holds it, say)."""
     doc = doc if doc is not None else Doc()
     async with connect(url, compression=None, max_size=None) as websocket:
         channel = WebsocketChannel(websocket, url)
         async with Provider(doc, channel) as provider:
             await asyncio.wait_for(provider.synced.wait(), 10)
-            yield doc
+            yield doc, websocket
 
 
 async def wait_until(
@@ -184,16 +194,23 @@ def free_port() -> int:
 
 
 class ServerProcess(_Addresses):
-    """`pairpilot serve` as a real child process, for restart and crash tests."""
+    """`pairpilot serve` as a real child process, for restart and crash tests.
 
-    def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
+    With ``workers`` above 1 it is `serve --workers N` (REDIS_URL needed): the process is the
+    supervisor, and ``workers_by_index`` finds its workers.
+    """
+
+    def __init__(self, env: Mapping[str, str], port: int | None = None, workers: int = 1) -> None:
         self.port = port or free_port()
         self._env = {**os.environ, **env}
         self._process: subprocess.Popen[bytes] | None = None
+        self._workers = workers
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until /healthz answers."""
         command = [sys.executable, "-m", "pairpilot", "serve", "--port", str(self.port)]
+        if self._workers > 1:
+            command += ["--workers", str(self._workers)]
         self._process = subprocess.Popen(command, env=self._env)  # noqa: S603
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -214,6 +231,24 @@ class ServerProcess(_Addresses):
             raise RuntimeError("the server is not running")
         return self._process.pid
 
+    def workers_by_index(self) -> dict[int, int]:
+        """`serve --workers N`: each running worker's pid, by the index the supervisor gave it."""
+        found = subprocess.run(  # noqa: S603 - a fixed command
+            ["pgrep", "-P", str(self.pid)],  # noqa: S607 - procps, installed by setup.sh
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        workers: dict[int, int] = {}
+        for pid in found.stdout.split():
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:
+                continue
+            if b"--worker-index" in args:
+                workers[int(args[args.index(b"--worker-index") + 1])] = int(pid)
+        return workers
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed."""
         if self._process is not None:
@@ -227,6 +262,23 @@ class ServerProcess(_Addresses):
             self._process.terminate()
             self._process.wait(30)
             self._process = None
+
+
+def socket_holders(port: int, client_port: int) -> set[int]:
+    """The pids holding the server's end (on ``port``) of the TCP connection from ``client_port``.
+
+    Read with ``ss`` (iproute2, installed by setup.sh): which worker serves a socket.
+    """
+    found = subprocess.run(  # noqa: S603 - a fixed command
+        [
+            *("ss", "-Htnp", "state", "established"),
+            f"( sport = :{port} and dport = :{client_port} )",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {int(pid) for pid in re.findall(r"pid=(\d+),", found.stdout)}
 
 
 @dataclass

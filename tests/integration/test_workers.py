@@ -45,7 +45,13 @@ async def test_two_workers_share_one_port_and_their_clients_converge(
     tmp_path: Path, redis_url, room
 ):
     port = free_port()
-    env = {**os.environ, "PAIRPILOT_DATA_DIR": str(tmp_path), "REDIS_URL": redis_url}
+    # Room affinity off: the kernel's spread stands, so the room is open on both workers.
+    env = {
+        **os.environ,
+        "PAIRPILOT_DATA_DIR": str(tmp_path),
+        "REDIS_URL": redis_url,
+        "PAIRPILOT_WORKER_AFFINITY": "0",
+    }
     command = [sys.executable, "-m", "pairpilot", "serve", "--port", str(port), "--workers", "2"]
     supervisor = _start(command, env)
     base = f"http://127.0.0.1:{port}"

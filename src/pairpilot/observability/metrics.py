@@ -85,6 +85,27 @@ class Metrics:
             registry=r,
         )
 
+        self.handoffs = Counter(
+            "pairpilot_room_handoffs",
+            "Sockets passed to their room's home worker (passed) and taken from another worker"
+            " (received), with `serve --workers N`",
+            ["direction"],
+            registry=r,
+        )
+        self.handoff_fallbacks = Counter(
+            "pairpilot_room_handoff_fallbacks",
+            "Sockets served off their room's home worker because it could not take them, by"
+            " reason (home_unreachable, home_busy, not_plain_tcp, request_too_large, error)",
+            ["reason"],
+            registry=r,
+        )
+
+    def watch_worker(self, index: int) -> None:
+        """Name this process's index among `serve --workers N` (which worker a scrape reached)."""
+        Gauge(
+            "pairpilot_worker", "This process's index among the workers", registry=self.registry
+        ).set(index)
+
     def watch_rooms(self, rooms: Callable[[], int], sockets: Callable[[], int]) -> None:
         """Read the live gauges from the registry at scrape time (no bookkeeping)."""
         self.live_rooms.set_function(lambda: float(rooms()))

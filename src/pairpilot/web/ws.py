@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from pairpilot.access.identity import Identity
     from pairpilot.sync.room import Room
+    from pairpilot.web.affinity import RoomAffinity
     from pairpilot.web.services import Services
 
 PREFIX = "/collab/"
@@ -107,6 +108,7 @@ class CollabConnection(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_affinity",
         "_closing",
         "_connections",
         "_expiry",
@@ -116,6 +118,7 @@ class CollabConnection(asyncio.Protocol):
         "_linger_left",
         "_pending",
         "_reader",
+        "_replay",
         "_room",
         "_services",
         "_session",
@@ -135,9 +138,14 @@ class CollabConnection(asyncio.Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         services: Services,
+        affinity: RoomAffinity | None = None,
+        replay: bytes = b"",
     ) -> None:
         del config, app_state, _loop  # uvicorn's signature; PairPilot's state is in services
         self._services = services
+        # A connection another worker passed on (``replay``: what it read) is served here.
+        self._affinity = None if replay else affinity
+        self._replay = replay
         self._connections: set[Any] = server_state.connections
         # uvicorn waits for these before the app's shutdown closes storage.
         self._tasks: set[asyncio.Task[None]] = server_state.tasks
@@ -167,6 +175,9 @@ class CollabConnection(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self._connections.add(self)
+        if self._replay:  # before the transport reads: what the peer sent next comes after
+            request, self._replay = self._replay, b""
+            self.data_received(request)
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the peer: the upgrade request first, then frames."""
@@ -194,11 +205,12 @@ class CollabConnection(asyncio.Protocol):
             self._discard(len(data))
             return
         self._wire.receive_data(data)
-        # uvicorn hands over the upgrade request alone (it keeps nothing that followed it), so
-        # no frame can be parsed together with the request, before the join has begun.
+        # uvicorn hands over the upgrade request alone and whole, in one call (it keeps nothing
+        # that followed it), as does a worker passing the socket on: ``data`` is then every
+        # byte read from the socket, and no frame is parsed with the request, before the join.
         for event in self._wire.events_received():
             if isinstance(event, Request):
-                self._handshake(event)
+                self._handshake(event, data)
             elif isinstance(event, Frame):
                 self._frame(event)
         self._flush()
@@ -248,17 +260,25 @@ class CollabConnection(asyncio.Protocol):
 
     # the WebSocket
 
-    def _handshake(self, request: Request) -> None:
+    def _handshake(self, request: Request, received: bytes) -> None:
+        """Answer the upgrade request (``received``: every byte read so far) and start the join."""
         target = urlsplit(request.path)
         if not target.path.startswith(PREFIX):
             self._wire.send_response(self._wire.reject(404, "Not Found\n"))
+            return
+        room_id = unquote(target.path[len(PREFIX) :])
+        transport = self._transport_or_fail()
+        if self._affinity is not None and self._affinity.pass_on(transport, received, room_id):
+            # The room's home worker has the socket now: let go of this copy of it without a
+            # byte or a FIN (no shutdown; the other process's descriptor keeps it open).
+            self._closing = True
+            transport.close()
             return
         response = self._wire.accept(request)
         self._wire.send_response(response)
         if response.status_code != 101:
             return
         # Accept first: only an accepted socket can tell a browser why it is being closed.
-        room_id = unquote(target.path[len(PREFIX) :])
         token = parse_qs(target.query).get("token", [None])[0]
         self._pending = []
         join = self._join = asyncio.get_running_loop().create_task(
