@@ -4,7 +4,8 @@ pycrdt 0.14 holds the GIL inside ``merge_updates``, ``Doc.apply_update`` and ``g
 (measured: a thread merging a 1.4 MB snapshot with its log stopped the main thread for the whole
 merge, 90-200 ms), so a thread would not help: a merge at least ``offload_min_bytes`` big runs
 in one worker process, started at the first such merge and kept for the next. Small documents
-(the common case, and every room of a fan-out) never start it.
+(the common case, and every room of a fan-out) never start it. The REST API's bulk work runs
+there too (``Merger.run``: zip imports, uploads, exports, snapshot bodies; sync/transfer.py).
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def _exit_with(parent: int) -> None:
 
 
 class Merger:
-    """Runs compaction merges: small ones inline, big ones in a lazily started worker process.
+    """Runs merges and other big jobs: small ones inline, big ones in a lazily started worker.
 
     A worker that dies (killed, out of memory) or fails surfaces as StorageError, like a
     database failure: the compaction is retried later and nothing is lost, since the rows it
-    would have folded are still in the log. The next big merge starts a new worker.
+    would have folded are still in the log; an upload is refused (503) with nothing applied.
+    The next big job starts a new worker.
     """
 
     def __init__(
