@@ -1,18 +1,22 @@
 """Big uploads off the event loop (issue #22): what they cost an honest pair in another room.
 
-    uv run python bench/offloop.py [--rounds 3] [--seconds 15] [--source DIR] [--zips-only]
+    uv run python bench/offloop.py [--rounds 3] [--seconds 15] [--zips-only]
+                                   [--source DIR] [--compare DIR] [--trace PREFIX]
 
-Each round runs two cases on fresh servers, in turns (the order flips each round): "quiet", the
-honest pair of tests/abuse.py alone (one editor types a token every 50 ms, the other records
-when each arrives), and "uploads", the same pair while one client posts an ~8 MB zip to
-``import.zip`` in a loop and another posts 15 MiB snapshots (~21 MB of JSON) to ``snapshot`` in
-a loop, each waiting for its answer before the next. The rooms fill up (32 MiB) after a few
-posts; every later post is still read, parsed, decoded or inflated in full before the quota
-refuses it (413), which is the work this measures; the table's last row is the honest pair
-from the moment the zip loop was first refused (its room full: issue #22's "an 8 MB zip posted
-in a loop"), the snapshot loop still running. The server runs on CPU 0, this
-process on CPU 1. ``--source`` runs the server from another checkout's ``src/`` (e.g. a
-``git worktree`` of the commit before), for before/after figures. Raw rounds go to
+Each round runs two cases on fresh servers (the order flips each round): "quiet", the honest
+pair of tests/abuse.py alone (one editor types a token every 50 ms, the other records when each
+arrives), and "uploads", the same pair while a process of its own posts an ~8 MB zip to
+``import.zip`` in a loop and (without ``--zips-only``) 15 MiB snapshots (~21 MB of JSON) to
+``snapshot`` in a loop, each waiting for its answer before the next. The posts run in their own
+process because sending a 21 MB body holds a Python process for tens of milliseconds: in the
+honest pair's process, that delay was counted as the server's. The zips' room fills up (32 MiB)
+after four zips; every later zip is still read and inflated before the quota refuses it (413);
+the same snapshot posted again is read, parsed and decoded, then found to bring nothing new.
+The table's last row per server is the honest pair from the zip loop's first 413 on (issue
+#22's "an 8 MB zip posted in a loop"). The server runs on CPU 0 (its merge worker too), this
+process and the poster on CPU 1. ``--source`` serves another checkout's ``src/``; ``--compare``
+serves another checkout beside this one, case for case in alternating order (before/after in
+the same period). Each row notes the 1-minute load average at its start. Raw rounds go to
 results/offloop-<stamp>.json.
 """
 
@@ -32,6 +36,7 @@ import string
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,41 +84,118 @@ def snapshot_payload() -> bytes:
 
 
 async def _post_loop(
-    server: ServerProcess,
+    url: str,
     token: str,
     post: tuple[str, bytes, str],
     stop: asyncio.Event,
     statuses: collections.Counter[str],
-    full: asyncio.Event,
+    on_full: Callable[[], None],
+    every: float = 0.0,
 ) -> None:
     path, body, content_type = post
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
-    async with httpx.AsyncClient(base_url=server.http_url, timeout=120) as client:
+    full = False
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         while not stop.is_set():
+            started = time.perf_counter()
             answer = await client.post(path, content=body, headers=headers)
+            await asyncio.sleep(max(0.0, every - (time.perf_counter() - started)))
             statuses[f"{path.rsplit('/', 1)[-1]} {answer.status_code}"] += 1
-            if answer.status_code == 413:  # the room is full: every later post is refused
-                full.set()
+            if answer.status_code == 413 and not full:  # the room is full: every later post is
+                full = True  # refused
+                on_full()
+
+
+def _poster(url: str, token: str, archive: Path, snapshot: Path | None, every: float) -> None:
+    """The upload loops, in a process of their own until its stdin closes.
+
+    Sending a 21 MB body holds a Python process for tens of milliseconds: in the honest
+    pair's process that delay was counted as the server's. Prints ``full <perf_counter>`` at
+    the zip loop's first 413 and ``posts <json>`` at the end (``start <perf_counter>`` first).
+    """
+
+    zipped = archive.read_bytes()
+    body = snapshot.read_bytes() if snapshot is not None else b""
+
+    async def run() -> None:
+        print(f"start {time.perf_counter()}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sys.stdin.fileno(), lambda: (loop.remove_reader(0), stop.set()))
+        statuses: collections.Counter[str] = collections.Counter()
+        posts = [
+            _post_loop(
+                url,
+                token,
+                ("/api/rooms/zips/import.zip", zipped, "application/zip"),
+                stop,
+                statuses,
+                lambda: print(f"full {time.perf_counter()}", flush=True),
+                every,
+            )
+        ]
+        if body:
+            path = "/api/rooms/snaps/snapshot"
+            post = (path, body, "application/json")
+            posts.append(_post_loop(url, token, post, stop, statuses, lambda: None))
+        await asyncio.gather(*posts)
+        print(f"posts {json.dumps(statuses)}", flush=True)
+
+    asyncio.run(run())
 
 
 async def _case(
-    source: Path | None, seconds: float, payloads: tuple[bytes, bytes] | None
+    source: Path | None,
+    seconds: float,
+    payloads: tuple[Path, Path | None] | None,
+    trace: Path | None = None,
+    zip_every: float = 0.0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
         env = server_env(Path(data), **RATES)
         if source is not None:
-            env["PYTHONPATH"] = str(source / "src")
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(source / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
         server = ServerProcess(env)
         server.start()
         _pin(server.pid, SERVER_CPU)
         try:
-            return await _measure(server, seconds, payloads)
+            row = await _measure(server, seconds, payloads, trace, zip_every)
+            row["server_cpu_s"], row["worker_cpu_s"] = _cpu_s(server.pid)
+            return row
         finally:
             server.stop()
 
 
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of the server so far, and of its live children (the merge
+    worker), read from /proc: unlike latency, not moved by other work on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(each: int) -> float:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return round(used(pid), 2), round(sum(used(int(child)) for child in children), 2)
+
+
+def _out(process: asyncio.subprocess.Process) -> asyncio.StreamReader:
+    if process.stdout is None:
+        raise RuntimeError("the poster's stdout is not a pipe")
+    return process.stdout
+
+
 async def _measure(
-    server: ServerProcess, seconds: float, payloads: tuple[bytes, bytes] | None
+    server: ServerProcess,
+    seconds: float,
+    payloads: tuple[Path, Path | None] | None,
+    trace: Path | None = None,
+    zip_every: float = 0.0,
 ) -> dict[str, Any]:
     identities = Identities(SECRET, 3600)
     ada, bob, mallory = (identities.issue(name)[0] for name in ("Ada", "Bob", "Mallory"))
@@ -129,47 +211,38 @@ async def _measure(
             )
             answer.raise_for_status()
     honest = Honest()
-    ready, stop, posting = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    statuses: collections.Counter[str] = collections.Counter()
+    ready, stop = asyncio.Event(), asyncio.Event()
     pair = asyncio.create_task(_honest_pair(server, [ada, bob], honest, ready, stop))
     await asyncio.wait_for(ready.wait(), 30)
-    loops = []
-    zips_full, snaps_full = asyncio.Event(), asyncio.Event()  # the first 413 of each loop
+    posts: dict[str, int] = {}
+    full_at: float | None = None  # the zip loop's first 413
+    poster = None
     if payloads is not None:
         archive, snapshot = payloads
-        loops = [
-            asyncio.create_task(
-                _post_loop(
-                    server,
-                    mallory,
-                    ("/api/rooms/zips/import.zip", archive, "application/zip"),
-                    posting,
-                    statuses,
-                    zips_full,
-                )
-            )
-        ]
-        if snapshot:  # --zips-only: b""
-            loops.append(
-                asyncio.create_task(
-                    _post_loop(
-                        server,
-                        mallory,
-                        ("/api/rooms/snaps/snapshot", snapshot, "application/json"),
-                        posting,
-                        statuses,
-                        snaps_full,
-                    )
-                )
-            )
-    started, started_perf = time.monotonic(), time.perf_counter()
-    full_at = asyncio.create_task(_when_set(zips_full))
+        command = [__file__, "--post", server.http_url, mallory, str(archive), str(snapshot or "")]
+        command.append(str(zip_every))
+        poster = await asyncio.create_subprocess_exec(
+            sys.executable, *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        posting_from = float((await _out(poster).readline()).decode().split()[1])  # "start <t>"
+    started = time.monotonic()
     await asyncio.sleep(seconds)
-    posting.set()
+    if poster is not None:
+        if poster.stdin is not None:
+            poster.stdin.close()
+        for line in (await _out(poster).read()).decode().splitlines():
+            kind, _, value = line.partition(" ")
+            if kind == "full":
+                full_at = float(value)
+            elif kind == "posts":
+                posts = json.loads(value)
+        await poster.wait()
     stop.set()
     await pair
-    await asyncio.gather(*loops)
     latencies = honest.latencies_ms()
+    if trace is not None:  # when each token was typed and seen (time.monotonic), for a profile
+        times = {"sent": honest.sent, "seen": honest.seen, "full": full_at}
+        trace.write_text(json.dumps(times))  # noqa: ASYNC240 - after the case
     row = {
         "case": "quiet" if payloads is None else "uploads",
         "seconds": round(time.monotonic() - started, 1),
@@ -178,26 +251,18 @@ async def _measure(
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(statistics.quantiles(latencies, n=100)[98], 2),
         "max_ms": round(max(latencies), 2),
-        "posts": dict(statuses),
+        "posts": posts,
     }
-    if full_at.done():  # the honest pair once the zips' room was full and every zip refused
+    if full_at is not None:  # the honest pair once the zips' room was full and every zip refused
         after = [
             (honest.seen[t] - honest.sent[t]) * 1000
             for t in honest.seen
-            if t in honest.sent and honest.sent[t] >= full_at.result()
+            if t in honest.sent and honest.sent[t] >= full_at
         ]
-        row["full_s"] = round(full_at.result() - started_perf, 1)
+        row["full_s"] = round(full_at - posting_from, 1)
         row["full_p50_ms"] = round(statistics.median(after), 2)
         row["full_p99_ms"] = round(statistics.quantiles(after, n=100)[98], 2)
-    else:
-        full_at.cancel()
     return row
-
-
-async def _when_set(event: asyncio.Event) -> float:
-    """The ``time.perf_counter()`` (the honest pair's clock) once ``event`` is set."""
-    await event.wait()
-    return time.perf_counter()
 
 
 def main() -> None:
@@ -205,44 +270,89 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--source", type=Path, default=None, help="a checkout whose src/ to serve")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="a checkout to serve beside this one, case for case (e.g. the commit before)",
+    )
     ap.add_argument("--zips-only", action="store_true", help="no snapshot loop (issue #22's case)")
+    ap.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="write the honest pair's token times of each case to <TRACE>-<round>-<case>.json",
+    )
+    ap.add_argument(
+        "--zip-every",
+        type=float,
+        default=0.0,
+        help="post a zip at most every this many seconds (default: each after the last answer)",
+    )
+    ap.add_argument("--post", nargs=5, help=argparse.SUPPRESS)  # the upload loops' own process
     args = ap.parse_args()
+    if args.post:
+        url, token, archive, snapshot, every = args.post
+        _poster(url, token, Path(archive), Path(snapshot) if snapshot else None, float(every))
+        return
     os.sched_setaffinity(0, {CLIENT_CPU})
     # Made once, before any case: building them costs this process seconds of CPU.
-    payloads = zip_payload(), b"" if args.zips_only else snapshot_payload()
-    sizes = f"zip {len(payloads[0]) / 1e6:.1f} MB, snapshot body {len(payloads[1]) / 1e6:.1f} MB"
+    archive, snapshot = zip_payload(), b"" if args.zips_only else snapshot_payload()
+    sizes = f"zip {len(archive) / 1e6:.1f} MB, snapshot body {len(snapshot) / 1e6:.1f} MB"
     print(sizes, flush=True)
+    servers = {"this": args.source}
+    if args.compare is not None:
+        servers = {"before": args.compare, "this": args.source}
 
-    async def rounds() -> list[dict[str, Any]]:
+    async def rounds(files: Path) -> list[dict[str, Any]]:
+        payloads = files / "upload.zip", (files / "snapshot.json") if snapshot else None
+        cases = [(name, uploads) for name in servers for uploads in (False, True)]
         rows = []
         for round_ in range(args.rounds):
-            for uploads in (False, True) if round_ % 2 == 0 else (True, False):
+            for name, uploads in cases if round_ % 2 == 0 else cases[::-1]:
+                case = "uploads" if uploads else "quiet"
+                trace = None
+                if args.trace is not None:
+                    trace = args.trace.with_name(f"{args.trace.name}-{round_}-{name}-{case}.json")
                 load = payloads if uploads else None
-                row = {"round": round_} | await _case(args.source, args.seconds, load)
+                row = {"round": round_, "server": name, "load": os.getloadavg()[0]}
+                row |= await _case(servers[name], args.seconds, load, trace, args.zip_every)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         return rows
 
-    rows = asyncio.run(rounds())
+    with tempfile.TemporaryDirectory() as files:
+        (Path(files) / "upload.zip").write_bytes(archive)
+        (Path(files) / "snapshot.json").write_bytes(snapshot)
+        rows = asyncio.run(rounds(Path(files)))
+    _report(rows, servers)
+
+
+def _report(rows: list[dict[str, Any]], servers: dict[str, Path | None]) -> None:
+    """Write the raw rounds to results/ and print the medians."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"offloop-{stamp}.json"
-    source = str(args.source) if args.source else "this checkout"
-    out.write_text(json.dumps({"source": source, "rows": rows}, indent=1) + "\n")
-    print(f"\nraw rounds: {out.relative_to(ROOT)} (server from {source})\n")
-    print("| case | honest p50 ms | honest p99 ms | max ms |")
-    print("|---|---|---|---|")
-    for case in ("quiet", "uploads"):
-        mine = [r for r in rows if r["case"] == case]
-        cells = [
-            statistics.median(float(r[k]) for r in mine) for k in ("p50_ms", "p99_ms", "max_ms")
-        ]
-        print(f"| {case} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-    full = [r for r in rows if "full_p99_ms" in r]
-    if full:  # the honest pair once every zip was refused (its room full)
-        keys = ("full_p50_ms", "full_p99_ms")
-        cells = [statistics.median(float(r[k]) for r in full) for k in keys]
-        at = statistics.median(float(r["full_s"]) for r in full)
-        print(f"| uploads, zips' room full (from {at:.1f} s) | {cells[0]:.1f} | {cells[1]:.1f} | |")
+    sources = {name: str(source) if source else "this checkout" for name, source in servers.items()}
+    out.write_text(json.dumps({"sources": sources, "rows": rows}, indent=1) + "\n")
+    print(f"\nraw rounds: {out.relative_to(ROOT)} (servers: {sources})\n")
+    print("| server, case | honest p50 ms | honest p99 ms | max ms | server CPU s | worker CPU s |")
+    print("|---|---|---|---|---|---|")
+    for name in servers:
+        for case in ("quiet", "uploads"):
+            mine = [r for r in rows if r["case"] == case and r["server"] == name]
+            keys = ("p50_ms", "p99_ms", "max_ms", "server_cpu_s", "worker_cpu_s")
+            cells = [statistics.median(float(r[k]) for r in mine) for k in keys]
+            print(f"| {name}, {case} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+        full = [r for r in rows if "full_p99_ms" in r and r["server"] == name]
+        if full:  # the honest pair once every zip was refused (its room full)
+            keys = ("full_p50_ms", "full_p99_ms")
+            cells = [statistics.median(float(r[k]) for r in full) for k in keys]
+            at = statistics.median(float(r["full_s"]) for r in full)
+            print(
+                f"| {name}, zips' room full (from {at:.1f} s) | {cells[0]:.1f} | {cells[1]:.1f} |||"
+            )
+    loads = [r["load"] for r in rows]
+    print(f"\nload average (1 min) at each case's start: {min(loads):.1f}-{max(loads):.1f}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@ a room with sessions on recording sockets, a flusher (no server)."""
 
 import asyncio
 import base64
+import io
 import json
 import os
+import signal
 import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,20 @@ from pairpilot.sync.session import Session, TokenBucket
 from pairpilot.testing import LiveServer
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    """A deflated zip of ``entries`` (name → bytes; a name ending in ``/`` is a folder)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def kill_the_process(*_: object) -> None:
+    """A merge-worker job that dies mid-job: SIGKILL to the process running it."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def unavailable(what: str) -> None:

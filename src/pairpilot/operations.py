@@ -171,7 +171,7 @@ async def _delete(settings: Settings, engine: AsyncEngine, room_id: str) -> int:
 
 
 async def _export(engine: AsyncEngine, room_id: str) -> int:
-    from pairpilot.web.transfer import export_archive  # noqa: PLC0415 - the API's own zip
+    from pairpilot.sync.transfer import export_archive  # noqa: PLC0415 - the API's own zip
 
     store = SqlRoomStore(engine)
     try:

@@ -4,11 +4,15 @@ import asyncio
 import base64
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from pycrdt import Doc, Text
 from tests.support import User, new_user
 
 from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
+from pairpilot.web.errors import install_error_handlers
+from pairpilot.web.schemas import SnapshotIn
 
 pytestmark = pytest.mark.anyio
 
@@ -188,3 +192,60 @@ async def test_a_big_snapshot_is_cut_to_what_the_room_lacks_before_it_is_applied
         answer = await ada.call("POST", f"/api/rooms/{room}/snapshot", json=garbage)
         assert (answer.status_code, answer.json()["error"]) == (400, "bad_request")
         assert _text(watcher) == str(doc["code"])
+
+
+def _fastapi_reads_snapshot_in() -> FastAPI:
+    """``SnapshotIn`` read by FastAPI itself, as the route read its body before the merge
+    worker did: the wording every refusal must keep."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/snapshot")
+    async def snapshot(body: SnapshotIn) -> dict[str, str]:
+        return {"snapshot_b64": body.snapshot_b64}
+
+    return app
+
+
+BODIES = [
+    (b"", "application/json"),
+    (b'{"snapshot_b64": "AAA="}', None),
+    (b'{"snapshot_b64": "AAA="}', "text/plain"),
+    (b"{not json", "application/json"),
+    (b"\xff\xfe\xfd", "application/json"),
+    (b"[" * 100_000, "application/json"),
+    (b"null", "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b'"text"', "application/json"),
+    (b"{}", "application/json"),
+    (b'{"snapshot_b64": 5}', "application/json"),
+    (b'{"snapshot_b64": null}', "application/json"),
+    (b'{"snapshot_b64": ""}', "application/json"),
+    (b'{"snapshot_b64": "AAA=", "more": 1}', "application/vnd.api+json; charset=utf-8"),
+]
+
+
+async def test_a_snapshot_body_is_read_as_fastapi_reads_it_here_and_in_the_merge_worker(
+    api_server: LiveServer, room: str
+):
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    merger = api_server.services.store.merger
+    reference = httpx.AsyncClient(
+        transport=httpx.ASGITransport(_fastapi_reads_snapshot_in()), base_url="http://reference"
+    )
+    async with reference:
+        for body, content_type in BODIES:
+            headers = {"Content-Type": content_type} if content_type else {}
+            expected = await reference.post("/snapshot", content=body, headers=headers)
+            for offload_min_bytes in (1 << 40, 0):  # here, then in the worker
+                merger.offload_min_bytes = offload_min_bytes
+                path = f"/api/rooms/{room}/snapshot"
+                offloaded = merger.offloaded
+                answer = await ada.call("POST", path, content=body, headers=headers)
+                where = (body[:40], content_type, offload_min_bytes)
+                assert merger.offloaded == offloaded + (offload_min_bytes == 0), where
+                assert answer.status_code == expected.status_code, (where, answer.text)
+                if expected.status_code != 200:
+                    assert answer.json() == expected.json(), where
+    assert (await _snapshot(ada, room))["snapshot_b64"] is None

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Map, Text
-from tests.support import User, new_user
+from tests.support import User, kill_the_process, new_user, zip_of
 
 from pairpilot.sync.files import doc_of, read_files, read_tree
+from pairpilot.sync.transfer import files_update
 from pairpilot.sync.tree import Tree
 from pairpilot.testing import LiveServer, live_server, quick_settings
+from pairpilot.web import transfer
 from pairpilot.web.transfer import clean_path
 
 pytestmark = pytest.mark.anyio
@@ -36,14 +38,6 @@ async def _files(user: User, room: str) -> dict[str, str]:
 async def _tree(user: User, room: str) -> tuple[Tree, dict[str, str]]:
     doc = await _doc(user, room)
     return read_tree(doc), read_files(doc)
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 async def _upload_zip(user: User, room: str, data: bytes):
@@ -121,7 +115,7 @@ async def test_uploaded_files_keep_their_paths_and_taken_ones_get_a_number(
 
 async def test_a_zip_upload_keeps_its_folders_and_skips_junk(api_server: LiveServer, room: str):
     ada = await _owner(api_server, room)
-    data = _zip(
+    data = zip_of(
         {
             "project/": b"",
             "project/main.py": "print('zip 🙂')\n".encode(),
@@ -155,12 +149,12 @@ async def test_a_zip_upload_keeps_its_folders_and_skips_junk(api_server: LiveSer
     ("body", "message"),
     [
         (b"this is not a zip", "not a zip archive"),
-        (_zip({"ok.py": b"x", "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"}), "image.png"),
-        (_zip({"..": b"x"}), "'..' would leave the room"),
-        (_zip({"ok.py": b"x", "../evil.py": b"x"}), "'../evil.py': '..' would leave the room"),
-        (_zip({"/etc/cron.d/x": b"x"}), "'/etc/cron.d/x': an absolute path"),
-        (_zip({"a/" * 512 + "b": b"x"}), "a path 1024"),
-        (_zip({}), "no files"),
+        (zip_of({"ok.py": b"x", "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"}), "image.png"),
+        (zip_of({"..": b"x"}), "'..' would leave the room"),
+        (zip_of({"ok.py": b"x", "../evil.py": b"x"}), "'../evil.py': '..' would leave the room"),
+        (zip_of({"/etc/cron.d/x": b"x"}), "'/etc/cron.d/x': an absolute path"),
+        (zip_of({"a/" * 512 + "b": b"x"}), "a path 1024"),
+        (zip_of({}), "no files"),
     ],
 )
 async def test_a_bad_zip_is_refused_whole_with_a_reason(
@@ -194,7 +188,7 @@ async def test_uploads_over_their_limits_get_413_and_add_nothing(tmp_path: Path,
         too_big_total = {f"z{i}.py": b"z" * 999 for i in range(3)}
         reasons = ["too many files", "big.py is over 1000 bytes", "over its size limit"]
         for entries, reason in zip((too_many, too_big_file, too_big_total), reasons, strict=True):
-            response = await _upload_zip(ada, room, _zip(entries))
+            response = await _upload_zip(ada, room, zip_of(entries))
             assert response.status_code == 413, (list(entries), response.text)
             assert response.json()["error"] == "payload_too_large"
             assert reason in response.json()["message"]
@@ -279,3 +273,96 @@ def test_clean_paths_drop_dot_segments_and_read_backslashes_as_slashes():
     assert clean_path("dir\\sub\\b.js") == "dir/sub/b.js"
     assert clean_path("project/") == "project"
     assert clean_path("héllo wörld/ünï.py") == "héllo wörld/ünï.py"
+
+
+def _answer(response) -> tuple[int, object]:
+    return response.status_code, response.json()
+
+
+async def _the_uploads(ada: User, room: str) -> list[tuple[int, object]]:
+    """Good and bad uploads of every kind into ``room``, in turn."""
+    answers = [
+        _answer(await ada.call("POST", f"/api/rooms/{room}/files", json={"files": files}))
+        for files in (
+            [{"name": "a.py", "text": "one\n"}],
+            [{"name": "a.py", "text": "two\n"}, {"name": "src\\b.py", "text": "héllo 🙂\n"}],
+            [{"name": "../x.py", "text": "x"}],
+            [{"name": "x.bin", "text": "a\u0000b"}],
+        )
+    ]
+    zips = [
+        zip_of({"project/": b"", "project/a.py": b"zip\n", "a.py": b"top\n", "e/f/": b""}),
+        zip_of({"ok.py": b"x", "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"}),
+        zip_of({"/etc/cron.d/x": b"x"}),
+        zip_of({"__MACOSX/._a": b"\x00"}),
+        b"this is not a zip",
+    ]
+    answers += [_answer(await _upload_zip(ada, room, data)) for data in zips]
+    return answers
+
+
+async def test_uploads_built_in_the_worker_answer_and_add_what_the_event_loop_would(
+    api_server: LiveServer, room: str
+):
+    """The merge worker reads, checks and builds big uploads: the same names, the same
+    refusals and the same tree and texts as an upload built in the server itself."""
+    merger = api_server.services.store.merger
+    ada = await _owner(api_server, room)
+    seen = []
+    for where, offload_min_bytes in (("here", 1 << 40), ("worker", 0)):
+        merger.offload_min_bytes = offload_min_bytes
+        target = f"{room}-{where}"
+        assert (await ada.join(target)).status_code == 200
+        offloaded = merger.offloaded
+        answers = await _the_uploads(ada, target)
+        export = await ada.call("GET", f"/api/rooms/{target}/export.zip")
+        tree, files = await _tree(ada, target)  # file ids are random: paths and texts compared
+        seen.append((answers, files, tree.folders, export.content))
+        assert (merger.offloaded > offloaded) == (where == "worker")
+    assert seen[0] == seen[1]
+    answers, files, folders, _ = seen[0]
+    assert [status for status, _ in answers] == [200, 200, 400, 400, 200, 400, 400, 400, 400]
+    assert files["a (3).py"] == "top\n"
+    assert folders == ["e", "e/f", "project", "src"]
+
+
+async def test_a_merge_worker_killed_during_an_upload_is_a_503_that_adds_nothing(
+    api_server: LiveServer, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    api_server.services.store.merger.offload_min_bytes = 0
+    ada = await _owner(api_server, room)
+    data = zip_of({"main.py": b"print(1)\n"})
+    monkeypatch.setattr(transfer, "zip_upload", kill_the_process)
+    answer = await _upload_zip(ada, room, data)
+    assert answer.status_code == 503, answer.text
+    assert answer.json() == {"error": "storage_unavailable", "message": "the merge worker died"}
+    assert await _files(ada, room) == {}
+    monkeypatch.undo()  # the next upload starts a new worker
+    answer = await _upload_zip(ada, room, data)
+    assert answer.status_code == 200, answer.text
+    assert await _files(ada, room) == {"main.py": "print(1)\n"}
+
+
+async def test_an_upload_built_while_the_room_gained_its_path_is_built_again(
+    api_server: LiveServer, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The worker picks paths against the room as it was; a file that took one of them
+    meanwhile makes the server build the upload again, so nothing is shown over it."""
+    ada = await _owner(api_server, room)
+    merger = api_server.services.store.merger
+    built = merger.run_sized
+
+    async def someone_adds_a_py_meanwhile(size, job, tree):
+        upload = await built(size, job, tree)
+        if not tree.taken:  # the first build only
+            live = api_server.services.registry.rooms[room]
+            live.apply_update(files_update([("a.py", "theirs\n")]))
+        return upload
+
+    monkeypatch.setattr(merger, "run_sized", someone_adds_a_py_meanwhile)
+    answer = await ada.call(
+        "POST", f"/api/rooms/{room}/files", json={"files": [{"name": "a.py", "text": "mine\n"}]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["files"] == [{"name": "a (2).py", "source": "a.py"}]
+    assert await _files(ada, room) == {"a.py": "theirs\n", "a (2).py": "mine\n"}

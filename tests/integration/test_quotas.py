@@ -18,10 +18,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from pairpilot.errors import StorageError
-from pairpilot.sync import protocol
+from pairpilot.sync import protocol, transfer
 from pairpilot.sync.files import read_tree, texts_of
 from pairpilot.testing import LiveServer, live_server, quick_settings, wait_until
-from pairpilot.web import transfer
 
 pytestmark = pytest.mark.anyio
 
@@ -184,23 +183,23 @@ async def test_rest_writes_past_the_quota_are_413_room_full(quota_server: LiveSe
     assert snapshot.json()["snapshot_b64"] is None
 
 
-async def test_an_upload_into_a_full_room_is_refused_before_the_document_is_copied(
+async def test_an_upload_into_a_full_room_is_refused_before_its_update_is_built(
     quota_server: LiveServer, room, monkeypatch: pytest.MonkeyPatch
 ):
-    """Building an upload's update copies the whole live document: a loop of uploads into a
-    full room would pay that copy each time only to be refused. Its texts' bytes are a lower
-    bound of the update's length, checked first."""
+    """Building an upload's update holds the GIL for as long as its texts take to insert: a
+    loop of uploads into a full room would pay that each time only to be refused. Its texts'
+    bytes are a lower bound of the update's length, checked first."""
     owner, _ = await _member(quota_server, room)
     half = {"files": [{"name": "half.txt", "text": "h" * (QUOTA // 2)}]}
     assert (await owner.call("POST", f"/api/rooms/{room}/files", json=half)).status_code == 200
     built: list[int] = []
-    real = transfer.add_files_update
+    real = transfer.files_update
 
     def counted(*args, **kwargs):
         built.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transfer, "add_files_update", counted)
+    monkeypatch.setattr(transfer, "files_update", counted)
     files = {"files": [{"name": "more.txt", "text": "m" * (QUOTA // 2)}]}
     answer = await owner.call("POST", f"/api/rooms/{room}/files", json=files)
     assert (answer.status_code, answer.json()["error"]) == (413, "room_full")

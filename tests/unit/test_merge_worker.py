@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Text
+from tests.support import kill_the_process, zip_of
 
-from pairpilot.errors import StorageError
+from pairpilot.errors import BadRequestError, StorageError
 from pairpilot.storage.merging import Merger, encode_document, merge
+from pairpilot.sync.transfer import RoomTree, UploadLimits, zip_upload
 
 pytestmark = pytest.mark.anyio
 
@@ -143,3 +145,29 @@ async def test_the_worker_of_a_server_killed_with_sigkill_exits_too():
             break
         await asyncio.sleep(0.1)
     assert not _alive(worker)
+
+
+async def test_a_worker_that_dies_mid_job_is_a_storage_error_and_the_next_job_gets_a_new_one():
+    merger = Merger()
+    try:
+        with pytest.raises(StorageError, match="worker died"):
+            await merger.run(kill_the_process)
+        parts = _snapshot_and_log(10)
+        assert (await merger.run(merge, parts)).update == merge(parts).update
+    finally:
+        await merger.close()
+
+
+async def test_a_job_refusing_its_input_raises_the_same_error_as_it_would_here():
+    limits = UploadLimits(files=2, file_bytes=10, total_bytes=100)
+    tree = RoomTree(frozenset(), frozenset())
+    merger = Merger()
+    try:
+        for data in (b"not a zip", zip_of({"a": b"x" * 11}), zip_of({"a/../../b": b""})):
+            with pytest.raises(BadRequestError) as here:
+                zip_upload(data, limits, tree)
+            with pytest.raises(BadRequestError) as there:
+                await merger.run(zip_upload, data, limits, tree)
+            assert (type(there.value), str(there.value)) == (type(here.value), str(here.value))
+    finally:
+        await merger.close()

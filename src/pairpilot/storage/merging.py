@@ -4,7 +4,8 @@ pycrdt 0.14 holds the GIL inside ``merge_updates``, ``Doc.apply_update`` and ``g
 (measured: a thread merging a 1.4 MB snapshot with its log stopped the main thread for the whole
 merge, 90-200 ms), so a thread would not help: a merge at least ``offload_min_bytes`` big runs
 in one worker process, started at the first such merge and kept for the next. Small documents
-(the common case, and every room of a fan-out) never start it.
+(the common case, and every room of a fan-out) never start it. The REST API's bulk work runs
+there too (``Merger.run``: zip imports, uploads, exports, snapshot bodies; sync/transfer.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pycrdt import Doc, get_update
 
@@ -36,6 +37,8 @@ WORKER_NICE = 5
 IDLE_STOP_S = 60.0
 # How often the worker checks that the server that started it is still its parent.
 PARENT_POLL_S = 1.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +94,12 @@ def _exit_with(parent: int) -> None:
 
 
 class Merger:
-    """Runs compaction merges: small ones inline, big ones in a lazily started worker process.
+    """Runs merges and other big jobs: small ones inline, big ones in a lazily started worker.
 
     A worker that dies (killed, out of memory) or fails surfaces as StorageError, like a
     database failure: the compaction is retried later and nothing is lost, since the rows it
-    would have folded are still in the log. The next big merge starts a new worker.
+    would have folded are still in the log; an upload is refused (503) with nothing applied.
+    The next big job starts a new worker.
     """
 
     def __init__(
@@ -117,19 +121,12 @@ class Merger:
         """``merge(parts, encode=...)``, off the event loop when the input is big."""
         if sum(len(part) for part in parts) < self.offload_min_bytes:
             return merge(parts, encode=encode)
-        pool = self._started_pool()
-        self.offloaded += 1
-        self._in_flight += 1
         try:
-            return await asyncio.wrap_future(pool.submit(merge, list(parts), encode=encode))
-        except BrokenProcessPool as exc:
-            self._discard(pool)
-            raise StorageError("the merge worker died") from exc
+            return await self.run(merge, list(parts), encode=encode)
+        except StorageError:
+            raise
         except Exception as exc:  # whatever the worker raised: the compaction is retried
             raise StorageError("the merge worker failed") from exc
-        finally:
-            self._in_flight -= 1
-            self._stop_when_idle()
 
     async def missing(self, update: bytes, state_vector: bytes) -> bytes:
         """``missing_part(update, state_vector)``, in the worker when ``update`` is big.
@@ -141,18 +138,42 @@ class Merger:
         """
         if len(update) < self.offload_min_bytes:
             return update
+        return await self.run(missing_part, update, state_vector)
+
+    async def run(self, job: Callable[..., T], *args: Any, **kwargs: Any) -> T:  # noqa: ANN401
+        """``job(*args, **kwargs)`` in the worker process, started if need be.
+
+        ``job`` must be a module-level function of a module the worker can import cheaply,
+        taking and returning values that pickle cheaply (bytes, not megabytes of str).
+        Whatever it raises is raised here; a worker that dies meanwhile is StorageError, and
+        the next job starts a new one.
+        """
         pool = self._started_pool()
         self.offloaded += 1
         self._in_flight += 1
         try:
-            part: bytes = await asyncio.wrap_future(pool.submit(missing_part, update, state_vector))
+            return await asyncio.wrap_future(pool.submit(job, *args, **kwargs))
         except BrokenProcessPool as exc:
             self._discard(pool)
             raise StorageError("the merge worker died") from exc
         finally:
             self._in_flight -= 1
             self._stop_when_idle()
-        return part
+
+    async def run_sized(
+        self,
+        size: int,
+        job: Callable[..., T],
+        *args: Any,  # noqa: ANN401
+        **kwargs: Any,  # noqa: ANN401
+    ) -> T:
+        """``job(...)`` in the worker (:meth:`run`), or here for under ``offload_min_bytes``.
+
+        ``size`` is the bytes of the job's input: small jobs take less than a hand-off.
+        """
+        if size < self.offload_min_bytes:
+            return job(*args, **kwargs)
+        return await self.run(job, *args, **kwargs)
 
     async def close(self) -> None:
         """Stop the worker (waiting for a merge in flight, off the loop); idempotent."""

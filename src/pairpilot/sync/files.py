@@ -1,14 +1,14 @@
 """The room's files as the client lays them out: see :mod:`pairpilot.sync.tree` for the schema.
 
-Changes the server makes to them (a restore, an upload) are computed on a copy of the live
-document under a client id of their own and handed back as one Yjs update, which the room
+Changes the server makes to them (a restore; an upload, :mod:`pairpilot.sync.transfer`) are
+computed under a client id of their own and handed back as one Yjs update, which the room
 applies and broadcasts like any other: every replica converges on it, offline ones included.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pycrdt import Doc, Map, Text
@@ -21,7 +21,6 @@ from pairpilot.sync.tree import (
     resolve,
     suffixed,
 )
-from pairpilot.sync.tree import parents as parents_of
 
 HISTORY_KEY = "history"
 LAST_RESTORE = "lastRestore"
@@ -161,39 +160,8 @@ def unique_path(path: str, taken: set[str]) -> str:
     return candidate
 
 
-def add_files_update(
-    current: Doc[Any], files: Iterable[tuple[str, str]], folders: Iterable[str] = ()
-) -> tuple[bytes, list[str]]:
-    """The update adding ``(path, text)`` files and empty ``folders``; the files' paths.
-
-    Paths must be clean already (:func:`pairpilot.web.transfer.clean_path`); one that is taken by
-    a file or a folder is given a number, so nothing is overwritten.
-    """
-    tree = read_tree(current)
-    taken = set(tree.files.values()) | set(tree.folders)
-    added: list[tuple[str, str, str]] = []
-    for path, text in files:
-        final = unique_path(path, taken)
-        taken.add(final)
-        taken.update(parents_of(final))
-        added.append((new_file_id(), final, text))
-    new_folders = [folder for folder in folders if folder not in tree.folders]
-
-    def edit(work: Doc[Any]) -> None:
-        texts, paths = _map(work, FILES_KEY), _map(work, PATHS_KEY)
-        for file_id, path, text in added:
-            texts[file_id] = Text(text)
-            paths[file_id] = path
-        for folder in new_folders:
-            _map(work, FOLDERS_KEY)[folder] = True
-
-    update: bytes = _change(current, edit)
-    return update, [path for _, path, _ in added]
-
-
 __all__ = [
     "FILES_KEY",
-    "add_files_update",
     "doc_of",
     "new_file_id",
     "read_files",

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pycrdt import Doc
-from starlette.concurrency import run_in_threadpool
 
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
 from pairpilot.access.invites import InviteTokens
@@ -17,14 +15,14 @@ from pairpilot.access.policy import (
     link_settings,
     require_owner,
 )
-from pairpilot.errors import BadRequestError, PayloadTooLargeError, ProtocolError
+from pairpilot.errors import BadRequestError, ProtocolError
 from pairpilot.storage.directory import Member, RoomInfo
 from pairpilot.storage.store import utc
 from pairpilot.sync.protocol import EMPTY_UPDATE
+from pairpilot.sync.transfer import snapshot_part
 from pairpilot.web.creation import RoomCreation
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
 from pairpilot.web.documents import require_room_editor
-from pairpilot.web.offload import OffLoopJSONRoute, b64decode_pieces
 from pairpilot.web.schemas import (
     ErrorOut,
     JoinIn,
@@ -42,7 +40,6 @@ router = APIRouter(
     prefix="/api/rooms",
     tags=["rooms"],
     dependencies=[Depends(tag_room)],
-    route_class=OffLoopJSONRoute,  # a snapshot POST's body is up to ~21 MB of JSON
 )
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, description="The room id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -150,37 +147,49 @@ async def get_snapshot(room_id: RoomId, identity: Caller, services: ServicesDep)
     )
 
 
-@router.post("/{room_id}/snapshot", responses=WRITE_ERRORS, dependencies=[WriteRate])
+@router.post(
+    "/{room_id}/snapshot",
+    responses=WRITE_ERRORS,
+    dependencies=[WriteRate],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SnapshotIn.model_json_schema()}},
+        }
+    },
+)
 async def merge_snapshot(
-    room_id: RoomId, body: SnapshotIn, identity: Caller, services: ServicesDep
+    room_id: RoomId, request: Request, identity: Caller, services: ServicesDep
 ) -> MergedOut:
-    """CRDT-merge a Yjs update into the room and broadcast it; never last-write-wins."""
+    """CRDT-merge a Yjs update into the room and broadcast it; never last-write-wins.
+
+    The body is ``SnapshotIn``. Parsing it (up to ~21 MB of JSON), decoding its base64 and
+    cutting the update to what the room lacks hold the GIL for tens of milliseconds: a big
+    body is handled in the merge worker, and only the part the room lacks comes back (nothing
+    when the same snapshot is posted again).
+    """
     await require_room_editor(services, room_id, identity)
+    body = await request.body()
+    content_type = request.headers.get("content-type")
     limit = services.settings.max_message_bytes
-    update = await run_in_threadpool(_decode_update, body.snapshot_b64, limit)
     was_live = room_id in services.registry.rooms
     room = await services.registry.acquire(room_id)
+    merger = services.store.merger
     try:
-        # A big snapshot is cut to what the room lacks in the merge worker (pycrdt holds the
-        # GIL): applied whole on the loop, one repeated 15 MiB snapshot stalled every room.
-        room.refuse_if_backlogged()
-        new = await services.store.merger.missing(update, room.doc.get_state())
+        # A big one is cut, in the worker, to what the room lacks: applied whole on the loop,
+        # one repeated 15 MiB snapshot stalled every room. A small one is applied whole.
+        state_vector = room.doc.get_state() if len(body) >= merger.offload_min_bytes else None
+        new, length = await merger.run_sized(
+            len(body), snapshot_part, body, content_type, limit, state_vector
+        )
         # The live apply decodes the whole update before it changes anything, so bytes that
-        # are not a Yjs update are refused there, as on the socket, without a second apply.
+        # are not a Yjs update are refused there, as on the socket.
         if new != EMPTY_UPDATE:  # nothing the room lacks: nothing to apply or relay
             room.apply_update(new)
-    except (ProtocolError, ValueError) as exc:
+        else:
+            room.refuse_if_backlogged()
+    except ProtocolError as exc:
         raise BadRequestError("snapshot_b64 is not a Yjs update") from exc
     finally:
         services.registry.release(room)
-    return MergedOut(room_id=room_id, merged_bytes=len(update), live=was_live)
-
-
-def _decode_update(encoded: str, limit: int) -> bytes:
-    """The snapshot's bytes (run in a worker thread: ~40 ms of a core for 16 MiB)."""
-    if len(encoded) * 3 // 4 > limit:
-        raise PayloadTooLargeError(f"snapshot over {limit} bytes")
-    try:
-        return b64decode_pieces(encoded)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequestError("snapshot_b64 is not valid base64") from exc
+    return MergedOut(room_id=room_id, merged_bytes=length, live=was_live)

@@ -9,50 +9,49 @@ upload) gets `` (2)``, `` (3)``…, so nothing is overwritten. More than
 ``PAIRPILOT_UPLOAD_MAX_FILES`` files, a file over ``PAIRPILOT_UPLOAD_MAX_FILE_BYTES`` or more
 than ``PAIRPILOT_UPLOAD_MAX_BYTES`` in all (the zip itself, or its entries once inflated) is a
 413. Nothing is added unless the whole upload is good.
+
+A big upload or export is read, checked and built in the merge worker process
+(:mod:`pairpilot.sync.transfer`): the event loop only applies the update that comes back.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import zipfile
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
+from functools import partial
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pycrdt import Doc, Map
-from starlette.concurrency import run_in_threadpool
+from pycrdt import Map
 
 from pairpilot.access.authorizer import check_room_id
-from pairpilot.errors import BadRequestError, PayloadTooLargeError
+from pairpilot.errors import ConflictError, PayloadTooLargeError
 from pairpilot.guardrails import check_file_count
-from pairpilot.settings import Settings
-from pairpilot.sync.files import FILES_KEY, add_files_update, doc_of, read_files, read_tree
-from pairpilot.sync.tree import parents
+from pairpilot.sync.files import FILES_KEY
+from pairpilot.sync.transfer import (
+    RoomTree,
+    Upload,
+    UploadLimits,
+    clean_path,
+    export_archive,
+    files_upload,
+    zip_size,
+    zip_upload,
+)
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
-from pairpilot.web.documents import change_room, current_state, require_room_editor
+from pairpilot.web.documents import current_state, require_room_editor
 from pairpilot.web.offload import OffLoopJSONRoute
 from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
-from pairpilot.web.schemas import FileAddedOut, FileIn, FilesIn, FilesOut
+from pairpilot.web.schemas import FileAddedOut, FilesIn, FilesOut
+from pairpilot.web.services import Services
 
-# Inflating, decoding and deflating run in a worker thread (zlib lets go of the GIL), and the
-# files upload's JSON is parsed there too: one 8 MB upload must not pause every room's fan-out.
+# A files upload's JSON (up to 8 MB of text) is parsed in a thread, its texts checked and
+# built into an update in the merge worker.
 router = APIRouter(
     prefix="/api/rooms",
     tags=["files"],
     dependencies=[Depends(tag_room)],
     route_class=OffLoopJSONRoute,
 )
-MAX_NAME = 128
-MAX_PATH = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
-# Every entry of an exported zip is dated the same, so one room's export is the same bytes
-# each time (and after a round trip through an import).
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-# Entries archivers add that are not files of the project.
-_JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$)")
 ZIP_BODY = {
     "requestBody": {
         "required": True,
@@ -69,150 +68,50 @@ ZIP_ANSWER: dict[int | str, dict[str, object]] = {
 }
 
 
-def clean_path(source: str) -> str:
-    """The room path an uploaded path stands for; :class:`BadRequestError` naming it if none."""
-    path = source.replace("\\", "/")
-    if _CONTROL.search(path):
-        raise BadRequestError(f"{source!r}: a path cannot hold control characters")
-    if path.startswith("/") or _DRIVE.match(path):
-        raise BadRequestError(f"{source!r}: an absolute path cannot be used")
-    segments = [segment for segment in path.split("/") if segment not in {"", "."}]
-    if ".." in segments:
-        raise BadRequestError(f"{source!r}: '..' would leave the room")
-    if not segments or any(segment.strip() != segment for segment in segments):
-        raise BadRequestError(
-            f"{source!r} is not a usable file name (empty, or starts or ends with a space)"
-        )
-    if any(len(segment) > MAX_NAME for segment in segments) or len(path) > MAX_PATH:
-        raise BadRequestError(
-            f"{source!r}: a name is at most {MAX_NAME} characters, a path {MAX_PATH}"
-        )
-    return "/".join(segments)
+# A room whose files change while an upload is built in the worker gets it built again against
+# the new tree (its paths must not take one that appeared meanwhile), this many times at most.
+BUILDS = 3
 
 
-def _text_of(source: str, data: bytes) -> str:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequestError(f"{source} is not a UTF-8 text file") from exc
-    if "\x00" in text:
-        raise BadRequestError(f"{source} is not a text file")
-    return text
-
-
-class _Budget:
-    """The upload's limits, counted as files are read."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.files_left = settings.upload_max_files
-        self.bytes_left = settings.upload_max_bytes
-        self.file_max = settings.upload_max_file_bytes
-
-    def take(self, source: str, size: int) -> None:
-        self.files_left -= 1
-        self.bytes_left -= size
-        if self.files_left < 0:
-            raise PayloadTooLargeError("too many files in one upload")
-        if size > self.file_max:
-            raise PayloadTooLargeError(f"{source} is over {self.file_max} bytes")
-        if self.bytes_left < 0:
-            raise PayloadTooLargeError("the upload is over its size limit")
-
-
-def _zip_files(data: bytes, budget: _Budget) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Every text file of a zip as (path, source, text), and its folders; in a worker thread."""
-    folders: list[str] = []
-    return list(_zip_entries(data, budget, folders)), folders
-
-
-def _uploaded_files(files: list[FileIn], budget: _Budget) -> list[tuple[str, str, str]]:
-    """Every file of a JSON upload, as (name, source, text); run in a worker thread."""
-    checked = []
-    for file in files:
-        data = file.text.encode("utf-8")
-        budget.take(file.name, len(data))
-        checked.append((clean_path(file.name), file.name, _text_of(file.name, data)))
-    return checked
-
-
-def _zip_entries(
-    data: bytes, budget: _Budget, folders: list[str]
-) -> Iterator[tuple[str, str, str]]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise BadRequestError("the body is not a zip archive") from exc
-    with archive:
-        for info in archive.infolist():
-            if _JUNK.search(info.filename):
-                continue
-            if info.is_dir():
-                folders.append(clean_path(info.filename))
-                continue
-            budget.take(info.filename, info.file_size)
-            try:
-                with archive.open(info) as entry:
-                    # The header's size may lie: never inflate more than it allows.
-                    content = entry.read(budget.file_max + 1)
-            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError) as exc:
-                raise BadRequestError(f"{info.filename} cannot be read: {exc}") from exc
-            if len(content) != info.file_size:
-                raise BadRequestError(f"{info.filename} does not match its zip header")
-            yield clean_path(info.filename), info.filename, _text_of(info.filename, content)
-
-
-async def _add(
-    services: ServicesDep,
-    room_id: str,
-    files: list[tuple[str, str, str]],
-    folders: list[str],
-) -> FilesOut:
-    if not files and not folders:
-        raise BadRequestError("the upload holds no files")
-    added: list[str] = []
-
-    def change(doc: Doc[Any]) -> bytes:
-        existing = len(doc.get(FILES_KEY, type=Map))
-        check_file_count(services.settings.room_max_files, existing, len(files))
-        update, names = add_files_update(doc, [(path, text) for path, _, text in files], folders)
-        added.extend(names)
-        return update
-
-    # Every text is in the update in full (UTF-8): a lower bound of its length.
-    at_least = sum(len(text.encode()) for _, _, text in files)
-    await change_room(services, room_id, change, at_least)
-    return FilesOut(
-        files=[
-            FileAddedOut(name=name, source=source)
-            for name, (_, source, _) in zip(added, files, strict=True)
-        ]
+def _limits(services: Services) -> UploadLimits:
+    settings = services.settings
+    return UploadLimits(
+        settings.upload_max_files, settings.upload_max_file_bytes, settings.upload_max_bytes
     )
 
 
-def export_archive(state: bytes | None) -> bytes:
-    """Every file of a document (a Yjs update, None when empty) as a zip of UTF-8 texts.
+async def _add(
+    services: Services, room_id: str, size: int, build: Callable[[RoomTree], Upload]
+) -> FilesOut:
+    """Build an upload (``build(tree)``, in the worker unless ``size`` is small) and apply it.
 
-    Files keep the paths the room shows them under, and empty folders are entries of their own,
-    so importing the zip into an empty room gives the same tree. Dated alike, the entries make
-    the same bytes for the same tree.
+    The room is refused as before: backlogged (503), full on the texts' size (413, before
+    the update is even built: the worker stops once it knows the size), too many files (413),
+    then the update's own quota check.
     """
-    doc = doc_of(state)
-    tree = read_tree(doc)
-    texts = read_files(doc)
-    holding = {parent for path in [*texts, *tree.folders] for parent in parents(path)}
-    entries = [(path, texts[path].encode("utf-8")) for path in texts]
-    entries += [(f"{folder}/", b"") for folder in tree.folders if folder not in holding]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            if name.endswith("/"):
-                info.external_attr = 0o40755 << 16 | 0x10  # a directory, as archivers mark one
-            else:
-                info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
+    room = await services.registry.acquire(room_id)
+    try:
+        room_left: int | None = room.quota.limit - room.quota.size
+        for _ in range(BUILDS):
+            tree = RoomTree.of(room.doc, room_left)
+            upload: Upload = await services.store.merger.run_sized(size, build, tree)
+            room.refuse_if_backlogged()
+            room.quota.check_at_least(upload.text_bytes)
+            room_left = None  # the quota, measured again, found room: build it whole
+            if upload.update is None or not tree.same_files(room.doc):
+                continue
+            existing = len(room.doc.get(FILES_KEY, type=Map))
+            check_file_count(services.settings.room_max_files, existing, len(upload.names))
+            room.apply_update(upload.update)
+            return FilesOut(
+                files=[
+                    FileAddedOut(name=name, source=source)
+                    for name, source in zip(upload.names, upload.sources, strict=True)
+                ]
+            )
+        raise ConflictError("the room's files kept changing during the upload: try again")
+    finally:
+        services.registry.release(room)
 
 
 @router.get("/{room_id}/export.zip", response_class=Response, responses=ZIP_ANSWER)
@@ -220,8 +119,9 @@ async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -
     """Every file of the room, as a zip of UTF-8 texts (members)."""
     await services.directory.membership(check_room_id(room_id), identity)
     state = await current_state(services, room_id, identity)
+    size = len(state or b"")
     return Response(
-        await run_in_threadpool(export_archive, state),
+        await services.store.merger.run_sized(size, export_archive, state),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{room_id}.zip"'},
     )
@@ -233,9 +133,10 @@ async def upload_files(
 ) -> FilesOut:
     """Add text files to the room at their paths (editors and owners); taken ones get a number."""
     await require_room_editor(services, room_id, identity)
-    budget = _Budget(services.settings)
-    files = await run_in_threadpool(_uploaded_files, body.files, budget)
-    return await _add(services, room_id, files, [])
+    files = [(file.name, file.text) for file in body.files]
+    limits = _limits(services)
+    size = sum(len(text) for _, text in files)
+    return await _add(services, room_id, size, partial(files_upload, files, limits))
 
 
 @router.post(
@@ -249,14 +150,18 @@ async def upload_zip(
 ) -> FilesOut:
     """Add every text file of a zip to the room (editors and owners)."""
     await require_room_editor(services, room_id, identity)
-    budget = _Budget(services.settings)
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > services.settings.upload_max_bytes:
             raise PayloadTooLargeError("the upload is over its size limit")
-    files, folders = await run_in_threadpool(_zip_files, bytes(data), budget)
-    return await _add(services, room_id, files, folders)
+    archive = bytes(data)
+    limits = _limits(services)
+    # A small zip may inflate to megabytes; a big one goes to the worker without its central
+    # directory read here (a 7 MB one can list 100,000 entries).
+    big = len(archive) >= services.store.merger.offload_min_bytes
+    size = len(archive) if big else zip_size(archive)
+    return await _add(services, room_id, size, partial(zip_upload, archive, limits))
 
 
 __all__ = ["clean_path", "export_archive", "router"]
