@@ -90,7 +90,8 @@ async def test_a_request_that_never_finishes_does_not_hold_a_stop_up(tmp_path: P
     try:
         async with synced_client(await process.member_url("held")) as doc:
             doc.get("code", type=Text).insert(0, "saved despite a stuck upload")
-            await asyncio.sleep(0.3)
+            async with synced_client(await process.member_url("held")) as seen:  # it arrived
+                await wait_until(lambda: _text(seen) == "saved despite a stuck upload")
             token = await sign_in(process.http_url, "uploader")
             reader, writer = await asyncio.open_connection("127.0.0.1", process.port)
             writer.write(
