@@ -51,8 +51,13 @@ from tests.abuse import SECRET, Honest, _honest_pair, server_env  # noqa: E402
 from pairpilot.access.identity import Identities  # noqa: E402
 from pairpilot.testing import ServerProcess  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+BENCH = Path(__file__).parent
+RESULTS = BENCH / "results"
 SERVER_CPU, CLIENT_CPU = 0, 1
+# --fanout: the fan-out probe's rooms of 5 stock clients typing 2 keystrokes a second each
+FANOUT_CLIENTS, FANOUT_RATE = 5, 2
+# The probe signs in a user per client (bench/servers.py's guardrails for a benchmark).
+FANOUT_RATES = {"PAIRPILOT_SIGNIN_RATE": "1000000/hour", "PAIRPILOT_REFRESH_RATE": "1000000/hour"}
 MIB = 1024 * 1024
 # The benchmark posts far more often than the documented write rate allows a user.
 RATES = {"PAIRPILOT_WRITE_RATE": "100000/minute", "PAIRPILOT_ROOM_CREATE_RATE": "100000/hour"}
@@ -150,9 +155,10 @@ async def _case(
     payloads: tuple[Path, Path | None] | None,
     trace: Path | None = None,
     zip_every: float = 0.0,
+    fanout: tuple[int, bool] | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
-        env = server_env(Path(data), **RATES)
+        env = server_env(Path(data), **RATES, **FANOUT_RATES)
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join(
                 [str(source / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -161,7 +167,13 @@ async def _case(
         server.start()
         _pin(server.pid, SERVER_CPU)
         try:
-            row = await _measure(server, seconds, payloads, trace, zip_every)
+            if fanout is None:
+                row = await _measure(server, seconds, payloads, trace, zip_every)
+            else:
+                rooms, prefill = fanout
+                row = await _measure_fanout(
+                    server, seconds, payloads, rooms, prefill=prefill, zip_every=zip_every
+                )
             row["server_cpu_s"], row["worker_cpu_s"] = _cpu_s(server.pid)
             return row
         finally:
@@ -199,17 +211,7 @@ async def _measure(
 ) -> dict[str, Any]:
     identities = Identities(SECRET, 3600)
     ada, bob, mallory = (identities.issue(name)[0] for name in ("Ada", "Bob", "Mallory"))
-    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
-        for token, room in (
-            (ada, "honest"),
-            (bob, "honest"),
-            (mallory, "zips"),
-            (mallory, "snaps"),
-        ):
-            answer = await client.post(
-                f"/api/rooms/{room}/join", headers={"Authorization": f"Bearer {token}"}
-            )
-            answer.raise_for_status()
+    await _join(server, [(ada, "honest"), (bob, "honest"), (mallory, "zips"), (mallory, "snaps")])
     honest = Honest()
     ready, stop = asyncio.Event(), asyncio.Event()
     pair = asyncio.create_task(_honest_pair(server, [ada, bob], honest, ready, stop))
@@ -218,25 +220,11 @@ async def _measure(
     full_at: float | None = None  # the zip loop's first 413
     poster = None
     if payloads is not None:
-        archive, snapshot = payloads
-        command = [__file__, "--post", server.http_url, mallory, str(archive), str(snapshot or "")]
-        command.append(str(zip_every))
-        poster = await asyncio.create_subprocess_exec(
-            sys.executable, *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
-        posting_from = float((await _out(poster).readline()).decode().split()[1])  # "start <t>"
+        poster, posting_from = await _start_poster(server, mallory, payloads, zip_every)
     started = time.monotonic()
     await asyncio.sleep(seconds)
     if poster is not None:
-        if poster.stdin is not None:
-            poster.stdin.close()
-        for line in (await _out(poster).read()).decode().splitlines():
-            kind, _, value = line.partition(" ")
-            if kind == "full":
-                full_at = float(value)
-            elif kind == "posts":
-                posts = json.loads(value)
-        await poster.wait()
+        posts, full_at = await _stop_poster(poster)
     stop.set()
     await pair
     latencies = honest.latencies_ms()
@@ -265,6 +253,130 @@ async def _measure(
     return row
 
 
+async def _start_poster(
+    server: ServerProcess, token: str, payloads: tuple[Path, Path | None], zip_every: float
+) -> tuple[asyncio.subprocess.Process, float]:
+    """The upload loops' process, posting; and when it began (its ``time.perf_counter``)."""
+    archive, snapshot = payloads
+    command = [__file__, "--post", server.http_url, token, str(archive), str(snapshot or "")]
+    command.append(str(zip_every))
+    poster = await asyncio.create_subprocess_exec(
+        sys.executable, *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    return poster, float((await _out(poster).readline()).decode().split()[1])  # "start <t>"
+
+
+async def _stop_poster(poster: asyncio.subprocess.Process) -> tuple[dict[str, int], float | None]:
+    """Stop the upload loops: the answers they had, and when the zips' first 413 came."""
+    posts: dict[str, int] = {}
+    full_at = None
+    if poster.stdin is not None:
+        poster.stdin.close()
+    for line in (await _out(poster).read()).decode().splitlines():
+        kind, _, value = line.partition(" ")
+        if kind == "full":
+            full_at = float(value)
+        elif kind == "posts":
+            posts = json.loads(value)
+    await poster.wait()
+    return posts, full_at
+
+
+async def _join(server: ServerProcess, joins: list[tuple[str, str]]) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        for token, room in joins:
+            answer = await client.post(
+                f"/api/rooms/{room}/join", headers={"Authorization": f"Bearer {token}"}
+            )
+            answer.raise_for_status()
+
+
+async def _fill(server: ServerProcess, token: str, body: bytes) -> int:
+    """Post the zip until the room refuses it (413): how many it took."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/zip"}
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=120) as client:
+        for taken in range(64):
+            answer = await client.post("/api/rooms/zips/import.zip", content=body, headers=headers)
+            if answer.status_code == 413:  # the room is full
+                return taken
+            answer.raise_for_status()
+    raise RuntimeError("the zips' room never filled up")
+
+
+async def _measure_fanout(
+    server: ServerProcess,
+    seconds: float,
+    payloads: tuple[Path, Path | None] | None,
+    rooms: int,
+    *,
+    prefill: bool,
+    zip_every: float = 0.0,
+) -> dict[str, Any]:
+    """The fan-out probe: ``rooms`` rooms of stock clients typing (bench/driver/load.mjs,
+    thousands of deliveries, so a p99 is a p99), the upload loops posting during its window.
+
+    With ``prefill`` the zips' room is filled before the window: every zip in it is refused
+    (the loop's steady state); without, the window includes the zips the room takes first.
+    """
+    identities = Identities(SECRET, 3600)
+    mallory = identities.issue("Mallory")[0]
+    await _join(server, [(mallory, "zips"), (mallory, "snaps")])
+    archive = payloads[0].read_bytes() if payloads and prefill else None
+    admitted = await _fill(server, mallory, archive) if archive else None
+    config = {
+        "mode": "fanout",
+        "url": f"ws://127.0.0.1:{server.port}/collab",
+        "http": server.http_url,
+        "kind": "y-websocket",
+        "auth": True,
+        "seed": 1,
+        "rooms": rooms,
+        "clients": FANOUT_CLIENTS,
+        "rate": FANOUT_RATE,
+        "durationS": seconds,
+        "warmupS": 3,
+        "roomPrefix": "probe",
+    }
+    driver = await asyncio.create_subprocess_exec(
+        "node",
+        "--max-semi-space-size=64",
+        str(BENCH / "driver" / "load.mjs"),
+        json.dumps(config),
+        cwd=BENCH,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    poster = None
+    posts: dict[str, int] = {}
+    result: dict[str, Any] = {}
+    async for line in _out(driver):
+        message = json.loads(line)
+        event = message.get("event")
+        if event == "measure_start" and payloads is not None:
+            poster, _ = await _start_poster(server, mallory, payloads, zip_every)
+        elif event == "send_end" and poster is not None:
+            posts, _ = await _stop_poster(poster)
+            poster = None
+        elif "result" in message:
+            result = message["result"]
+    await driver.wait()
+    if poster is not None:
+        await _stop_poster(poster)
+    if not result.get("ok"):
+        raise RuntimeError(f"the fan-out probe failed: {json.dumps(result)[:2000]}")
+    latency = result["latency_ms"]
+    return {
+        "case": "quiet" if payloads is None else "full" if prefill else "uploads",
+        "deliveries": latency["count"],
+        "p50_ms": round(latency["p50"], 2),
+        "p99_ms": round(latency["p99"], 2),
+        "max_ms": round(latency["max"], 2),
+        "zips_taken_before": admitted,
+        "posts": posts,
+        "driver_loop_delay_p99_ms": round(result["driver"]["loop_delay_p99_ms"], 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -289,6 +401,15 @@ def main() -> None:
         default=0.0,
         help="post a zip at most every this many seconds (default: each after the last answer)",
     )
+    ap.add_argument(
+        "--fanout",
+        type=int,
+        default=0,
+        metavar="K",
+        help="probe with K rooms of 5 stock clients typing (bench/driver/load.mjs) instead of"
+        " one honest pair; cases quiet, uploads (the zips' room fills in the window) and full"
+        " (filled before it)",
+    )
     ap.add_argument("--post", nargs=5, help=argparse.SUPPRESS)  # the upload loops' own process
     args = ap.parse_args()
     if args.post:
@@ -306,17 +427,18 @@ def main() -> None:
 
     async def rounds(files: Path) -> list[dict[str, Any]]:
         payloads = files / "upload.zip", (files / "snapshot.json") if snapshot else None
-        cases = [(name, uploads) for name in servers for uploads in (False, True)]
+        kinds = ["quiet", "uploads", "full"] if args.fanout else ["quiet", "uploads"]
+        cases = [(name, case) for name in servers for case in kinds]
         rows = []
         for round_ in range(args.rounds):
-            for name, uploads in cases if round_ % 2 == 0 else cases[::-1]:
-                case = "uploads" if uploads else "quiet"
+            for name, case in cases if round_ % 2 == 0 else cases[::-1]:
                 trace = None
                 if args.trace is not None:
                     trace = args.trace.with_name(f"{args.trace.name}-{round_}-{name}-{case}.json")
-                load = payloads if uploads else None
+                load = None if case == "quiet" else payloads
+                fanout = (args.fanout, case == "full") if args.fanout else None
                 row = {"round": round_, "server": name, "load": os.getloadavg()[0]}
-                row |= await _case(servers[name], args.seconds, load, trace, args.zip_every)
+                row |= await _case(servers[name], args.seconds, load, trace, args.zip_every, fanout)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         return rows
@@ -335,11 +457,16 @@ def _report(rows: list[dict[str, Any]], servers: dict[str, Path | None]) -> None
     sources = {name: str(source) if source else "this checkout" for name, source in servers.items()}
     out.write_text(json.dumps({"sources": sources, "rows": rows}, indent=1) + "\n")
     print(f"\nraw rounds: {out.relative_to(ROOT)} (servers: {sources})\n")
-    print("| server, case | honest p50 ms | honest p99 ms | max ms | server CPU s | worker CPU s |")
+    probe = "probe" if any("deliveries" in r for r in rows) else "honest"
+    print(
+        f"| server, case | {probe} p50 ms | {probe} p99 ms | max ms | server CPU s | worker CPU s |"
+    )
     print("|---|---|---|---|---|---|")
     for name in servers:
-        for case in ("quiet", "uploads"):
+        for case in ("quiet", "uploads", "full"):
             mine = [r for r in rows if r["case"] == case and r["server"] == name]
+            if not mine:
+                continue
             keys = ("p50_ms", "p99_ms", "max_ms", "server_cpu_s", "worker_cpu_s")
             cells = [statistics.median(float(r[k]) for r in mine) for k in keys]
             print(f"| {name}, {case} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from pairpilot.storage.deletion import deleted_among, is_deleted
 from pairpilot.storage.merging import Merged, Merger
 from pairpilot.storage.outbox import open_update_windows
 from pairpilot.storage.retention import Retention
-from pairpilot.storage.schema import room_fences, room_snapshots, room_updates
+from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
 from pairpilot.storage.versions import (
     VersionKind,
@@ -258,29 +259,41 @@ async def _take_fences(conn: AsyncConnection, fences: Mapping[str, int]) -> set[
     """Record each room's fence as its newest unless a newer one wrote; the rooms refused.
 
     One statement for the whole batch (``RETURNING`` names the rooms whose fence was taken):
-    a statement per room made the fences most of a flush's cost with 100 live rooms.
+    a statement per room made the fences most of a flush's cost with 100 live rooms. Its text
+    is the same whatever the number of rooms (the rooms go as one JSON array), so SQLAlchemy
+    compiles it once: a multi-row ``VALUES`` compiled anew for every batch size was a fifth of
+    a one-process server's CPU with ``REDIS_URL`` set (bench/README.md, "The Redis bill").
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    taken: set[str] = set()
-    items = list(fences.items())
-    for first in range(0, len(items), FENCES_PER_STATEMENT):
-        chunk = items[first : first + FENCES_PER_STATEMENT]
-        statement = insert(room_fences).values(
-            [{"room_id": room_id, "fence": fence} for room_id, fence in chunk]
-        )
-        result = await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[room_fences.c.room_id],
-                set_={"fence": statement.excluded.fence},
-                where=room_fences.c.fence <= statement.excluded.fence,
-            ).returning(room_fences.c.room_id)
-        )
-        taken.update(result.scalars())
-    return set(fences) - taken
+    rooms = json.dumps([[room_id, fence] for room_id, fence in fences.items()])
+    statement = TAKE_FENCES[conn.dialect.name]
+    result = await conn.execute(statement, {"rooms": rooms})
+    return set(fences) - set(result.scalars())
 
 
-# Rooms per fence statement (two bound parameters each: far below SQLite's 32,766).
-FENCES_PER_STATEMENT = 500
+# The rooms go as one JSON array of [room id, fence]. (SQLite needs the SELECT's WHERE: without
+# it, its parser takes the ON CONFLICT for a join's.)
+TAKE_FENCES = {
+    "sqlite": sa.text(
+        """
+        INSERT INTO room_fences (room_id, fence)
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+        FROM json_each(:rooms) WHERE true
+        ON CONFLICT (room_id) DO UPDATE SET fence = excluded.fence
+        WHERE room_fences.fence <= excluded.fence
+        RETURNING room_id
+        """
+    ),
+    "postgresql": sa.text(
+        """
+        INSERT INTO room_fences (room_id, fence)
+        SELECT room ->> 0, (room ->> 1)::bigint
+        FROM jsonb_array_elements(CAST(:rooms AS jsonb)) AS room
+        ON CONFLICT (room_id) DO UPDATE SET fence = excluded.fence
+        WHERE room_fences.fence <= excluded.fence
+        RETURNING room_id
+        """
+    ),
+}
 
 
 # A compaction that finds its rows taken by another (another process's) reads again, this often.
