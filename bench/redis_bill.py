@@ -16,7 +16,7 @@ server's REDIS_URL here; `INFO commandstats` is read at the driver's measure_sta
 - `pairpilot-2p-routed`: `serve --workers 2` as shipped, room affinity on: every socket of a
   room is passed to the room's home worker, so each room is open on one process;
 - `pairpilot-2p-batch1`: the same with `PAIRPILOT_BUS_BATCH_MS=1` (typing only): what the
-  default 12 ms batch interval costs in latency and saves in commands.
+  default 16 ms batch interval costs in latency and saves in commands.
 
 Cases: typing, K100 N5 R2 (stock y-websocket clients of bench/driver/load.mjs, one keystroke an
 edit; `--rounds` rounds in flipped order, medians); idle, 1 room of 2 clients and 50 rooms of 2,

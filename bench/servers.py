@@ -163,7 +163,7 @@ SERVERS: dict[str, ServerSpec] = {
             workers=2,
             redis_db=SCALE_OUT_REDIS_DB,
         ),
-        # Issue #23: the same with the publisher's batch interval at 1 ms (default 12 ms): the
+        # Issue #23: the same with the publisher's batch interval at 1 ms (default 16 ms): the
         # latency it buys for the Redis commands it costs (bench/redis_bill.py).
         ServerSpec(
             "pairpilot-2p-batch1",

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     bus_max_outbox_bytes: PositiveInt = 128 * 1024 * 1024
     # The Redis publisher appends at most once every this many ms (frames of every room
     # batched into one entry): fewer Redis commands per keystroke, for that much latency.
-    bus_batch_ms: PositiveInt = 12
+    bus_batch_ms: PositiveInt = 16
     # `serve --workers N`: every socket of a room is passed to the room's home worker
     # (README "Several processes"); off, the kernel's spread stands and the bus shares rooms.
     worker_affinity: bool = True

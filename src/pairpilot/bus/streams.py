@@ -127,7 +127,7 @@ GATHER_BELOW = 32
 GATHER_S = 0.002
 # The publisher appends at most once every BATCH_MS (bench/README.md, "The Redis bill"); the
 # reader blocks this long (any entry it watches wakes it at once).
-BATCH_MS = 12
+BATCH_MS = 16
 READ_BLOCK_MS = 10_000
 ROOMS_EVERY_S = 0.1
 TRIM_EVERY_S = 5.0
