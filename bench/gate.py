@@ -3,16 +3,17 @@
     uv run --group bench python bench/gate.py        # ~6 min; exit 1 when PairPilot is behind
     uv run --group bench python bench/gate.py --aa   # the noise: PairPilot against itself
 
-K100 N5 R2 in the quick mode's cases (1 s warm-up, 4 s measured), PairPilot and the reference
+K100 N5 R2 (5 s warm-up, ``--seconds`` measured, 15 by default), PairPilot and the reference
 (@y/websocket-server) taking turns for ``--rounds`` rounds, the order flipping each round, as
 the matrix's target rounds do. Each round gives a paired ratio (PairPilot's p99 and server CPU
 over the other server's, measured one after the other); the gate takes the median of the
 rounds' ratios and fails when it is above the noise: what the same statistic reaches between
-two identical servers. The noise is derived from every A/A round on record
-(``results/dev/gate-aa-*.jsonl``, written by ``--aa``): the 95th percentile of the median of
-``--rounds`` paired ratios drawn from them (a bootstrap), so it narrows as rounds are added and
-as A/A runs accumulate; the gate prints how many it rests on. A case disturbed by other work on
-the machine is run again, as in the matrix. Raw lines go to results/dev/gate-*.jsonl. Run it on
+two identical servers. The noise is derived from the A/A rounds on record with the same
+measured window (``results/dev/gate-aa-*.jsonl``, written by ``--aa``; rows without a window
+are the first record's 4 s cases): the 95th percentile of the median of ``--rounds`` paired
+ratios drawn from them (a bootstrap), so it narrows as rounds are added and as A/A runs
+accumulate; the gate prints how many it rests on. A case disturbed by other work on the
+machine is run again, as in the matrix. Raw lines go to results/dev/gate-*.jsonl. Run it on
 demand and before a release, on an otherwise idle machine; it is not part of .ci/run.
 """
 
@@ -32,7 +33,10 @@ from run import REFERENCE, RESULTS, Bench
 from servers import SERVERS
 
 K, N, R = 100, 5, 2
-DURATION_S = 4.0
+# A 4 s window (the first record's) put a handful of pauses in its top 1 %: paired p99 ratios
+# of identical servers spread from 0.16 to 2.56, so the gate let a 2x p99 regression pass.
+DURATION_S = 15.0
+FIRST_RECORD_S = 4.0  # the window of A/A rows recorded without one
 KEYS = ("p99_ms", "cpu_pct")
 TWIN = "pairpilot-twin"
 CONFIDENCE = 0.95
@@ -48,15 +52,18 @@ def paired_ratios(rows: list[dict[str, Any]], ours: str, theirs: str) -> dict[st
     return {key: [r[ours][key] / max(r[theirs][key], 1e-9) for r in pairs] for key in KEYS}
 
 
-def aa_ratios() -> tuple[dict[str, list[float]], int]:
-    """Every A/A round's paired ratios on record, and how many runs they came from."""
+def aa_ratios(seconds: float) -> tuple[dict[str, list[float]], int]:
+    """The paired ratios of the A/A rounds on record measured over ``seconds``, and how many
+    runs they came from."""
     found: dict[str, list[float]] = {key: [] for key in KEYS}
-    files = sorted((RESULTS / "dev").glob("gate-aa-*.jsonl"))
-    for path in files:
+    runs = 0
+    for path in sorted((RESULTS / "dev").glob("gate-aa-*.jsonl")):
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("seconds", FIRST_RECORD_S) == seconds]
+        runs += bool(rows)
         for key, ratios in paired_ratios(rows, "pairpilot", TWIN).items():
             found[key].extend(ratios)
-    return found, len(files)
+    return found, runs
 
 
 def noise(ratios: list[float], rounds: int) -> float:
@@ -77,6 +84,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5, help="rounds per server (default 5)")
     ap.add_argument("--aa", action="store_true", help="PairPilot against a second PairPilot")
+    ap.add_argument(
+        "--seconds", type=float, default=DURATION_S, help="measured window per case (default 15)"
+    )
     args = ap.parse_args()
     if args.aa:
         SERVERS[TWIN] = dataclasses.replace(SERVERS["pairpilot"], name=TWIN)
@@ -84,23 +94,27 @@ def main() -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / "dev" / f"gate-{'aa-' if args.aa else ''}{stamp}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    bench = Bench(out, quick=True, servers=pair)
+    record, runs = aa_ratios(args.seconds)
+    if not args.aa and not all(record.values()):
+        print(f"gate: no A/A rounds of {args.seconds:g} s on record: run --aa first (no verdict)")
+        return 2
+    bench = Bench(out, quick=False, servers=pair)  # 5 s warm-up
     rows: list[dict[str, Any]] = []
     for round_ in range(1, args.rounds + 1):
         for name in pair if round_ % 2 else reversed(pair):
-            row = bench.fanout_case(name, K, N, R, DURATION_S)
+            row = bench.fanout_case(name, K, N, R, args.seconds)
             if not row.get("ok") or row["summary"].get("lost"):
                 print(f"gate: {name} failed the case itself (lost or diverged): {row['summary']}")
                 return 1
             row = {"scenario": "gate", "server": name, "round": round_, **row}
+            row["seconds"] = args.seconds
             bench.record(row)
             rows.append(row)
-    record, runs = aa_ratios()
     ratios = paired_ratios(rows, pair[0], pair[1])
     behind = []
     for key in KEYS:
         ratio = statistics.median(ratios[key])
-        margin = noise(record[key], args.rounds) if record[key] else float("inf")
+        margin = noise(record[key], args.rounds) if record[key] else float("nan")
         verdict = "behind" if ratio > margin else "ok"
         print(
             f"gate: {key}: median paired ratio {ratio:.2f} over {len(ratios[key])} rounds "
