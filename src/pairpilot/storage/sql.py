@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import json
@@ -18,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pairpilot.errors import RoomDeletedError, StorageError
+from pairpilot.storage.b64 import b64decode, b64encode
 from pairpilot.storage.deletion import deleted_among, is_deleted
 from pairpilot.storage.merging import Merged, Merger
 from pairpilot.storage.outbox import open_update_windows
@@ -220,7 +220,7 @@ class SqlRoomStore:
     async def _upsert_snapshot(self, conn: AsyncConnection, room_id: str, update: bytes) -> None:
         values = {
             "room_id": room_id,
-            "snapshot_b64": base64.b64encode(update).decode("ascii"),
+            "snapshot_b64": await b64encode(update),
             "updated_at": sa.func.now(),
         }
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -339,7 +339,7 @@ async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
             )
         )
     ).first()
-    snapshot = base64.b64decode(snapshot_row.snapshot_b64) if snapshot_row else None
+    snapshot = await b64decode(snapshot_row.snapshot_b64) if snapshot_row else None
     stamps = [row.created_at for row in rows] + ([snapshot_row.updated_at] if snapshot_row else [])
     return StoredRoom(
         snapshot or None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from pairpilot.access.policy import (
     require_owner,
 )
 from pairpilot.errors import BadRequestError, ProtocolError
+from pairpilot.storage.b64 import b64encode
 from pairpilot.storage.directory import Member, RoomInfo
 from pairpilot.storage.store import utc
 from pairpilot.sync.protocol import EMPTY_UPDATE
@@ -135,14 +135,14 @@ async def get_snapshot(room_id: RoomId, identity: Caller, services: ServicesDep)
         empty = state == Doc().get_update()
         return SnapshotOut(
             room_id=room_id,
-            snapshot_b64=None if empty else base64.b64encode(state).decode("ascii"),
+            snapshot_b64=None if empty else await b64encode(state),
             updated_at=updated,
         )
     stored = await services.directory.stored_room(room_id, identity)
     merged = stored.merged()
     return SnapshotOut(
         room_id=room_id,
-        snapshot_b64=base64.b64encode(merged).decode("ascii") if merged else None,
+        snapshot_b64=await b64encode(merged) if merged else None,
         updated_at=utc(stored.updated_at) if stored.updated_at else None,
     )
 

@@ -5,7 +5,6 @@ Non-members get 404 for everything, viewers 403 on writes, as for the rest of a 
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -14,6 +13,7 @@ from pairpilot.access.authorizer import check_room_id
 from pairpilot.access.identity import Identity
 from pairpilot.errors import StorageError
 from pairpilot.observability.tracing import span
+from pairpilot.storage.b64 import b64encode
 from pairpilot.storage.versions import Version, VersionKind
 from pairpilot.sync.files import doc_of, read_files, restore_update
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
@@ -82,7 +82,7 @@ async def get_version(
     return VersionDetailOut(
         **_out(version).model_dump(),
         files=read_files(doc_of(state)),
-        snapshot_b64=base64.b64encode(state).decode("ascii"),
+        snapshot_b64=await b64encode(state),
     )
 
 
