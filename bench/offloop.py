@@ -469,7 +469,7 @@ def _report(rows: list[dict[str, Any]], servers: dict[str, Path | None]) -> None
                 continue
             keys = ("p50_ms", "p99_ms", "max_ms", "server_cpu_s", "worker_cpu_s")
             cells = [statistics.median(float(r[k]) for r in mine) for k in keys]
-            print(f"| {name}, {case} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+            print(f"| {name}, {case} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
         full = [r for r in rows if "full_p99_ms" in r and r["server"] == name]
         if full:  # the honest pair once every zip was refused (its room full)
             keys = ("full_p50_ms", "full_p99_ms")
