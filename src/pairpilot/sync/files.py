@@ -44,6 +44,14 @@ def texts_of(doc: Doc[Any]) -> dict[str, Text]:
     return {key: value for key, value in _map(doc, FILES_KEY).items() if isinstance(value, Text)}
 
 
+def text_bytes(doc: Doc[Any]) -> int:
+    """The UTF-8 bytes of every file's text: a floor of the document's encoded size.
+
+    The encoding holds them; a text's length is its bytes, so nothing is encoded to count them.
+    """
+    return sum(len(text) for text in texts_of(doc).values())
+
+
 def read_tree(doc: Doc[Any]) -> Tree:
     """The document's tree as every replica shows it (:func:`pairpilot.sync.tree.resolve`)."""
     paths = _map(doc, PATHS_KEY)

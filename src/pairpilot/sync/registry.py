@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from functools import partial
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.observability.tracing import span, tag
 from pairpilot.storage import RoomStore
+from pairpilot.sync.files import text_bytes
 from pairpilot.sync.flusher import Flusher
 from pairpilot.sync.protocol import EMPTY_UPDATE
 from pairpilot.sync.room import UNLIMITED, Room
@@ -218,7 +220,7 @@ class RoomRegistry:
         # The stored update's length: an upper bound of the encoded document (the quota
         # measures it exactly when it matters) without encoding the document at load.
         size = len(content) if content is not None else len(EMPTY_UPDATE)
-        room.quota = DocumentQuota(self._max_room_bytes, size, doc)
+        room.quota = DocumentQuota(self._max_room_bytes, size, doc, partial(text_bytes, doc))
         room.max_pending_bytes = self._max_pending_bytes
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes
