@@ -9,9 +9,10 @@ logs it once per client and reason (a flood of refused messages is one log line,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,10 @@ class Refusals:
 # the last measure plus every update accepted since (an upper bound).
 REMEASURE_S = 1.0
 
+# Where a quota measured its document (``pairpilot_quota_measures_total{place}``).
+MEASURED_LIVE = "live"  # an encoding of the live document, on the event loop
+MEASURED_STORED = "stored"  # the stored document, encoded in the merge worker when it is big
+
 
 class DocumentQuota:
     """A room's encoded size (``Y.encodeStateAsUpdate``'s length) held against its quota.
@@ -129,29 +134,54 @@ class DocumentQuota:
 
     Before measuring, ``floor`` (a size the encoding cannot be under: the UTF-8 bytes of the
     files' texts, which the encoding holds) is tried: when the floor plus the update is already
-    over, the update is refused without the measure. A room filled by big uploads meets that
-    case at its first refusal, where the measure (an encoding of the whole, 32 MiB, document)
-    held the event loop 60-250 ms.
+    over, the update is refused without the measure.
+
+    A REST write can wait, so it awaits ``settle`` first: with a ``measurer`` (the room's
+    stored document encoded in the merge worker, after a flush), the measure a write needs is
+    made off the event loop, where an encoding of a 32 MiB document held the loop 60-290 ms
+    (bench/README.md, "Off the event loop"). A socket's update cannot wait (the next one is
+    behind it), so the check itself still measures on the loop when it must.
     """
 
-    __slots__ = ("_doc", "_floor", "_measured_at", "_measured_size", "limit", "size")
+    __slots__ = (
+        "_doc",
+        "_floor",
+        "_measured_at",
+        "_measured_size",
+        "_measuring",
+        "admitted",
+        "limit",
+        "measurer",
+        "on_measure",
+        "size",
+    )
 
     def __init__(
         self, limit: int, size: int, doc: Doc[Any], floor: Callable[[], int] = lambda: 0
     ) -> None:
         self.limit = limit
         self.size = size
+        self.admitted = 0  # bytes of every update counted since the room loaded
         self._doc = doc
         self._floor = floor
         self._measured_at = float("-inf")
         self._measured_size = -1  # the size the last measure found
+        # The room's encoded size measured off the loop (None when it cannot be here and now).
+        self.measurer: Callable[[], Awaitable[int | None]] | None = None
+        self.on_measure: Callable[[str], None] = lambda _place: None
+        self._measuring: asyncio.Task[None] | None = None
 
     def check(self, update: bytes) -> int:
         """The size bound with ``update``, or RefusedError(ROOM_FULL) if it would pass the quota.
 
-        Nothing is counted: the room sets ``size`` to the answer once the update is applied.
+        Nothing is counted: the room calls ``count`` once the update is applied.
         """
         return self._admit(len(update), inserts=update[:1] != b"\x00")
+
+    def count(self, length: int) -> None:
+        """An update of ``length`` bytes was applied: the bound grows by it."""
+        self.size += length
+        self.admitted += length
 
     def check_at_least(self, length: int) -> None:
         """RefusedError(ROOM_FULL) if an update of at least ``length`` bytes would be refused.
@@ -161,20 +191,46 @@ class DocumentQuota:
         """
         self._admit(length, inserts=True)
 
+    async def settle(self, length: int) -> None:
+        """Measure off the loop if an update of ``length`` bytes needs a measure to be admitted.
+
+        Concurrent callers share one measure. A failed or unavailable one changes nothing:
+        the check after it decides as before.
+        """
+        if self.measurer is None or not self._measure_would_help(length):
+            return
+        if self._measuring is None or self._measuring.done():
+            self._measuring = asyncio.create_task(self._measure_off_loop(self.measurer))
+        await asyncio.shield(self._measuring)
+
+    async def _measure_off_loop(self, measurer: Callable[[], Awaitable[int | None]]) -> None:
+        admitted_then = self.admitted
+        measured = await measurer()  # of a state holding every update counted before it
+        if measured is None:
+            return
+        self.on_measure(MEASURED_STORED)
+        # Updates counted while it ran may or may not be in it: counted again (an upper bound).
+        self.size = min(self.size, measured + self.admitted - admitted_then)
+        self._measured_size = self.size
+        self._measured_at = time.monotonic()
+
+    def _measure_would_help(self, length: int) -> bool:
+        return (
+            self.size + length > self.limit
+            and self.size != self._measured_size
+            and self._floor() + length <= self.limit
+        )
+
     def _admit(self, length: int, *, inserts: bool) -> int:
         grown = self.size + length
         if grown > self.limit and inserts:
-            now = time.monotonic()
             # Re-measured only if something was admitted since the last measure (refusals
             # alone, a client hammering a full room, cost no encoding at all), and only if the
             # floor leaves the update a chance.
-            if (
-                self.size != self._measured_size
-                and now - self._measured_at >= REMEASURE_S
-                and self._floor() + length <= self.limit
+            if self._measure_would_help(length) and (
+                time.monotonic() - self._measured_at >= REMEASURE_S
             ):
-                self._measured_size = self.size = len(self._doc.get_update())
-                self._measured_at = now
+                self.measured()
                 grown = self.size + length
             if grown > self.limit:
                 message = f"This room is full ({human_size(self.size)} of {human_size(self.limit)})"
@@ -183,6 +239,7 @@ class DocumentQuota:
 
     def measured(self) -> int:
         """The exact size now (an encoding of the whole document); resets the bound."""
+        self.on_measure(MEASURED_LIVE)
         self._measured_size = self.size = len(self._doc.get_update())
         self._measured_at = time.monotonic()
         return self.size

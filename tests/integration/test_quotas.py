@@ -347,3 +347,28 @@ async def test_a_room_whose_storage_is_down_refuses_past_its_byte_bound_and_lose
         stored: Doc = Doc()
         stored.apply_update((await store.load("backlog")).merged() or b"\x00\x00")
         assert str(stored.get("t", type=Text)) == admitted
+
+
+async def test_an_upload_that_needs_a_measure_is_measured_off_the_event_loop(tmp_path: Path, room):
+    """The room's bound (its last measure plus every update since) overstates a room whose
+    text was deleted. An upload that fits only the room's true size needs a measure: it is of
+    the stored document (after a flush, in the merge worker when big), never an encoding of the
+    live document on the event loop, which held every room 60-290 ms for a 32 MiB one."""
+    settings = quick_settings(tmp_path, room_max_bytes=QUOTA, idle_unload_ms=60_000)
+    async with live_server(settings) as server:
+        owner, _ = await _member(server, room)
+        files = {"files": [{"name": "a.txt", "text": "a" * 2500}]}
+        assert (await owner.call("POST", f"/api/rooms/{room}/files", json=files)).status_code == 200
+        live = server.services.registry.rooms[room]
+        before = live.doc.get_state()
+        del texts_of(live.doc)[read_tree(live.doc).ids_by_path()["a.txt"]][0:2500]
+        live.apply_update(live.doc.get_update(before))  # relayed, stored, and counted
+        assert live.quota.size + 2500 > QUOTA  # the bound alone would refuse b.txt
+        measures = server.services.metrics.quota_measures
+        files = {"files": [{"name": "b.txt", "text": "b" * 2500}]}
+        answer = await owner.call("POST", f"/api/rooms/{room}/files", json=files)
+        assert answer.status_code == 200, answer.text
+        assert measures.labels("stored")._value.get() == 1
+        assert measures.labels("live")._value.get() == 0
+        # The bound came down to the measure plus the upload: still an upper bound.
+        assert len(live.doc.get_update()) <= live.quota.size <= QUOTA

@@ -45,6 +45,13 @@ class Metrics:
         self.compactions = Counter(
             "pairpilot_compactions", "Update logs folded into snapshots", ["outcome"], registry=r
         )
+        self.quota_measures = Counter(
+            "pairpilot_quota_measures",
+            "Rooms' documents measured against their quota: the live document on the event"
+            " loop (live), or the stored one, encoded in the merge worker when big (stored)",
+            ["place"],
+            registry=r,
+        )
         self.ratelimit_decisions = Counter(
             "pairpilot_ratelimit_decisions",
             "Run rate-limit answers, by outcome (allowed, limited, degraded)",

@@ -68,6 +68,14 @@ def encode_document(update: bytes) -> bytes:
     return encoded
 
 
+def encoded_length(parts: Sequence[bytes]) -> int:
+    """The length of ``parts`` (a snapshot and the log after it) encoded as a document.
+
+    A document quota's measure (guardrails.DocumentQuota), made in the worker.
+    """
+    return len(encode_document(fold(parts))) if parts else len(Doc().get_update())
+
+
 def missing_part(update: bytes, state_vector: bytes) -> bytes:
     """What of ``update`` a document at ``state_vector`` lacks (its delete set kept whole).
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from pairpilot.errors import RoomDeletedError, StorageError
 from pairpilot.storage.b64 import b64decode, b64encode
 from pairpilot.storage.deletion import deleted_among, is_deleted
-from pairpilot.storage.merging import Merged, Merger
+from pairpilot.storage.merging import Merged, Merger, encoded_length
 from pairpilot.storage.outbox import open_update_windows
 from pairpilot.storage.retention import Retention
 from pairpilot.storage.schema import room_snapshots, room_updates
@@ -101,6 +101,17 @@ class SqlRoomStore:
                 return dataclasses.replace(stored, versioned_at=versioned_at)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"loading room {room_id} failed") from exc
+
+    async def measure(self, room_id: str) -> int:
+        """The stored document's encoded length, encoded in the merge worker when it is big."""
+        try:
+            async with self.engine.connect() as conn:
+                stored = await read_stored_room(conn, room_id)
+        except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
+            raise StorageError(f"measuring room {room_id} failed") from exc
+        parts = ([stored.snapshot] if stored.snapshot else []) + stored.updates
+        size = sum(len(part) for part in parts)
+        return await self.merger.run_sized(size, encoded_length, parts)
 
     async def append(
         self,

@@ -70,6 +70,13 @@ class RoomStore(Protocol):
         """
         ...
 
+    async def measure(self, room_id: str) -> int:
+        """The stored document's encoded length (``Y.encodeStateAsUpdate``), off the loop.
+
+        StorageError when it cannot be read.
+        """
+        ...
+
     async def ping(self) -> None:
         """Raise StorageError unless the database answers."""
         ...

@@ -130,6 +130,25 @@ class Flusher:
         """Write this room's pending updates now; StorageError if that fails."""
         await self._write([room])
 
+    async def measure(self, room: Room) -> int | None:
+        """The room's encoded size, measured off the loop; None when storage cannot tell it.
+
+        The room's updates are written first, so the stored document holds every update the
+        room counted before the call (its quota adds the ones counted since). None when another
+        process writes the room (its updates may not be stored yet) or the write or the read
+        fails: the quota then decides as it would without this measure.
+        """
+        if not room.persistence().here:
+            return None
+        try:
+            await self.flush_room(room)
+            if room.partial or not room.persistence().here:
+                return None  # fenced meanwhile: what it counted may not be stored
+            return await self._store.measure(room.id)
+        except StorageError as exc:
+            log.warning("quota measure failed", room_id=room.id, error=str(exc.__cause__ or exc))
+            return None
+
     async def flush_all(self) -> None:
         """Write every pending update now and let compactions in flight end (shutdown).
 

@@ -221,6 +221,9 @@ class RoomRegistry:
         # measures it exactly when it matters) without encoding the document at load.
         size = len(content) if content is not None else len(EMPTY_UPDATE)
         room.quota = DocumentQuota(self._max_room_bytes, size, doc, partial(text_bytes, doc))
+        # REST writes measure it off the loop when they must (stored, then encoded in the worker).
+        room.quota.measurer = partial(self._flusher.measure, room)
+        room.quota.on_measure = self._count_measure
         room.max_pending_bytes = self._max_pending_bytes
         room.snapshot_bytes = len(stored.snapshot or b"")
         room.log_bytes = stored.log_bytes
@@ -233,6 +236,9 @@ class RoomRegistry:
         self.rooms[room_id] = room
         log.info("room loaded", room_id=room_id, bytes=room.snapshot_bytes + room.log_bytes)
         return room
+
+    def _count_measure(self, place: str) -> None:
+        self._metrics.quota_measures.labels(place).inc()
 
     def _start_unload(self, room: Room) -> None:
         self._idle.pop(room.id, None)

@@ -203,7 +203,7 @@ class Room:
         try:
             message = protocol.decode_message(frame)
             if isinstance(message, SyncUpdate | SyncStep2):
-                self.quota.size += len(message.update)  # admitted by the process it came from
+                self.quota.count(len(message.update))  # admitted by the process it came from
                 self._apply(message.update)
             elif isinstance(message, AwarenessUpdate):
                 if not self._apply_awareness(message.update, RemoteProcess(process)):
@@ -240,9 +240,9 @@ class Room:
         updates waiting for storage or Redis are at their bound.
         """
         self.refuse_if_backlogged()
-        grown = self.quota.check(update)
+        self.quota.check(update)
         self._apply(update)
-        self.quota.size = grown  # counted once applied: bytes that fail to apply are not
+        self.quota.count(len(update))  # counted once applied: bytes that fail to apply are not
         self._bus.publish(self.id, protocol.sync_update(update), None)
 
     def _diff_for(self, state_vector: bytes) -> bytes:
@@ -279,6 +279,11 @@ class Room:
     def persistence(self) -> Persistence:
         """Whether this process writes the room's updates now (the bus's lease decides)."""
         return self._bus.persistence(self.id)
+
+    @property
+    def partial(self) -> bool:
+        """Updates applied here were dropped for another process to write (see ``__init__``)."""
+        return self._partial
 
     def fenced(self) -> None:
         """The store refused the fence: another process writes the room now."""
@@ -377,11 +382,11 @@ class Room:
             )
             return
         self.refuse_if_backlogged()  # RefusedError (close 1013): storage or Redis is behind
-        grown = self.quota.check(update)  # RefusedError (close 4413) before anything is applied
+        self.quota.check(update)  # RefusedError (close 4413) before anything is applied
         session.unsaved = True
         started = time.perf_counter()
         self._apply(update)
-        self.quota.size = grown
+        self.quota.count(len(update))
         self._bus.publish(self.id, frame or protocol.sync_update(update), session.id)
         if self._metrics is not None:
             self._metrics.fanout_seconds.observe(time.perf_counter() - started)

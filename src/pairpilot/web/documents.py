@@ -44,6 +44,7 @@ async def change_room(
     room = await services.registry.acquire(room_id)
     try:
         if at_least:
+            await room.quota.settle(at_least)  # a measure it needs, off the loop
             room.refuse_if_backlogged()
             room.quota.check_at_least(at_least)
         room.apply_update(change(room.doc))

@@ -185,6 +185,7 @@ async def merge_snapshot(
         # The live apply decodes the whole update before it changes anything, so bytes that
         # are not a Yjs update are refused there, as on the socket.
         if new != EMPTY_UPDATE:  # nothing the room lacks: nothing to apply or relay
+            await room.quota.settle(len(new))  # a measure the quota needs, off the loop
             room.apply_update(new)
         else:
             room.refuse_if_backlogged()

@@ -96,6 +96,10 @@ async def _add(
             tree = RoomTree.of(room.doc, room_left)
             upload: Upload = await services.store.merger.run_sized(size, build, tree)
             room.refuse_if_backlogged()
+            # A measure the quota needs is made now, off the loop: none is awaited from here to
+            # the apply, so no file can take one of the upload's paths in between.
+            needed = upload.text_bytes if upload.update is None else len(upload.update)
+            await room.quota.settle(needed)
             room.quota.check_at_least(upload.text_bytes)
             room_left = None  # the quota, measured again, found room: build it whole
             if upload.update is None or not tree.same_files(room.doc):
