@@ -177,6 +177,8 @@ class Room:
 
         The WebSocket frame is encoded once and the same bytes go to every socket.
         """
+        if len(self.sessions) <= (origin in self.sessions):
+            return  # nobody to send it to: a big upload's frame is not even encoded
         wire = encode_frame(frame)
         sent = 0
         for session_id, session in self.sessions.items():
