@@ -63,6 +63,15 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def thaw_startup_objects() -> None:
+    """Give the frozen objects back to the collector (``gc.unfreeze``): the app is stopping.
+
+    A process that runs several apps in turn (the test suite) would otherwise keep every
+    stopped app's cycles for good.
+    """
+    gc.unfreeze()
+
+
 def trim_native_heap() -> bool:
     """Hand the allocator's free pages back to the OS (no garbage collection); True on glibc."""
     libc = _glibc()

@@ -11,7 +11,11 @@ from fastapi import FastAPI
 
 from pairpilot import __version__
 from pairpilot.observability.logging import RequestIdMiddleware, configure_logging
-from pairpilot.observability.memory import freeze_startup_objects, release_free_memory
+from pairpilot.observability.memory import (
+    freeze_startup_objects,
+    release_free_memory,
+    thaw_startup_objects,
+)
 from pairpilot.observability.sentry import close_sentry, init_sentry, report
 from pairpilot.observability.tracing import (
     SPAN_COUNTS,
@@ -90,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            thaw_startup_objects()  # collectable again once this app is gone (tests start many)
             try:
                 await services.access.close()
                 await services.registry.close()  # stops the flusher's loop too
