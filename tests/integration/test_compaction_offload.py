@@ -12,10 +12,12 @@ from pycrdt import Doc, Text
 from tests.conftest import backend_settings
 
 from pairpilot.errors import StorageError
+from pairpilot.storage import sql
 from pairpilot.storage.merging import Merger
 from pairpilot.storage.migrate import migrate
 from pairpilot.storage.schema import room_snapshots, room_versions
 from pairpilot.storage.sql import SqlRoomStore, create_engine
+from pairpilot.storage.store import fold
 from pairpilot.testing import live_server, synced_client, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -135,3 +137,38 @@ async def test_the_flusher_retries_a_compaction_whose_worker_was_killed(
                 restored.apply_update(part)
             assert str(restored.get("code", type=Text)) == typed
     assert not merger.started  # shutdown stopped the worker
+
+
+async def test_a_big_sqlite_room_is_read_by_the_worker_not_the_server(
+    tmp_path: Path, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Reading a 33 MB snapshot row held the GIL 25-33 ms in aiosqlite's thread, a pause of
+    every room: on SQLite the worker reads a big room itself, for a compaction and for a quota
+    measure, and stores exactly what the server's own read would have led to."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'big.sqlite3'}"
+    store = SqlRoomStore(create_engine(url), merger=Merger(offload_min_bytes=1024))
+    await migrate(store.engine)
+    try:
+        expected, updates = _edits(200)
+        await store.append([(room, u) for u in updates[:100]])
+        await store.compact(room)  # small as far as the caller knows: read here
+        await store.append([(room, u) for u in updates[100:]])
+        reads = []
+        real_read = sql.read_stored_room
+        monkeypatch.setattr(sql, "read_stored_room", lambda *a: reads.append(a) or real_read(*a))
+        measured = await store.measure(room, size_hint=1 << 20)
+        snapshot_length = await store.compact(room, checkpoint=True, size_hint=1 << 20)
+        assert reads == []  # neither read the room in this process
+        doc: Doc = Doc()
+        doc.apply_update(fold(updates))
+        assert measured == len(doc.get_update())
+        monkeypatch.undo()
+        stored = await store.load(room)
+        assert stored.updates == []
+        assert len(stored.snapshot or b"") == snapshot_length
+        assert _text(stored.snapshot) == expected
+        _, version, log_rows = await _stored(store, room)
+        assert version is not None  # the checkpoint, written by the same compaction
+        assert log_rows == 0
+    finally:
+        await store.close()

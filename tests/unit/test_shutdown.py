@@ -53,7 +53,7 @@ class _Store:
         self.written.extend(update for _, update in batch)
         return set()
 
-    async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
+    async def compact(self, room_id: str, *, checkpoint: bool = False, size_hint: int = 0) -> int:
         self.calls.append("compact")
         return 0
 

@@ -24,6 +24,14 @@ from pairpilot.storage.outbox import open_update_windows
 from pairpilot.storage.retention import Retention
 from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
+from pairpilot.storage.stored_reads import (
+    log_query,
+    measure_sqlite_room,
+    merge_sqlite_room,
+    parts_of,
+    snapshot_query,
+    stored_room,
+)
 from pairpilot.storage.versions import (
     VersionKind,
     insert_version,
@@ -102,16 +110,23 @@ class SqlRoomStore:
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"loading room {room_id} failed") from exc
 
-    async def measure(self, room_id: str) -> int:
-        """The stored document's encoded length, encoded in the merge worker when it is big."""
+    async def measure(self, room_id: str, size_hint: int = 0) -> int:
+        """The stored document's encoded length, encoded in the merge worker when it is big.
+
+        On SQLite the worker reads the rows too when ``size_hint`` says the room is big.
+        """
+        if (path := self._worker_reads(size_hint)) is not None:
+            try:
+                return await self.merger.run(measure_sqlite_room, path, room_id)
+            except (SQLAlchemyError, OSError) as exc:
+                raise StorageError(f"measuring room {room_id} failed") from exc
         try:
             async with self.engine.connect() as conn:
                 stored = await read_stored_room(conn, room_id)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"measuring room {room_id} failed") from exc
-        parts = ([stored.snapshot] if stored.snapshot else []) + stored.updates
-        size = sum(len(part) for part in parts)
-        return await self.merger.run_sized(size, encoded_length, parts)
+        parts = parts_of(stored)
+        return await self.merger.run_sized(sum(map(len, parts)), encoded_length, parts)
 
     async def append(
         self,
@@ -151,7 +166,7 @@ class SqlRoomStore:
             raise StorageError("appending updates failed") from exc
         return refused
 
-    async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
+    async def compact(self, room_id: str, *, checkpoint: bool = False, size_hint: int = 0) -> int:
         """Fold the log into the snapshot row and delete the folded rows, atomically.
 
         With ``checkpoint`` the result is also stored as an automatic version (in the same
@@ -164,16 +179,19 @@ class SqlRoomStore:
         would otherwise let the older merge overwrite the newer snapshot after the newer one
         deleted the rows only it had folded in (tests/integration/test_store.py); a compaction
         that finds its rows gone reads again.
+
+        A room of at least ``size_hint`` bytes (its snapshot and log as the caller knows them)
+        big enough for the worker is read by the worker too, on SQLite (``stored_reads``).
         """
         try:
             for _ in range(COMPACTION_ATTEMPTS):
-                async with self.engine.connect() as conn:
-                    stored = await read_stored_room(conn, room_id)
-                parts = ([stored.snapshot] if stored.snapshot else []) + stored.updates
-                if not stored.updates and not (checkpoint and parts):
-                    return len(stored.snapshot or b"")
-                merged = await self.merger.merge(parts, encode=checkpoint)
-                if (stored_as := await self._store_compacted(room_id, stored, merged)) is not None:
+                snapshot_length, update_ids, merged = await self._read_and_merge(
+                    room_id, checkpoint=checkpoint, size_hint=size_hint
+                )
+                if merged is None:
+                    return snapshot_length
+                stored_as = await self._store_compacted(room_id, update_ids, merged)
+                if stored_as is not None:
                     if stored_as and self.changes is not None:
                         self.changes.committed()
                     return len(merged.update)
@@ -181,8 +199,30 @@ class SqlRoomStore:
             raise StorageError(f"compacting room {room_id} failed") from exc
         raise StorageError(f"compacting room {room_id}: other compactions kept winning")
 
+    async def _read_and_merge(
+        self, room_id: str, *, checkpoint: bool, size_hint: int
+    ) -> tuple[int, tuple[int, ...], Merged | None]:
+        """``stored_reads.merge_sqlite_room``'s answer, in the worker or here."""
+        path = self._worker_reads(size_hint)
+        if path is not None:
+            return await self.merger.run(merge_sqlite_room, path, room_id, encode=checkpoint)
+        async with self.engine.connect() as conn:
+            stored = await read_stored_room(conn, room_id)
+        parts = parts_of(stored)
+        snapshot_length = len(stored.snapshot or b"")
+        if not stored.updates and not (checkpoint and parts):
+            return snapshot_length, stored.update_ids, None
+        return snapshot_length, stored.update_ids, await self.merger.merge(parts, encode=checkpoint)
+
+    def _worker_reads(self, size_hint: int) -> str | None:
+        """The SQLite file the worker reads a room of ``size_hint`` bytes from, or None."""
+        if self.engine.dialect.name != "sqlite" or size_hint < self.merger.offload_min_bytes:
+            return None
+        database = self.engine.url.database
+        return database if database and database != ":memory:" else None
+
     async def _store_compacted(
-        self, room_id: str, stored: StoredRoom, merged: Merged
+        self, room_id: str, update_ids: tuple[int, ...], merged: Merged
     ) -> int | None:
         """Write a compaction's result; None if another compaction folded its rows first.
 
@@ -193,7 +233,7 @@ class SqlRoomStore:
             await lock_room(conn, room_id, COMPACTION_LOCK)
             if await deleted_among(conn, [room_id], write_locked=True):
                 return 0  # deleted meanwhile: nothing of it may be written again
-            if stored.update_ids and not await _still_logged(conn, stored.update_ids):
+            if update_ids and not await _still_logged(conn, update_ids):
                 return None
             if merged.document is not None:
                 now = self.clock()
@@ -204,13 +244,11 @@ class SqlRoomStore:
                 await thin_checkpoints(conn, room_id, now, self.retention)
                 if self.changes is not None:
                     await self.changes.version_made(conn, room_id, version_id, "auto", None)
-            if stored.updates:
+            if update_ids:
                 await self._upsert_snapshot(conn, room_id, merged.update)
                 # Exactly the rows folded in: ids are handed out before commit, so a row with
                 # a lower id than the last one read may have been committed since.
-                await conn.execute(
-                    room_updates.delete().where(room_updates.c.id.in_(stored.update_ids))
-                )
+                await conn.execute(room_updates.delete().where(room_updates.c.id.in_(update_ids)))
         return version_id
 
     async def ping(self) -> None:
@@ -336,25 +374,7 @@ async def read_stored_room(conn: AsyncConnection, room_id: str) -> StoredRoom:
     COMMITTED), so a compaction committing in between moves rows from the log into a snapshot
     this read still gets (merging a row twice changes nothing). The other order could miss them.
     """
-    rows = (
-        await conn.execute(
-            sa.select(room_updates.c.id, room_updates.c.update, room_updates.c.created_at)
-            .where(room_updates.c.room_id == room_id)
-            .order_by(room_updates.c.id)
-        )
-    ).all()
-    snapshot_row = (
-        await conn.execute(
-            sa.select(room_snapshots.c.snapshot_b64, room_snapshots.c.updated_at).where(
-                room_snapshots.c.room_id == room_id
-            )
-        )
-    ).first()
+    rows = (await conn.execute(log_query(room_id))).all()
+    snapshot_row = (await conn.execute(snapshot_query(room_id))).first()
     snapshot = await b64decode(snapshot_row.snapshot_b64) if snapshot_row else None
-    stamps = [row.created_at for row in rows] + ([snapshot_row.updated_at] if snapshot_row else [])
-    return StoredRoom(
-        snapshot or None,
-        [row.update for row in rows],
-        max(stamps, default=None),
-        update_ids=tuple(row.id for row in rows),
-    )
+    return stored_room(rows, snapshot_row, snapshot)

@@ -62,16 +62,21 @@ class RoomStore(Protocol):
         """
         ...
 
-    async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
+    async def compact(self, room_id: str, *, checkpoint: bool = False, size_hint: int = 0) -> int:
         """Merge the room's log into its snapshot; return the snapshot's size in bytes.
+
+        ``size_hint``: the room's stored bytes as the caller knows them (a big room is read
+        off the event loop where the store can).
 
         With ``checkpoint`` the merged state also becomes an automatic version, in the same
         transaction, and the room's automatic versions are thinned by the retention rule.
         """
         ...
 
-    async def measure(self, room_id: str) -> int:
+    async def measure(self, room_id: str, size_hint: int = 0) -> int:
         """The stored document's encoded length (``Y.encodeStateAsUpdate``), off the loop.
+
+        ``size_hint`` as for ``compact``.
 
         StorageError when it cannot be read.
         """

@@ -144,7 +144,7 @@ class Flusher:
             await self.flush_room(room)
             if room.partial or not room.persistence().here:
                 return None  # fenced meanwhile: what it counted may not be stored
-            return await self._store.measure(room.id)
+            return await self._store.measure(room.id, size_hint=room.quota.size)
         except StorageError as exc:
             log.warning("quota measure failed", room_id=room.id, error=str(exc.__cause__ or exc))
             return None
@@ -199,7 +199,9 @@ class Flusher:
             room.unversioned = bool(room.pending) or room.writing
         try:
             with span("compaction", room_id=room.id, checkpoint=checkpoint, log_bytes=log_bytes):
-                room.snapshot_bytes = await self._store.compact(room.id, checkpoint=checkpoint)
+                room.snapshot_bytes = await self._store.compact(
+                    room.id, checkpoint=checkpoint, size_hint=room.snapshot_bytes + log_bytes
+                )
                 tag(bytes=room.snapshot_bytes)
         except Exception:
             self._metrics.compactions.labels("failed").inc()

@@ -1,0 +1,97 @@
+"""A room's stored rows, read by the merge worker itself on SQLite rather than by the server.
+
+Reading a 33 MB snapshot row holds the GIL for 25-33 ms in aiosqlite's thread (measured), its
+base64 decode and the hand-off of the rows to the worker (pickled with the GIL held) cost as
+much again: pauses of every room's fan-out each time a big room was compacted or measured
+against its quota. On SQLite the worker opens the database file and reads the rows itself: the
+server sends a path and a room id and gets back a length or a compaction's merge. PostgreSQL's
+rows are read by the server as before (its driver is async only).
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from pairpilot.storage.merging import Merged, encoded_length, merge
+from pairpilot.storage.schema import room_snapshots, room_updates
+from pairpilot.storage.store import StoredRoom
+
+
+def log_query(room_id: str) -> sa.Select[tuple[int, bytes, datetime]]:
+    """The room's log rows, oldest first."""
+    return (
+        sa.select(room_updates.c.id, room_updates.c.update, room_updates.c.created_at)
+        .where(room_updates.c.room_id == room_id)
+        .order_by(room_updates.c.id)
+    )
+
+
+def snapshot_query(room_id: str) -> sa.Select[tuple[str, datetime]]:
+    """The room's snapshot row (base64), if any."""
+    return sa.select(room_snapshots.c.snapshot_b64, room_snapshots.c.updated_at).where(
+        room_snapshots.c.room_id == room_id
+    )
+
+
+def stored_room(
+    rows: Sequence[sa.Row[tuple[int, bytes, datetime]]],
+    snapshot_row: sa.Row[tuple[str, datetime]] | None,
+    snapshot: bytes | None,
+) -> StoredRoom:
+    """The StoredRoom of a log read and a snapshot read (``snapshot``: its decoded bytes)."""
+    stamps = [row.created_at for row in rows] + ([snapshot_row.updated_at] if snapshot_row else [])
+    return StoredRoom(
+        snapshot or None,
+        [row.update for row in rows],
+        max(stamps, default=None),
+        update_ids=tuple(row.id for row in rows),
+    )
+
+
+@functools.cache
+def _engine(path: str) -> sa.Engine:
+    # A connection per read: the worker keeps no page cache between reads of big rooms.
+    return sa.create_engine(f"sqlite:///{path}", poolclass=sa.NullPool, connect_args={"timeout": 5})
+
+
+def read_sqlite_room(path: str, room_id: str) -> StoredRoom:
+    """A room as the SQLite database at ``path`` holds it (in the worker).
+
+    The log before the snapshot, as ``sql.read_stored_room`` reads it, for the same reason.
+    """
+    with _engine(path).connect() as conn:
+        rows = conn.execute(log_query(room_id)).all()
+        snapshot_row = conn.execute(snapshot_query(room_id)).first()
+    snapshot = binascii.a2b_base64(snapshot_row.snapshot_b64) if snapshot_row else None
+    return stored_room(rows, snapshot_row, snapshot)
+
+
+def parts_of(stored: StoredRoom) -> list[bytes]:
+    """The snapshot (if any) and the log after it."""
+    return ([stored.snapshot] if stored.snapshot else []) + stored.updates
+
+
+def measure_sqlite_room(path: str, room_id: str) -> int:
+    """The stored document's encoded length (a quota's measure), read and encoded here."""
+    return encoded_length(parts_of(read_sqlite_room(path, room_id)))
+
+
+def merge_sqlite_room(
+    path: str, room_id: str, *, encode: bool
+) -> tuple[int, tuple[int, ...], Merged | None]:
+    """A compaction's read and merge, here.
+
+    The snapshot's length, the log rows it folded, and the merge (None when there is nothing
+    to fold: no log, and no checkpoint asked for).
+    """
+    stored = read_sqlite_room(path, room_id)
+    parts = parts_of(stored)
+    snapshot_length = len(stored.snapshot or b"")
+    if not stored.updates and not (encode and parts):
+        return snapshot_length, stored.update_ids, None
+    return snapshot_length, stored.update_ids, merge(parts, encode=encode)
