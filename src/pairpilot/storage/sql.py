@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from pairpilot.errors import RoomDeletedError, StorageError
 from pairpilot.storage.b64 import b64decode, b64encode
 from pairpilot.storage.deletion import deleted_among, is_deleted
-from pairpilot.storage.merging import Merged, Merger, encoded_length
+from pairpilot.storage.merging import Merger, encoded_length
 from pairpilot.storage.outbox import open_update_windows
 from pairpilot.storage.retention import Retention
 from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
 from pairpilot.storage.stored_reads import (
+    Folded,
     log_query,
     measure_sqlite_room,
     merge_sqlite_room,
@@ -194,14 +195,14 @@ class SqlRoomStore:
                 if stored_as is not None:
                     if stored_as and self.changes is not None:
                         self.changes.committed()
-                    return len(merged.update)
+                    return merged.length
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
             raise StorageError(f"compacting room {room_id} failed") from exc
         raise StorageError(f"compacting room {room_id}: other compactions kept winning")
 
     async def _read_and_merge(
         self, room_id: str, *, checkpoint: bool, size_hint: int
-    ) -> tuple[int, tuple[int, ...], Merged | None]:
+    ) -> tuple[int, tuple[int, ...], Folded | None]:
         """``stored_reads.merge_sqlite_room``'s answer, in the worker or here."""
         path = self._worker_reads(size_hint)
         if path is not None:
@@ -212,7 +213,8 @@ class SqlRoomStore:
         snapshot_length = len(stored.snapshot or b"")
         if not stored.updates and not (checkpoint and parts):
             return snapshot_length, stored.update_ids, None
-        return snapshot_length, stored.update_ids, await self.merger.merge(parts, encode=checkpoint)
+        merged = await self.merger.merge(parts, encode=checkpoint)
+        return snapshot_length, stored.update_ids, Folded.of(merged, await b64encode(merged.update))
 
     def _worker_reads(self, size_hint: int) -> str | None:
         """The SQLite file the worker reads a room of ``size_hint`` bytes from, or None."""
@@ -222,7 +224,7 @@ class SqlRoomStore:
         return database if database and database != ":memory:" else None
 
     async def _store_compacted(
-        self, room_id: str, update_ids: tuple[int, ...], merged: Merged
+        self, room_id: str, update_ids: tuple[int, ...], merged: Folded
     ) -> int | None:
         """Write a compaction's result; None if another compaction folded its rows first.
 
@@ -245,7 +247,7 @@ class SqlRoomStore:
                 if self.changes is not None:
                     await self.changes.version_made(conn, room_id, version_id, "auto", None)
             if update_ids:
-                await self._upsert_snapshot(conn, room_id, merged.update)
+                await self._upsert_snapshot(conn, room_id, merged.snapshot_b64)
                 # Exactly the rows folded in: ids are handed out before commit, so a row with
                 # a lower id than the last one read may have been committed since.
                 await conn.execute(room_updates.delete().where(room_updates.c.id.in_(update_ids)))
@@ -266,10 +268,12 @@ class SqlRoomStore:
         finally:
             await self.merger.close()
 
-    async def _upsert_snapshot(self, conn: AsyncConnection, room_id: str, update: bytes) -> None:
+    async def _upsert_snapshot(
+        self, conn: AsyncConnection, room_id: str, snapshot_b64: str
+    ) -> None:
         values = {
             "room_id": room_id,
-            "snapshot_b64": await b64encode(update),
+            "snapshot_b64": snapshot_b64,
             "updated_at": sa.func.now(),
         }
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

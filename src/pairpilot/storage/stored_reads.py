@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -20,6 +21,24 @@ import sqlalchemy as sa
 from pairpilot.storage.merging import Merged, encoded_length, merge
 from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A compaction's merge as it is written: the snapshot's base64 and length, the checkpoint.
+
+    Made in the worker for a room it read, so the server receives the text it stores (a 44 MB
+    string for a full room) instead of bytes it would encode, and join, on the event loop.
+    """
+
+    snapshot_b64: str
+    length: int  # of the snapshot, in bytes
+    document: bytes | None = None  # the checkpoint's state, when one was asked for
+
+    @classmethod
+    def of(cls, merged: Merged, snapshot_b64: str) -> Folded:
+        """A merge and its snapshot's base64."""
+        return cls(snapshot_b64, len(merged.update), merged.document)
 
 
 def log_query(room_id: str) -> sa.Select[tuple[int, bytes, datetime]]:
@@ -83,7 +102,7 @@ def measure_sqlite_room(path: str, room_id: str) -> int:
 
 def merge_sqlite_room(
     path: str, room_id: str, *, encode: bool
-) -> tuple[int, tuple[int, ...], Merged | None]:
+) -> tuple[int, tuple[int, ...], Folded | None]:
     """A compaction's read and merge, here.
 
     The snapshot's length, the log rows it folded, and the merge (None when there is nothing
@@ -94,4 +113,6 @@ def merge_sqlite_room(
     snapshot_length = len(stored.snapshot or b"")
     if not stored.updates and not (encode and parts):
         return snapshot_length, stored.update_ids, None
-    return snapshot_length, stored.update_ids, merge(parts, encode=encode)
+    merged = merge(parts, encode=encode)
+    snapshot_b64 = binascii.b2a_base64(merged.update, newline=False).decode("ascii")
+    return snapshot_length, stored.update_ids, Folded.of(merged, snapshot_b64)
