@@ -73,14 +73,14 @@ async def test_an_exception_folding_a_batch_loses_nothing_and_the_flusher_starts
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     failing = True
-    fold = flusher_module.fold
+    rows_of = flusher_module.rows_of
 
-    def broken_fold(updates: list[bytes]) -> bytes:
+    def broken_fold(updates: list[bytes]) -> list[bytes]:
         if failing:
             raise RuntimeError("injected: fold failed")
-        return fold(updates)
+        return rows_of(updates)
 
-    monkeypatch.setattr(flusher_module, "fold", broken_fold)
+    monkeypatch.setattr(flusher_module, "rows_of", broken_fold)
     async with live_server(quick_settings(tmp_path, idle_unload_ms=60_000)) as server:
         async with synced_client(await server.member_url("folds")) as doc:
             doc.get("code", type=Text).insert(0, "kept through a broken fold")

@@ -30,6 +30,23 @@ Taken = tuple[Room, list[bytes], bytes, list[Session]]
 MARK_ROOMS_PER_STEP = 25
 # A flush span names this many of its rooms (``pairpilot.rooms`` counts them all).
 MAX_TRACED_ROOMS = 100
+# Updates at least this big get log rows of their own instead of being folded with the room's
+# others on the event loop: merging two 8 MB uploads of one flush held it 90-140 ms. The next
+# compaction folds them, in the merge worker (storage/merging.py's threshold).
+FOLD_MAX_BYTES = 256 * 1024
+# A room's log rows of one write: its updates, folded into one row unless big (``rows_of``).
+Batch = list[tuple[str, list[bytes]]]
+
+
+def rows_of(updates: list[bytes]) -> list[bytes]:
+    """The log rows that store ``updates``: one folded row, and each big update as it is."""
+    if len(updates) == 1:
+        return updates
+    big = [update for update in updates if len(update) >= FOLD_MAX_BYTES]
+    if not big:
+        return [fold(updates)]
+    small = [update for update in updates if len(update) < FOLD_MAX_BYTES]
+    return [fold(small), *big] if small else big
 
 
 class Flusher:
@@ -239,7 +256,7 @@ class Flusher:
                     rooms=len(batch),
                     room_ids=[room_id for room_id, _ in batch[:MAX_TRACED_ROOMS]],
                     updates=sum(len(updates) for _, updates, _, _ in taken),
-                    bytes=sum(len(update) for _, update in batch),
+                    bytes=sum(len(row) for _, rows in batch for row in rows),
                 ):
                     refused = await self._append(batch, fences, windows)
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
@@ -250,7 +267,7 @@ class Flusher:
                 self._give_back(taken)
                 raise
             written: list[Room] = []
-            for index, ((room, _, state_vector, waiting), (_, update)) in enumerate(
+            for index, ((room, _, state_vector, waiting), (_, rows)) in enumerate(
                 zip(taken, batch, strict=True)
             ):
                 try:
@@ -260,14 +277,14 @@ class Flusher:
                         room.return_pending([], waiting)  # the new persister writes them
                         room.fenced()
                         continue
-                    room.log_bytes += len(update)
-                    room.log_count += 1
+                    room.log_bytes += sum(len(row) for row in rows)
+                    room.log_count += len(rows)
                     room.mark_saved(state_vector, waiting)
                 except BaseException:
                     self._give_back(taken[index:])  # stored, but not yet marked: written again
                     raise
                 written.append(room)
-            self.trimmer.freed(sum(len(update) for _, update in batch))
+            self.trimmer.freed(sum(len(row) for _, rows in batch for row in rows))
         if self.watcher is not None and written:
             self.watcher.written([room.id for room in written], windows)
         # Compactions run beside the flushes (their merge in a worker process when it is
@@ -276,36 +293,33 @@ class Flusher:
             if room.id not in self._compacting and self._needs_compaction(room):
                 self._start_background(room)
 
-    def _windows(self, batch: list[tuple[str, bytes]]) -> list[str]:
+    def _windows(self, batch: Batch) -> list[str]:
         """The rooms of ``batch`` whose write also stores a pending ``room.updated`` row."""
         if self.watcher is None or not batch:
             return []
         return self.watcher.windows([room_id for room_id, _ in batch])
 
-    async def _append(
-        self, batch: list[tuple[str, bytes]], fences: dict[str, int], windows: list[str]
-    ) -> set[str]:
+    async def _append(self, batch: Batch, fences: dict[str, int], windows: list[str]) -> set[str]:
+        logged = [(room_id, row) for room_id, rows in batch for row in rows]
         # Only what is there is passed: most writes have neither.
         if windows:
-            return await self._store.append(batch, fences or None, windows=windows)
+            return await self._store.append(logged, fences or None, windows=windows)
         if fences:
-            return await self._store.append(batch, fences)
-        return await self._store.append(batch)
+            return await self._store.append(logged, fences)
+        return await self._store.append(logged)
 
     def _give_back(self, taken: list[Taken]) -> None:
         for room, updates, _, waiting in taken:
             room.return_pending(updates, waiting)
             self._dirty[room.id] = room
 
-    def _take(
-        self, rooms: list[Room], taken: list[Taken]
-    ) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
+    def _take(self, rooms: list[Room], taken: list[Taken]) -> tuple[Batch, dict[str, int]]:
         """The rooms' pending updates this process writes, as a batch, and their fences.
 
         Each room's updates are added to ``taken`` as soon as they leave the room, so a caller
         whose take fails half way gives back every one of them.
         """
-        batch: list[tuple[str, bytes]] = []
+        batch: Batch = []
         fences: dict[str, int] = {}
         for room in rooms:
             self._dirty.pop(room.id, None)
@@ -318,7 +332,7 @@ class Flusher:
                 continue
             updates, state_vector, waiting = room.take_pending()
             taken.append((room, updates, state_vector, waiting))
-            batch.append((room.id, fold(updates)))
+            batch.append((room.id, rows_of(updates)))
             if persistence.fence is not None:
                 fences[room.id] = persistence.fence
         return batch, fences
