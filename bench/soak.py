@@ -195,11 +195,11 @@ class Faults:
             self._fail("append")
         await self._append(batch)
 
-    async def compact(self, room_id: str, *, checkpoint: bool = False) -> int:
+    async def compact(self, room_id: str, *, checkpoint: bool = False, size_hint: int = 0) -> int:
         """The store's compaction: failing for the failing rooms."""
         if self.active and room_id in self.failing_compactions:
             self._fail("compact")
-        return await self._compact(room_id, checkpoint=checkpoint)
+        return await self._compact(room_id, checkpoint=checkpoint, size_hint=size_hint)
 
     def unsubscribe(self, room_id: str) -> None:
         """The bus's unsubscribe, which Room.close calls: one room unloaded."""
