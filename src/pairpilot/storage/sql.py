@@ -67,7 +67,10 @@ def create_engine(url: str) -> AsyncEngine:
         # WAL + NORMAL survives a killed process (not a power cut) and keeps commits cheap.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        # A write waits up to 30 s for the write lock before it fails (503): a burst of room
+        # creations queues on it (each holds it for its join), and 5 s was too short for the
+        # soak's 16 concurrent joins on a slow machine (test_soak: "database is locked").
+        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         # 512 KiB of page cache per pooled connection instead of 2 MiB: flushes touch ~100
         # pages, and the big rows of 1 MB documents filled every connection's 2 MiB, ~16 MB
