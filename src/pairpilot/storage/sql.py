@@ -29,6 +29,7 @@ from pairpilot.storage.stored_reads import (
     log_query,
     measure_sqlite_room,
     merge_sqlite_room,
+    nothing_to_fold,
     parts_of,
     snapshot_query,
     stored_room,
@@ -119,12 +120,9 @@ class SqlRoomStore:
 
         On SQLite the worker reads the rows too when ``size_hint`` says the room is big.
         """
-        if (path := self._worker_reads(size_hint)) is not None:
-            try:
-                return await self.merger.run(measure_sqlite_room, path, room_id)
-            except (SQLAlchemyError, OSError) as exc:
-                raise StorageError(f"measuring room {room_id} failed") from exc
         try:
+            if (path := self._worker_reads(size_hint)) is not None:
+                return await self.merger.run(measure_sqlite_room, path, room_id)
             async with self.engine.connect() as conn:
                 stored = await read_stored_room(conn, room_id)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
@@ -212,11 +210,10 @@ class SqlRoomStore:
             return await self.merger.run(merge_sqlite_room, path, room_id, encode=checkpoint)
         async with self.engine.connect() as conn:
             stored = await read_stored_room(conn, room_id)
-        parts = parts_of(stored)
         snapshot_length = len(stored.snapshot or b"")
-        if not stored.updates and not (checkpoint and parts):
+        if nothing_to_fold(stored, encode=checkpoint):
             return snapshot_length, stored.update_ids, None
-        merged = await self.merger.merge(parts, encode=checkpoint)
+        merged = await self.merger.merge(parts_of(stored), encode=checkpoint)
         return snapshot_length, stored.update_ids, Folded.of(merged, await b64encode(merged.update))
 
     def _worker_reads(self, size_hint: int) -> str | None:

@@ -95,6 +95,11 @@ def parts_of(stored: StoredRoom) -> list[bytes]:
     return ([stored.snapshot] if stored.snapshot else []) + stored.updates
 
 
+def nothing_to_fold(stored: StoredRoom, *, encode: bool) -> bool:
+    """No log to fold, and no checkpoint asked for (or nothing stored to make one of)."""
+    return not stored.updates and not (encode and stored.snapshot)
+
+
 def measure_sqlite_room(path: str, room_id: str) -> int:
     """The stored document's encoded length (a quota's measure), read and encoded here."""
     return encoded_length(parts_of(read_sqlite_room(path, room_id)))
@@ -109,10 +114,9 @@ def merge_sqlite_room(
     to fold: no log, and no checkpoint asked for).
     """
     stored = read_sqlite_room(path, room_id)
-    parts = parts_of(stored)
     snapshot_length = len(stored.snapshot or b"")
-    if not stored.updates and not (encode and parts):
+    if nothing_to_fold(stored, encode=encode):
         return snapshot_length, stored.update_ids, None
-    merged = merge(parts, encode=encode)
+    merged = merge(parts_of(stored), encode=encode)
     snapshot_b64 = binascii.b2a_base64(merged.update, newline=False).decode("ascii")
     return snapshot_length, stored.update_ids, Folded.of(merged, snapshot_b64)
