@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from tests.abuse import SECRET, Honest, _honest_pair, server_env  # noqa: E402
 
 from pairpilot.access.identity import Identities  # noqa: E402
-from pairpilot.testing import ServerProcess  # noqa: E402
+from pairpilot.testing import ServerProcess, child_pids  # noqa: E402
 
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results"
@@ -192,8 +192,7 @@ def _cpu_s(pid: int) -> tuple[float, float]:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
 
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return round(used(pid), 2), round(sum(used(int(child)) for child in children), 2)
+    return round(used(pid), 2), round(sum(used(child) for child in child_pids(pid)), 2)
 
 
 def _out(process: asyncio.subprocess.Process) -> asyncio.StreamReader:

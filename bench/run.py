@@ -28,6 +28,8 @@ from typing import Any
 from procstat import Mark, cpu_seconds, rss_kb
 from servers import BENCH, CLIENT_CPU, DEFAULT_SERVERS, SERVERS, Server, observation, versions
 
+from pairpilot.testing import child_pids
+
 RESULTS = BENCH / "results"
 SEED = 20260101
 CAPACITY_P99_MS = 50.0
@@ -614,7 +616,7 @@ class Bench:
 def _children_usage(pid: int) -> list[dict[str, Any]]:
     """The server's child processes (its merge worker): CPU seconds since they started, RSS."""
     out = []
-    for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+    for child in child_pids(pid):
         try:
             out.append({"pid": child, "cpu_s": cpu_seconds(child), "rss_kb": rss_kb(child)})
         except FileNotFoundError:

@@ -21,6 +21,8 @@ from typing import Any
 
 from procstat import Mark, Sampler, cpu_seconds, io_counters, machine_busy_s, rss_kb
 
+from pairpilot.testing import child_pids
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -345,7 +347,7 @@ class Server:
         """The pids of the supervisor's workers, once each listens on the port."""
         while True:
             listening = sockets_by_pid(self.port, "listening")
-            children = set(_children(self.pid))
+            children = set(child_pids(self.pid))
             if len(children & set(listening)) >= self.spec.workers:
                 return sorted(children & set(listening))
             if self.proc is not None and self.proc.poll() is not None:
@@ -404,14 +406,6 @@ class Server:
             _psql(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
             self.db = None
         shutil.rmtree(self.data, ignore_errors=True)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
 
 
 def _is_worker(pid: int) -> bool:

@@ -23,7 +23,7 @@ import httpx
 from pycrdt import Doc, Text
 
 from pairpilot.access.identity import Identities
-from pairpilot.testing import ServerProcess, synced_client, wait_until
+from pairpilot.testing import ServerProcess, child_pids, synced_client, wait_until
 
 INTEROP = Path(__file__).parent / "interop"
 SECRET = "abuse-suite-secret-abuse-suite-secret"
@@ -87,8 +87,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 def _rss_mb(pid: int) -> tuple[float, float]:
     """RSS of a process, and of its children (the compaction's merge worker), in MB."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(child) for child in children.read_text().split()] if children.exists() else []
+    kids = child_pids(pid)
     sizes = []
     for group in ([pid], kids):
         total = 0

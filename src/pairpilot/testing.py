@@ -264,6 +264,21 @@ class ServerProcess(_Addresses):
             self._process = None
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (its merge worker) from any of its threads (Linux).
+
+    ``/proc/<pid>/task/<tid>/children`` lists a thread's own children: the merge worker is
+    started from a thread (storage/merging.py), so the main thread's list misses it.
+    """
+    pids: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(child) for child in children.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return pids
+
+
 def socket_holders(port: int, client_port: int) -> set[int]:
     """The pids holding the server's end (on ``port``) of the TCP connection from ``client_port``.
 

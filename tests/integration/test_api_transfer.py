@@ -10,9 +10,9 @@ from pycrdt import Doc, Map, Text
 from tests.support import User, kill_the_process, new_user, zip_of
 
 from pairpilot.sync.files import doc_of, read_files, read_tree
-from pairpilot.sync.transfer import files_update
+from pairpilot.sync.transfer import files_updates
 from pairpilot.sync.tree import Tree
-from pairpilot.testing import LiveServer, live_server, quick_settings
+from pairpilot.testing import LiveServer, live_server, quick_settings, synced_client, wait_until
 from pairpilot.web import transfer
 from pairpilot.web.transfer import clean_path
 
@@ -326,6 +326,27 @@ async def test_uploads_built_in_the_worker_answer_and_add_what_the_event_loop_wo
     assert folders == ["e", "e/f", "project", "src"]
 
 
+async def test_a_big_zip_reaches_a_live_client_in_pieces_of_whole_files(
+    api_server: LiveServer, room: str
+):
+    """Three 700 kB files: three pieces, each applied and relayed on its own (the event loop
+    runs between them); the client sees whole files only, and all three in the end."""
+    ada = await _owner(api_server, room)
+    texts = {f"f{n}.txt": str(n) * 700_000 for n in range(3)}
+    async with synced_client(api_server.ws_url(room, ada.token)) as live:
+        updates: list[bytes] = []
+        live.observe(lambda event: updates.append(event.update))
+        answer = await _upload_zip(ada, room, zip_of({n: t.encode() for n, t in texts.items()}))
+        assert answer.status_code == 200
+        await wait_until(lambda: read_files(live) == texts, what="every file at the client")
+    replay: Doc = Doc()
+    seen = []
+    for update in updates:  # what the client showed after each update it received
+        replay.apply_update(update)
+        seen.append(read_files(replay))
+    assert seen == [{"f0.txt": texts["f0.txt"]}, dict(list(texts.items())[:2]), texts]
+
+
 async def test_a_merge_worker_killed_during_an_upload_is_a_503_that_adds_nothing(
     api_server: LiveServer, room: str, monkeypatch: pytest.MonkeyPatch
 ):
@@ -356,7 +377,7 @@ async def test_an_upload_built_while_the_room_gained_its_path_is_built_again(
         upload = await built(size, job, tree)
         if not tree.taken:  # the first build only
             live = api_server.services.registry.rooms[room]
-            live.apply_update(files_update([("a.py", "theirs\n")]))
+            live.apply_update(*files_updates([("a.py", "theirs\n")]))
         return upload
 
     monkeypatch.setattr(merger, "run_sized", someone_adds_a_py_meanwhile)

@@ -193,13 +193,13 @@ async def test_an_upload_into_a_full_room_is_refused_before_its_update_is_built(
     half = {"files": [{"name": "half.txt", "text": "h" * (QUOTA // 2)}]}
     assert (await owner.call("POST", f"/api/rooms/{room}/files", json=half)).status_code == 200
     built: list[int] = []
-    real = transfer.files_update
+    real = transfer.files_updates
 
     def counted(*args, **kwargs):
         built.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transfer, "files_update", counted)
+    monkeypatch.setattr(transfer, "files_updates", counted)
     files = {"files": [{"name": "more.txt", "text": "m" * (QUOTA // 2)}]}
     answer = await owner.call("POST", f"/api/rooms/{room}/files", json=files)
     assert (answer.status_code, answer.json()["error"]) == (413, "room_full")

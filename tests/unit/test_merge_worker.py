@@ -11,7 +11,7 @@ from pycrdt import Doc, Text
 from tests.support import kill_the_process, zip_of
 
 from pairpilot.errors import BadRequestError, StorageError
-from pairpilot.storage.merging import Merger, encode_document, merge
+from pairpilot.storage.merging import WORKER_NICE, Merger, encode_document, merge
 from pairpilot.sync.transfer import RoomTree, UploadLimits, zip_upload
 
 pytestmark = pytest.mark.anyio
@@ -51,6 +51,19 @@ async def test_a_merge_in_the_worker_gives_the_same_bytes_as_a_merge_here():
     assert merger.offloaded == 1
     assert merged.update == merge(parts).update
     assert merged.document == encode_document(merged.update)
+
+
+async def test_the_worker_runs_below_the_servers_priority_and_the_server_keeps_its_own():
+    """It is started from a thread of its own at the worker's priority (Linux: per thread)."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    merger = Merger(offload_min_bytes=0)
+    try:
+        await merger.merge(_snapshot_and_log(10))
+        (pid,) = _worker_pids(merger)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(before + WORKER_NICE, 19)
+    finally:
+        await merger.close()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
 
 
 async def test_a_small_merge_never_starts_the_worker():

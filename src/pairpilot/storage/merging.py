@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -91,8 +92,24 @@ def _start_worker(parent: int) -> None:
     A server killed with SIGKILL cannot stop its worker, and an idle worker waits for work
     forever: without the watch every ``kill -9`` left a 30-50 MB process behind.
     """
-    os.nice(WORKER_NICE)
+    if sys.platform != "linux":  # on Linux it was started at that priority (_lower_priority)
+        os.nice(WORKER_NICE)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _lower_priority() -> None:
+    """In the thread that starts the worker: the worker's priority, from its first instruction.
+
+    On Linux a thread's nice value is its own and a process it starts inherits it: the worker's
+    start-up (an interpreter and its imports) no longer takes the server's core at the server's
+    priority, nor do the pool's threads this thread starts (they feed the worker its jobs).
+    """
+    if sys.platform == "linux":
+        os.nice(WORKER_NICE)
+
+
+def _ready() -> None:
+    """The job a new pool starts its worker with (nothing: the start is the point)."""
 
 
 def _exit_with(parent: int) -> None:
@@ -116,6 +133,8 @@ class Merger:
         self.offload_min_bytes = offload_min_bytes
         self.idle_stop_s = idle_stop_s
         self._pool: ProcessPoolExecutor | None = None
+        # The current pool's first submit, which starts its process (from a thread: ~15 ms).
+        self._launch: asyncio.Future[Any] | None = None
         self._in_flight = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self.offloaded = 0  # merges sent to the worker (for tests and the bench)
@@ -156,10 +175,10 @@ class Merger:
         Whatever it raises is raised here; a worker that dies meanwhile is StorageError, and
         the next job starts a new one.
         """
-        pool = self._started_pool()
         self.offloaded += 1
         self._in_flight += 1
         try:
+            pool = await self._started_pool()
             return await asyncio.wrap_future(pool.submit(job, *args, **kwargs))
         except BrokenProcessPool as exc:
             self._discard(pool)
@@ -188,7 +207,7 @@ class Merger:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._launch = self._pool, None, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
@@ -202,23 +221,36 @@ class Merger:
         self._idle_timer = None
         if self._in_flight:  # a merge started since: it schedules the next check
             return
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._launch = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False)  # its own thread joins the worker
 
-    def _started_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
+    async def _started_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None or self._launch is None:
             # spawn, not fork: the server has threads (the database drivers'), and a fresh
             # interpreter holds only what a merge needs.
-            self._pool = ProcessPoolExecutor(
+            pool = self._pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
                 initargs=(os.getpid(),),
             )
-        return self._pool
+            # Its first submit starts the process and the pool's threads: in a thread of its
+            # own, since that held the event loop for ~15 ms (bench/README.md, "Off the event
+            # loop"), at the worker's priority (_lower_priority).
+            launcher = ThreadPoolExecutor(1, "merge-worker-start", initializer=_lower_priority)
+            loop = asyncio.get_running_loop()
+            self._launch = loop.run_in_executor(launcher, pool.submit, _ready)
+            launcher.shutdown(wait=False)  # its one job still runs: then the thread ends
+        pool, launch = self._pool, self._launch
+        try:
+            await asyncio.shield(launch)
+        except Exception as exc:  # the process could not start: the next job tries a new one
+            self._discard(pool)
+            raise StorageError("the merge worker could not start") from exc
+        return pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         if self._pool is pool:
-            self._pool = None
+            self._pool, self._launch = None, None
         pool.shutdown(wait=False, cancel_futures=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,9 @@ class Room:
         self.awareness = Awareness(doc)
         # The document quota (the registry sets the configured one when it loads the room).
         self.quota = DocumentQuota(UNLIMITED, 0, doc)
+        # Held from an upload's last look at the room's files to its last piece applied: the
+        # pieces of two uploads never interleave (web/transfer.py).
+        self.bulk = asyncio.Lock()
         # Awareness client ids that came from each other process (its id), see drop_process.
         self._remote_presence: dict[bytes, set[int]] = {}
         # Who introduced each awareness client id: a local session or another process (its
@@ -246,6 +250,25 @@ class Room:
         self._apply(update)
         self.quota.count(len(update))  # counted once applied: bytes that fail to apply are not
         self._bus.publish(self.id, protocol.sync_update(update), None)
+
+    async def apply_pieces(self, pieces: Sequence[bytes]) -> None:
+        """Apply an upload's updates in order, the event loop running between them.
+
+        Refused as :meth:`apply_update` refuses their sum, before any is applied; counted
+        whole then, so edits in between cannot take the room the later pieces were admitted
+        into. Each piece is stored and relayed as it is applied: a server stopped midway keeps
+        the files applied so far (its caller got no answer). Pieces come from
+        sync/transfer.py's ``files_updates``: applying them cannot fail.
+        """
+        self.refuse_if_backlogged()
+        length = sum(len(piece) for piece in pieces)
+        self.quota.check_at_least(length)
+        self.quota.count(length)
+        for index, piece in enumerate(pieces):
+            if index:
+                await asyncio.sleep(0)  # the other rooms' frames go out between the pieces
+            self._apply(piece)
+            self._bus.publish(self.id, protocol.sync_update(piece), None)
 
     def _diff_for(self, state_vector: bytes) -> bytes:
         try:

@@ -41,6 +41,10 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 # Entries archivers add that are not files of the project.
 _JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$)")
+# An upload's update comes in pieces of whole files, each about this many bytes of text at most
+# (one file may be bigger): the room applies them with its event loop running between them. An
+# 8 MB update applied at once held the loop for 10-20 ms (bench/README.md, "Off the event loop").
+PIECE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +83,18 @@ class RoomTree:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """An upload checked and made into one update.
+    """An upload checked and made into updates (:func:`files_updates`: pieces of whole files).
 
     ``names``: the paths its files get (taken ones numbered), in upload order; ``sources``:
     the names they were uploaded as; ``text_bytes``: the UTF-8 bytes of their texts, a lower
-    bound of the update's length; ``update``: None when ``text_bytes`` is past the room's
+    bound of the updates' length; ``pieces``: None when ``text_bytes`` is past the room's
     ``room_left`` (the room refuses it before anything is built).
     """
 
     names: list[str]
     sources: list[str]
     text_bytes: int
-    update: bytes | None
+    pieces: list[bytes] | None
 
 
 def clean_path(source: str) -> str:
@@ -233,12 +237,12 @@ def _upload(files: list[_File], folders: list[str], room: RoomTree) -> Upload:
     names = assign_paths([path for path, _, _, _ in files], room.taken)
     # Every text is in the update in full (UTF-8): a lower bound of its length.
     text_bytes = sum(size for _, _, _, size in files)
-    update = None
+    pieces = None
     if room.room_left is None or text_bytes <= room.room_left:
         new_folders = [folder for folder in folders if folder not in room.folders]
         texts = [text for _, _, text, _ in files]
-        update = files_update(zip(names, texts, strict=True), new_folders)
-    return Upload(names, [source for _, source, _, _ in files], text_bytes, update)
+        pieces = files_updates(zip(names, texts, strict=True), new_folders)
+    return Upload(names, [source for _, source, _, _ in files], text_bytes, pieces)
 
 
 def assign_paths(paths: Iterable[str], taken: Iterable[str]) -> list[str]:
@@ -253,11 +257,15 @@ def assign_paths(paths: Iterable[str], taken: Iterable[str]) -> list[str]:
     return names
 
 
-def files_update(files: Iterable[tuple[str, str]], folders: Iterable[str] = ()) -> bytes:
-    """The update adding ``(path, text)`` files under fresh ids, and empty ``folders``.
+def files_updates(
+    files: Iterable[tuple[str, str]], folders: Iterable[str] = (), piece_bytes: int = PIECE_BYTES
+) -> list[bytes]:
+    """The updates adding ``(path, text)`` files under fresh ids, and empty ``folders``.
 
-    Made in a document of its own: every key it sets is new (a fresh file id, or a folder the
-    room lacked), so it applies to the room as it would had it been made on a copy of the
+    Each update adds whole files (and the first the folders), about ``piece_bytes`` of text at
+    most unless one file is bigger; applied in order they make the whole upload. Made in a
+    document of its own: every key they set is new (a fresh file id, or a folder the room
+    lacked), so they apply to the room as they would had they been made on a copy of the
     room's document, without that copy.
     """
     doc: Doc[Any] = Doc()
@@ -265,14 +273,31 @@ def files_update(files: Iterable[tuple[str, str]], folders: Iterable[str] = ()) 
     paths: Map[Any] = doc.get(PATHS_KEY, type=Map)
     marked: Map[Any] = doc.get(FOLDERS_KEY, type=Map)
     with doc.transaction():
-        for path, text in files:
-            file_id = new_file_id()
-            texts[file_id] = Text(text)
-            paths[file_id] = path
         for folder in folders:
             marked[folder] = True
-    update: bytes = doc.get_update()
-    return update
+    pieces: list[bytes] = []
+    for batch in _batches(files, piece_bytes):
+        before = doc.get_state() if pieces else b"\x00"  # the first piece holds the folders
+        with doc.transaction():
+            for path, text in batch:
+                file_id = new_file_id()
+                texts[file_id] = Text(text)
+                paths[file_id] = path
+        pieces.append(doc.get_update(before))
+    return pieces or [doc.get_update()]
+
+
+def _batches(files: Iterable[tuple[str, str]], piece_bytes: int) -> Iterator[list[tuple[str, str]]]:
+    batch: list[tuple[str, str]] = []
+    size = 0
+    for path, text in files:
+        if batch and size + len(text) > piece_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append((path, text))
+        size += len(text)
+    if batch:
+        yield batch
 
 
 def export_archive(state: bytes | None) -> bytes:

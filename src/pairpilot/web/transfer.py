@@ -95,18 +95,19 @@ async def _add(
         for _ in range(BUILDS):
             tree = RoomTree.of(room.doc, room_left)
             upload: Upload = await services.store.merger.run_sized(size, build, tree)
-            room.refuse_if_backlogged()
-            # A measure the quota needs is made now, off the loop: none is awaited from here to
-            # the apply, so no file can take one of the upload's paths in between.
-            needed = upload.text_bytes if upload.update is None else len(upload.update)
-            await room.quota.settle(needed)
-            room.quota.check_at_least(upload.text_bytes)
-            room_left = None  # the quota, measured again, found room: build it whole
-            if upload.update is None or not tree.same_files(room.doc):
-                continue
-            existing = len(room.doc.get(FILES_KEY, type=Map))
-            check_file_count(services.settings.room_max_files, existing, len(upload.names))
-            room.apply_update(upload.update)
+            async with room.bulk:  # another upload's pieces are all applied before this looks
+                room.refuse_if_backlogged()
+                # A measure the quota needs is made now, off the loop. Under ``room.bulk`` no
+                # other upload takes one of this one's paths until its last piece is applied.
+                needed = sum(map(len, upload.pieces or [])) or upload.text_bytes
+                await room.quota.settle(needed)
+                room.quota.check_at_least(upload.text_bytes)
+                room_left = None  # the quota, measured again, found room: build it whole
+                if upload.pieces is None or not tree.same_files(room.doc):
+                    continue
+                existing = len(room.doc.get(FILES_KEY, type=Map))
+                check_file_count(services.settings.room_max_files, existing, len(upload.names))
+                await room.apply_pieces(upload.pieces)
             return FilesOut(
                 files=[
                     FileAddedOut(name=name, source=source)
