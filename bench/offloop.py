@@ -14,10 +14,11 @@ after four zips; every later zip is still read and inflated before the quota ref
 the same snapshot posted again is read, parsed and decoded, then found to bring nothing new.
 The table's last row per server is the honest pair from the zip loop's first 413 on (issue
 #22's "an 8 MB zip posted in a loop"). The server runs on CPU 0 (its merge worker too), this
-process and the poster on CPU 1. ``--source`` serves another checkout's ``src/``; ``--compare``
-serves another checkout beside this one, case for case in alternating order (before/after in
-the same period). Each row notes the 1-minute load average at its start. Raw rounds go to
-results/offloop-<stamp>.json.
+process and the poster on CPU 1 (``--worker-cpu 1`` moves the worker there: the server's core
+is then its own, as on a machine with a core to spare). ``--source`` serves another checkout's
+``src/``; ``--compare`` serves another checkout beside this one, case for case in alternating
+order (before/after in the same period). Each row notes the 1-minute load average at its start.
+Raw rounds go to results/offloop-<stamp>.json.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ async def _case(
     trace: Path | None = None,
     zip_every: float = 0.0,
     fanout: tuple[int, bool] | None = None,
+    worker_cpu: int = SERVER_CPU,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
         env = server_env(Path(data), **RATES, **FANOUT_RATES)
@@ -166,6 +168,7 @@ async def _case(
         server = ServerProcess(env)
         server.start()
         _pin(server.pid, SERVER_CPU)
+        mover = asyncio.create_task(_pin_children(server.pid, worker_cpu))
         try:
             if fanout is None:
                 row = await _measure(server, seconds, payloads, trace, zip_every)
@@ -175,9 +178,25 @@ async def _case(
                     server, seconds, payloads, rooms, prefill=prefill, zip_every=zip_every
                 )
             row["server_cpu_s"], row["worker_cpu_s"] = _cpu_s(server.pid)
-            return row
+            return row | {"worker_on_cpu": worker_cpu}
         finally:
+            mover.cancel()
             server.stop()
+
+
+async def _pin_children(pid: int, cpu: int) -> None:
+    """Move the server's merge worker to ``cpu`` as soon as it appears (``--worker-cpu``)."""
+    if cpu == SERVER_CPU:
+        return  # it inherits the server's CPU
+    moved: set[int] = set()
+    while True:
+        for child in set(child_pids(pid)) - moved:
+            try:
+                _pin(child, cpu)
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            moved.add(child)
+        await asyncio.sleep(0.02)
 
 
 def _cpu_s(pid: int) -> tuple[float, float]:
@@ -409,6 +428,13 @@ def main() -> None:
         " one honest pair; cases quiet, uploads (the zips' room fills in the window) and full"
         " (filled before it)",
     )
+    ap.add_argument(
+        "--worker-cpu",
+        type=int,
+        default=SERVER_CPU,
+        help=f"the CPU the server's merge worker runs on (default {SERVER_CPU}, the server's own;"
+        f" {CLIENT_CPU} is the driver's: the server's core is then its own)",
+    )
     ap.add_argument("--post", nargs=5, help=argparse.SUPPRESS)  # the upload loops' own process
     args = ap.parse_args()
     if args.post:
@@ -437,7 +463,8 @@ def main() -> None:
                 load = None if case == "quiet" else payloads
                 fanout = (args.fanout, case == "full") if args.fanout else None
                 row = {"round": round_, "server": name, "load": os.getloadavg()[0]}
-                row |= await _case(servers[name], args.seconds, load, trace, args.zip_every, fanout)
+                where = (args.zip_every, fanout, args.worker_cpu)
+                row |= await _case(servers[name], args.seconds, load, trace, *where)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         return rows

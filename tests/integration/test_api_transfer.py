@@ -2,6 +2,8 @@
 
 import base64
 import io
+import random
+import string
 import zipfile
 from pathlib import Path
 
@@ -345,6 +347,39 @@ async def test_a_big_zip_reaches_a_live_client_in_pieces_of_whole_files(
         replay.apply_update(update)
         seen.append(read_files(replay))
     assert seen == [{"f0.txt": texts["f0.txt"]}, dict(list(texts.items())[:2]), texts]
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+async def test_a_big_zip_reaches_the_worker_as_a_file_removed_after_a_small_one_as_bytes(
+    api_server: LiveServer, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A big body is written to a file as it arrives (the kernel copies it, the GIL released)
+    and the worker reads it there: no copy of it is joined, pickled and piped."""
+    merger = api_server.services.store.merger
+    ada = await _owner(api_server, room)
+    handed: list[object] = []
+    built = merger.run_sized
+
+    async def recorded(size, job, tree):
+        handed.append(job.args[0])  # partial(zip_upload, archive, limits)
+        return await built(size, job, tree)
+
+    monkeypatch.setattr(merger, "run_sized", recorded)
+    rng = random.Random(22)
+    big = "".join(rng.choices(string.ascii_letters, k=400_000))  # a ~300 kB zip
+    data = zip_of({"big.txt": big.encode()})
+    assert len(data) >= merger.offload_min_bytes
+    assert (await _upload_zip(ada, room, data)).status_code == 200
+    assert (await _upload_zip(ada, room, zip_of({"small.txt": b"s"}))).status_code == 200
+    path, small = handed
+    assert isinstance(path, str)
+    assert not _exists(path)  # removed once the request ended
+    assert small == zip_of({"small.txt": b"s"})
+    files = await _files(ada, room)
+    assert (files["big.txt"], files["small.txt"]) == (big, "s")
 
 
 async def test_a_merge_worker_killed_during_an_upload_is_a_503_that_adds_nothing(

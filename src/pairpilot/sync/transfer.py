@@ -157,10 +157,10 @@ class _PastRoom(Exception):  # noqa: N818 - not an error: the zip's texts outgro
 
 
 def _zip_entries(
-    data: bytes, budget: _Budget, folders: list[str], room_left: int | None
+    data: bytes | str, budget: _Budget, folders: list[str], room_left: int | None
 ) -> Iterator[_File]:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except zipfile.BadZipFile as exc:
         raise BadRequestError("the body is not a zip archive") from exc
     inflated = 0
@@ -205,8 +205,10 @@ def zip_size(data: bytes) -> int:
         return len(data)
 
 
-def zip_upload(data: bytes, limits: UploadLimits, room: RoomTree) -> Upload:
-    """A zip's text files and folders, checked and made into the update adding them.
+def zip_upload(data: bytes | str, limits: UploadLimits, room: RoomTree) -> Upload:
+    """A zip (its bytes, or the path of a file holding them: web/spool.py) made into an upload.
+
+    Its text files and folders are checked and made into the updates adding them.
 
     Its entries are inflated only until their bytes pass ``room.room_left``: such a zip is
     not read further, and comes back with its bytes so far and no update (the room refuses

@@ -17,6 +17,7 @@ A big upload or export is read, checked and built in the merge worker process
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from functools import partial
 
 from fastapi import APIRouter, Depends, Request
@@ -43,6 +44,7 @@ from pairpilot.web.offload import OffLoopJSONRoute
 from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
 from pairpilot.web.schemas import FileAddedOut, FilesIn, FilesOut
 from pairpilot.web.services import Services
+from pairpilot.web.spool import Spool
 
 # A files upload's JSON (up to 8 MB of text) is parsed in a thread, its texts checked and
 # built into an update in the merge worker.
@@ -155,18 +157,18 @@ async def upload_zip(
 ) -> FilesOut:
     """Add every text file of a zip to the room (editors and owners)."""
     await require_room_editor(services, room_id, identity)
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > services.settings.upload_max_bytes:
-            raise PayloadTooLargeError("the upload is over its size limit")
-    archive = bytes(data)
     limits = _limits(services)
-    # A small zip may inflate to megabytes; a big one goes to the worker without its central
-    # directory read here (a 7 MB one can list 100,000 entries).
-    big = len(archive) >= services.store.merger.offload_min_bytes
-    size = len(archive) if big else zip_size(archive)
-    return await _add(services, room_id, size, partial(zip_upload, archive, limits))
+    offload_min_bytes = services.store.merger.offload_min_bytes
+    with closing(Spool(offload_min_bytes)) as body:
+        async for chunk in request.stream():
+            body.write(chunk)
+            if body.size > services.settings.upload_max_bytes:
+                raise PayloadTooLargeError("the upload is over its size limit")
+        archive = body.source()
+        # A small zip may inflate to megabytes; a big one (in a file) goes to the worker
+        # without its central directory read here (a 7 MB one can list 100,000 entries).
+        size = body.size if isinstance(archive, str) else zip_size(archive)
+        return await _add(services, room_id, size, partial(zip_upload, archive, limits))
 
 
 __all__ = ["clean_path", "export_archive", "router"]
