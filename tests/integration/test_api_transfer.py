@@ -382,6 +382,33 @@ async def test_a_big_zip_reaches_the_worker_as_a_file_removed_after_a_small_one_
     assert (files["big.txt"], files["small.txt"]) == (big, "s")
 
 
+async def test_a_big_live_rooms_export_is_made_by_the_worker_from_storage_flushed_first(
+    api_server: LiveServer, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Encoding a big live document for an export held the event loop (~60 ms at 32 MiB): the
+    room is flushed and the worker reads and zips what is stored, the last upload included."""
+    ada = await _owner(api_server, room)
+    big = "".join(random.Random(7).choices(string.ascii_letters, k=300_000))
+    async with synced_client(api_server.ws_url(room, ada.token)):  # the room stays live
+        for name, text in (("big.txt", big), ("last.txt", "just added")):
+            files = {"files": [{"name": name, "text": text}]}
+            answer = await ada.call("POST", f"/api/rooms/{room}/files", json=files)
+            assert answer.status_code == 200
+        assert room in api_server.services.registry.rooms
+
+        async def not_on_the_loop(*_args: object) -> bytes:
+            raise AssertionError("the live document was encoded for the export")
+
+        monkeypatch.setattr(transfer, "current_state", not_on_the_loop)
+        offloaded = api_server.services.store.merger.offloaded
+        export = await ada.call("GET", f"/api/rooms/{room}/export.zip")
+        assert export.status_code == 200
+        assert api_server.services.store.merger.offloaded > offloaded
+    with zipfile.ZipFile(io.BytesIO(export.content)) as archive:
+        assert archive.read("big.txt").decode() == big
+        assert archive.read("last.txt") == b"just added"
+
+
 async def test_a_merge_worker_killed_during_an_upload_is_a_503_that_adds_nothing(
     api_server: LiveServer, room: str, monkeypatch: pytest.MonkeyPatch
 ):

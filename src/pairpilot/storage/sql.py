@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -27,9 +27,9 @@ from pairpilot.storage.store import StoredRoom
 from pairpilot.storage.stored_reads import (
     Folded,
     log_query,
-    measure_sqlite_room,
     merge_sqlite_room,
     nothing_to_fold,
+    on_sqlite_room,
     parts_of,
     snapshot_query,
     stored_room,
@@ -42,6 +42,8 @@ from pairpilot.storage.versions import (
     utc_now,
 )
 from pairpilot.typing import RoomChanges
+
+T = TypeVar("T")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -116,19 +118,25 @@ class SqlRoomStore:
             raise StorageError(f"loading room {room_id} failed") from exc
 
     async def measure(self, room_id: str, size_hint: int = 0) -> int:
-        """The stored document's encoded length, encoded in the merge worker when it is big.
+        """The stored document's encoded length, encoded in the merge worker when it is big."""
+        return await self.on_stored(room_id, encoded_length, size_hint)
+
+    async def on_stored(
+        self, room_id: str, job: Callable[[list[bytes]], T], size_hint: int = 0
+    ) -> T:
+        """``job(parts)`` of the stored room (its snapshot and log), in the worker when big.
 
         On SQLite the worker reads the rows too when ``size_hint`` says the room is big.
         """
         try:
             if (path := self._worker_reads(size_hint)) is not None:
-                return await self.merger.run(measure_sqlite_room, path, room_id)
+                return await self.merger.run(on_sqlite_room, path, room_id, job)
             async with self.engine.connect() as conn:
                 stored = await read_stored_room(conn, room_id)
         except (SQLAlchemyError, OSError) as exc:  # a refused connection is an OSError
-            raise StorageError(f"measuring room {room_id} failed") from exc
+            raise StorageError(f"reading room {room_id} failed") from exc
         parts = parts_of(stored)
-        return await self.merger.run_sized(sum(map(len, parts)), encoded_length, parts)
+        return await self.merger.run_sized(sum(map(len, parts)), job, parts)
 
     async def append(
         self,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pycrdt import merge_updates
+
+T = TypeVar("T")
 
 
 def utc(moment: datetime) -> datetime:
@@ -79,6 +81,16 @@ class RoomStore(Protocol):
         ``size_hint`` as for ``compact``.
 
         StorageError when it cannot be read.
+        """
+        ...
+
+    async def on_stored(
+        self, room_id: str, job: Callable[[list[bytes]], T], size_hint: int = 0
+    ) -> T:
+        """``job(parts)`` of the stored room (its snapshot and log), off the loop when big.
+
+        ``job`` runs in the merge worker (a module-level function: ``encoded_length``, an
+        export); ``size_hint`` as for ``compact``. StorageError when it cannot be read.
         """
         ...
 

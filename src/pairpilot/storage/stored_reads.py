@@ -4,23 +4,26 @@ Reading a 33 MB snapshot row holds the GIL for 25-33 ms in aiosqlite's thread (m
 base64 decode and the hand-off of the rows to the worker (pickled with the GIL held) cost as
 much again: pauses of every room's fan-out each time a big room was compacted or measured
 against its quota. On SQLite the worker opens the database file and reads the rows itself: the
-server sends a path and a room id and gets back a length or a compaction's merge. PostgreSQL's
-rows are read by the server as before (its driver is async only).
+server sends a path and a room id and gets back a length, an export or a compaction's merge.
+PostgreSQL's rows are read by the server as before (its driver is async only).
 """
 
 from __future__ import annotations
 
 import binascii
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 
-from pairpilot.storage.merging import Merged, encoded_length, merge
+from pairpilot.storage.merging import Merged, merge
 from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +103,9 @@ def nothing_to_fold(stored: StoredRoom, *, encode: bool) -> bool:
     return not stored.updates and not (encode and stored.snapshot)
 
 
-def measure_sqlite_room(path: str, room_id: str) -> int:
-    """The stored document's encoded length (a quota's measure), read and encoded here."""
-    return encoded_length(parts_of(read_sqlite_room(path, room_id)))
+def on_sqlite_room(path: str, room_id: str, job: Callable[[list[bytes]], T]) -> T:
+    """``job(parts)`` of the stored room (a quota's measure, an export), read here."""
+    return job(parts_of(read_sqlite_room(path, room_id)))
 
 
 def merge_sqlite_room(

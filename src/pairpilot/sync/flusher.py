@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
+from typing import TypeVar
 
 import structlog
 
@@ -15,11 +16,14 @@ from pairpilot.observability.metrics import Metrics
 from pairpilot.observability.sentry import report
 from pairpilot.observability.tracing import span, tag
 from pairpilot.storage import RoomStore
+from pairpilot.storage.merging import encoded_length
 from pairpilot.storage.store import fold
 from pairpilot.supervisor import Supervisor
 from pairpilot.sync.room import Room
 from pairpilot.sync.session import Session
 from pairpilot.typing import WriteWatcher
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 # A room's updates taken for a write: them, the state they bring it to, the sessions to tell.
@@ -148,22 +152,27 @@ class Flusher:
         await self._write([room])
 
     async def measure(self, room: Room) -> int | None:
-        """The room's encoded size, measured off the loop; None when storage cannot tell it.
+        """The room's encoded size, measured off the loop; None when storage cannot tell it."""
+        return await self.on_stored(room, encoded_length, "quota measure")
+
+    async def on_stored(self, room: Room, job: Callable[[list[bytes]], T], what: str) -> T | None:
+        """``job(parts)`` of the room's stored document, off the loop; None if it cannot be.
 
         The room's updates are written first, so the stored document holds every update the
-        room counted before the call (its quota adds the ones counted since). None when another
-        process writes the room (its updates may not be stored yet) or the write or the read
-        fails: the quota then decides as it would without this measure.
+        room applied before the call (a quota's measure, an export of a big live room). None
+        when another process writes the room (its updates may not be stored yet) or the write
+        or the read fails (logged as ``what``): the caller then does without it.
         """
         if not room.persistence().here:
             return None
         try:
             await self.flush_room(room)
             if room.partial or not room.persistence().here:
-                return None  # fenced meanwhile: what it counted may not be stored
-            return await self._store.measure(room.id, size_hint=room.quota.size)
+                return None  # fenced meanwhile: what it applied may not be stored
+            return await self._store.on_stored(room.id, job, size_hint=room.quota.size)
         except StorageError as exc:
-            log.warning("quota measure failed", room_id=room.id, error=str(exc.__cause__ or exc))
+            error = str(exc.__cause__ or exc)
+            log.warning("stored read failed", purpose=what, room_id=room.id, error=error)
             return None
 
     async def flush_all(self) -> None:

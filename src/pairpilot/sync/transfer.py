@@ -29,6 +29,7 @@ from pycrdt import Doc, Map, Text
 
 from pairpilot.errors import BadRequestError, PayloadTooLargeError
 from pairpilot.storage.merging import missing_part
+from pairpilot.storage.store import fold
 from pairpilot.sync.files import doc_of, new_file_id, read_files, read_tree, unique_path
 from pairpilot.sync.tree import FILES_KEY, FOLDERS_KEY, PATHS_KEY, parents
 
@@ -300,6 +301,15 @@ def _batches(files: Iterable[tuple[str, str]], piece_bytes: int) -> Iterator[lis
         size += len(text)
     if batch:
         yield batch
+
+
+def export_parts(parts: list[bytes]) -> bytes:
+    """:func:`export_archive` of a stored room's snapshot and log.
+
+    Run by the worker, which read them: a big live room's export no longer encodes its
+    document on the event loop.
+    """
+    return export_archive(fold(parts) if parts else None)
 
 
 def export_archive(state: bytes | None) -> bytes:
