@@ -249,3 +249,28 @@ async def test_a_snapshot_body_is_read_as_fastapi_reads_it_here_and_in_the_merge
                 if expected.status_code != 200:
                     assert answer.json() == expected.json(), where
     assert (await _snapshot(ada, room))["snapshot_b64"] is None
+
+
+async def test_a_big_live_rooms_snapshot_is_made_by_the_worker_and_answers_the_same(
+    api_server: LiveServer, room: str
+):
+    """Encoding a big live document, its base64 and JSON held the event loop: the room is
+    flushed and the worker reads and encodes what is stored, the answer's fields the same."""
+    ada = await new_user(api_server.http_url)
+    await ada.join(room)
+    merger = api_server.services.store.merger
+    async with synced_client(api_server.ws_url(room, ada.token)) as doc:
+        doc.get("code", type=Text).insert(0, "x" * 300_000)  # past the worker's threshold
+        await wait_until(lambda: room in api_server.services.registry.rooms)
+        live = api_server.services.registry.rooms[room]
+        await wait_until(lambda: len(_text(live.doc)) == 300_000, what="the text on the server")
+        answers = []
+        for offload_min_bytes in (1 << 40, merger.offload_min_bytes):  # the loop, the worker
+            merger.offload_min_bytes = offload_min_bytes
+            offloaded = merger.offloaded
+            answers.append((await _snapshot(ada, room), merger.offloaded > offloaded))
+    (here, in_worker_here), (there, in_worker) = answers
+    assert (in_worker_here, in_worker) == (False, True)
+    assert here.keys() == there.keys()
+    assert (here["room_id"], here["updated_at"]) == (there["room_id"], there["updated_at"])
+    assert _text(_doc_from(there["snapshot_b64"])) == "x" * 300_000  # type: ignore[arg-type]

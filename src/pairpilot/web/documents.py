@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pycrdt import Doc
 
@@ -12,11 +12,33 @@ from pairpilot.access.identity import Identity
 from pairpilot.access.policy import require_editor
 from pairpilot.web.services import Services
 
+T = TypeVar("T")
+
 
 async def require_room_editor(services: Services, room_id: str, identity: Identity) -> None:
     """NotFoundError for a non-member, ForbiddenError for a viewer (the room's writes)."""
     _, me = await services.directory.membership(check_room_id(room_id), identity)
     require_editor(me.role)
+
+
+async def from_storage_if_big(
+    services: Services, room_id: str, job: Callable[[list[bytes]], T], what: str
+) -> T | None:
+    """``job(parts)`` of a big live room, made by the worker from storage once it is flushed.
+
+    Encoding a 32 MiB live document held the event loop ~60 ms (an export, a snapshot GET).
+    None when the room is not live or small (its quota's bound under the worker's threshold),
+    or storage cannot give it (another process writes the room): the caller reads the live
+    document then. Call after the membership check.
+    """
+    room = services.registry.rooms.get(room_id)
+    if room is None or room.quota.size < services.store.merger.offload_min_bytes:
+        return None
+    room = await services.registry.acquire(room_id)  # held: not unloaded meanwhile
+    try:
+        return await services.flusher.on_stored(room, job, what)
+    finally:
+        services.registry.release(room)
 
 
 async def current_state(services: Services, room_id: str, identity: Identity) -> bytes | None:

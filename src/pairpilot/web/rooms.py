@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from pycrdt import Doc
+from fastapi.responses import Response
 
 from pairpilot.access.authorizer import ROOM_ID_PATTERN, check_room_id
 from pairpilot.access.invites import InviteTokens
@@ -19,10 +20,10 @@ from pairpilot.storage.b64 import b64encode
 from pairpilot.storage.directory import Member, RoomInfo
 from pairpilot.storage.store import utc
 from pairpilot.sync.protocol import EMPTY_UPDATE
-from pairpilot.sync.transfer import snapshot_part
+from pairpilot.sync.transfer import snapshot_body, snapshot_part
 from pairpilot.web.creation import RoomCreation
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
-from pairpilot.web.documents import require_room_editor
+from pairpilot.web.documents import from_storage_if_big, require_room_editor
 from pairpilot.web.schemas import (
     ErrorOut,
     JoinIn,
@@ -123,16 +124,27 @@ async def set_room_settings(
     return _room_out(room)
 
 
-@router.get("/{room_id}/snapshot", responses=ERRORS)
-async def get_snapshot(room_id: RoomId, identity: Caller, services: ServicesDep) -> SnapshotOut:
-    """The room's current state: live from memory when open, else from storage."""
+@router.get("/{room_id}/snapshot", response_model=SnapshotOut, responses=ERRORS)
+async def get_snapshot(
+    room_id: RoomId, identity: Caller, services: ServicesDep
+) -> SnapshotOut | Response:
+    """The room's current state: live from memory when open, else from storage.
+
+    A big live room's answer is made by the worker from storage once the room is flushed
+    (web/documents.py ``from_storage_if_big``), its JSON included.
+    """
     await services.directory.membership(check_room_id(room_id), identity)
     live = services.registry.rooms.get(room_id)
     if live is not None:
-        state = live.doc.get_update()
         stamp = live.updated_at
         updated = datetime.fromtimestamp(stamp, UTC) if stamp else None
-        empty = state == Doc().get_update()
+        head = SnapshotOut(room_id=room_id, snapshot_b64=None, updated_at=updated)
+        job = partial(snapshot_body, head.model_dump(mode="json"))
+        body = await from_storage_if_big(services, room_id, job, "snapshot")
+        if body is not None:
+            return Response(body, media_type="application/json")
+        state = live.doc.get_update()
+        empty = state == EMPTY_UPDATE
         return SnapshotOut(
             room_id=room_id,
             snapshot_b64=None if empty else await b64encode(state),

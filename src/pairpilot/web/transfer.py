@@ -40,7 +40,7 @@ from pairpilot.sync.transfer import (
     zip_upload,
 )
 from pairpilot.web.deps import Caller, ServicesDep, WriteRate, tag_room
-from pairpilot.web.documents import current_state, require_room_editor
+from pairpilot.web.documents import current_state, from_storage_if_big, require_room_editor
 from pairpilot.web.offload import OffLoopJSONRoute
 from pairpilot.web.rooms import ERRORS, WRITE_ERRORS, RoomId
 from pairpilot.web.schemas import FileAddedOut, FilesIn, FilesOut
@@ -126,7 +126,7 @@ async def _add(
 async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -> Response:
     """Every file of the room, as a zip of UTF-8 texts (members)."""
     await services.directory.membership(check_room_id(room_id), identity)
-    archive = await _live_export(services, room_id)
+    archive = await from_storage_if_big(services, room_id, export_parts, "export")
     if archive is None:
         state = await current_state(services, room_id, identity)
         archive = await services.store.merger.run_sized(len(state or b""), export_archive, state)
@@ -135,23 +135,6 @@ async def export_zip(room_id: RoomId, identity: Caller, services: ServicesDep) -
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{room_id}.zip"'},
     )
-
-
-async def _live_export(services: Services, room_id: str) -> bytes | None:
-    """A big live room's export, made by the worker from storage once the room is flushed.
-
-    Encoding a 32 MiB live document held the event loop ~60 ms per export. None when the room
-    is not live or small, or storage cannot give it (another process writes the room): the
-    caller encodes the live document then.
-    """
-    room = services.registry.rooms.get(room_id)
-    if room is None or room.quota.size < services.store.merger.offload_min_bytes:
-        return None
-    room = await services.registry.acquire(room_id)  # held: not unloaded meanwhile
-    try:
-        return await services.flusher.on_stored(room, export_parts, "export")
-    finally:
-        services.registry.release(room)
 
 
 @router.post("/{room_id}/files", responses=WRITE_ERRORS, dependencies=[WriteRate])
