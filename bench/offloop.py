@@ -2,6 +2,7 @@
 
     uv run python bench/offloop.py [--rounds 3] [--seconds 15] [--zips-only]
                                    [--source DIR] [--compare DIR] [--trace PREFIX]
+                                   [--fanout K] [--zip-every S] [--worker-cpu N] [--reads]
 
 Each round runs two cases on fresh servers (the order flips each round): "quiet", the honest
 pair of tests/abuse.py alone (one editor types a token every 50 ms, the other records when each
@@ -60,6 +61,10 @@ FANOUT_CLIENTS, FANOUT_RATE = 5, 2
 # The probe signs in a user per client (bench/servers.py's guardrails for a benchmark).
 FANOUT_RATES = {"PAIRPILOT_SIGNIN_RATE": "1000000/hour", "PAIRPILOT_REFRESH_RATE": "1000000/hour"}
 MIB = 1024 * 1024
+# --reads: the poster's "snapshot" argument that makes it read the full room instead of posting.
+READS = "reads-the-room"
+# ... and the room stays live for the whole case (a live room's reads are the ones measured).
+READS_ENV = {"PAIRPILOT_IDLE_UNLOAD_MS": "600000"}
 # The benchmark posts far more often than the documented write rate allows a user.
 RATES = {"PAIRPILOT_WRITE_RATE": "100000/minute", "PAIRPILOT_ROOM_CREATE_RATE": "100000/hour"}
 
@@ -92,7 +97,7 @@ def snapshot_payload() -> bytes:
 async def _post_loop(
     url: str,
     token: str,
-    post: tuple[str, bytes, str],
+    post: tuple[str, bytes | None, str],
     stop: asyncio.Event,
     statuses: collections.Counter[str],
     on_full: Callable[[], None],
@@ -104,7 +109,10 @@ async def _post_loop(
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         while not stop.is_set():
             started = time.perf_counter()
-            answer = await client.post(path, content=body, headers=headers)
+            if body is None:
+                answer = await client.get(path, headers=headers)
+            else:
+                answer = await client.post(path, content=body, headers=headers)
             await asyncio.sleep(max(0.0, every - (time.perf_counter() - started)))
             statuses[f"{path.rsplit('/', 1)[-1]} {answer.status_code}"] += 1
             if answer.status_code == 413 and not full:  # the room is full: every later post is
@@ -120,8 +128,9 @@ def _poster(url: str, token: str, archive: Path, snapshot: Path | None, every: f
     the zip loop's first 413 and ``posts <json>`` at the end (``start <perf_counter>`` first).
     """
 
+    reads = snapshot is not None and snapshot.name == READS
     zipped = archive.read_bytes()
-    body = snapshot.read_bytes() if snapshot is not None else b""
+    body = snapshot.read_bytes() if snapshot is not None and not reads else b""
 
     async def run() -> None:
         print(f"start {time.perf_counter()}", flush=True)
@@ -129,6 +138,16 @@ def _poster(url: str, token: str, archive: Path, snapshot: Path | None, every: f
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), lambda: (loop.remove_reader(0), stop.set()))
         statuses: collections.Counter[str] = collections.Counter()
+        if reads:  # --reads: a member reads the full room, snapshot and export in turn
+            gets = [(f"/api/rooms/zips/{what}", None, "") for what in ("snapshot", "export.zip")]
+            await asyncio.gather(
+                *(
+                    _post_loop(url, token, get, stop, statuses, lambda: None, 2 * every)
+                    for get in gets
+                )
+            )
+            print(f"posts {json.dumps(statuses)}", flush=True)
+            return
         posts = [
             _post_loop(
                 url,
@@ -160,7 +179,8 @@ async def _case(
     worker_cpu: int = SERVER_CPU,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
-        env = server_env(Path(data), **RATES, **FANOUT_RATES)
+        reads = payloads is not None and payloads[1] is not None and payloads[1].name == READS
+        env = server_env(Path(data), **RATES, **FANOUT_RATES, **(READS_ENV if reads else {}))
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join(
                 [str(source / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -408,6 +428,12 @@ def main() -> None:
     )
     ap.add_argument("--zips-only", action="store_true", help="no snapshot loop (issue #22's case)")
     ap.add_argument(
+        "--reads",
+        action="store_true",
+        help="with --fanout: a member GETs the full live room's snapshot and export.zip in turn,"
+        " one every --zip-every seconds (cases quiet and full)",
+    )
+    ap.add_argument(
         "--trace",
         type=Path,
         default=None,
@@ -443,7 +469,8 @@ def main() -> None:
         return
     os.sched_setaffinity(0, {CLIENT_CPU})
     # Made once, before any case: building them costs this process seconds of CPU.
-    archive, snapshot = zip_payload(), b"" if args.zips_only else snapshot_payload()
+    archive = zip_payload()
+    snapshot = b"" if args.zips_only or args.reads else snapshot_payload()
     sizes = f"zip {len(archive) / 1e6:.1f} MB, snapshot body {len(snapshot) / 1e6:.1f} MB"
     print(sizes, flush=True)
     servers = {"this": args.source}
@@ -453,6 +480,8 @@ def main() -> None:
     async def rounds(files: Path) -> list[dict[str, Any]]:
         payloads = files / "upload.zip", (files / "snapshot.json") if snapshot else None
         kinds = ["quiet", "uploads", "full"] if args.fanout else ["quiet", "uploads"]
+        if args.reads:
+            payloads, kinds = (files / "upload.zip", files / READS), ["quiet", "full"]
         cases = [(name, case) for name in servers for case in kinds]
         rows = []
         for round_ in range(args.rounds):
