@@ -321,8 +321,10 @@ def snapshot_body(head: dict[str, Any], parts: list[bytes]) -> bytes:
     them; a 32 MiB room's base64 is 44 MB of JSON the event loop no longer builds.
     """
     state = fold(parts) if parts else EMPTY_UPDATE
-    encoded = binascii.b2a_base64(state, newline=False).decode("ascii")
-    fields = {**head, "snapshot_b64": None if state == EMPTY_UPDATE else encoded}
+    encoded = None
+    if state != EMPTY_UPDATE:
+        encoded = binascii.b2a_base64(state, newline=False).decode("ascii")
+    fields = {**head, "snapshot_b64": encoded}
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
 
 
