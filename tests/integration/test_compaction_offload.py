@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,10 +13,10 @@ from pycrdt import Doc, Text
 from tests.conftest import backend_settings
 
 from pairpilot.errors import StorageError
-from pairpilot.storage import sql
-from pairpilot.storage.merging import Merger
+from pairpilot.storage import sql, stored_reads
+from pairpilot.storage.merging import Merged, Merger
 from pairpilot.storage.migrate import migrate
-from pairpilot.storage.schema import room_snapshots, room_versions
+from pairpilot.storage.schema import room_snapshots, room_updates, room_versions
 from pairpilot.storage.sql import SqlRoomStore, create_engine
 from pairpilot.storage.store import fold
 from pairpilot.testing import live_server, synced_client, wait_until
@@ -174,3 +175,110 @@ async def test_a_big_sqlite_room_is_read_by_the_worker_not_the_server(
         assert log_rows == 0
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def big_sqlite(tmp_path: Path) -> AsyncIterator[tuple[SqlRoomStore, str]]:
+    """A store on SQLite whose rooms of 1 KiB or more go to the worker, and its file."""
+    path = str(tmp_path / "big.sqlite3")
+    store = SqlRoomStore(
+        create_engine(f"sqlite+aiosqlite:///{path}"), merger=Merger(offload_min_bytes=1024)
+    )
+    await migrate(store.engine)
+    yield store, path
+    await store.close()
+
+
+async def test_a_big_sqlite_rooms_compaction_is_written_by_the_worker(
+    big_sqlite: tuple[SqlRoomStore, str], room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Unpickling, binding and committing a full room's 44 MB snapshot text paused every room
+    up to 50 ms: without a checkpoint, the worker writes the compaction itself."""
+    store, _ = big_sqlite
+    expected, updates = _edits(200)
+    await store.append([(room, u) for u in updates[:100]])
+    await store.compact(room)  # small as far as the caller knows: read and written here
+    await store.append([(room, u) for u in updates[100:]])
+    written_here = []
+    real_store = SqlRoomStore._store_compacted
+    monkeypatch.setattr(
+        SqlRoomStore,
+        "_store_compacted",
+        lambda self, *a: written_here.append(a) or real_store(self, *a),
+    )
+    offloaded = store.merger.offloaded
+    snapshot_length = await store.compact(room, size_hint=1 << 20)
+    assert written_here == []
+    assert store.merger.offloaded == offloaded + 1  # read, merged and written in one job
+    stored = await store.load(room)
+    assert stored.updates == []
+    assert len(stored.snapshot or b"") == snapshot_length
+    assert _text(stored.snapshot) == expected
+    assert await store.compact(room, size_hint=1 << 20) == snapshot_length  # nothing to fold
+
+
+def _meanwhile(path: str, statement: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``statement`` on the database between the worker job's merge and its write."""
+    real_merge = stored_reads.merge
+
+    def merge_then(parts: list[bytes]) -> Merged:
+        merged = real_merge(parts)
+        with sqlite3.connect(path) as other:
+            other.execute(statement)
+        return merged
+
+    monkeypatch.setattr(stored_reads, "merge", merge_then)
+
+
+async def test_the_workers_compaction_writes_nothing_when_its_rows_were_folded_meanwhile(
+    big_sqlite: tuple[SqlRoomStore, str], room: str, monkeypatch: pytest.MonkeyPatch
+):
+    store, path = big_sqlite
+    _, updates = _edits(50)
+    await store.append([(room, u) for u in updates])
+    # Another compaction takes the oldest row between this one's read and its write.
+    _meanwhile(
+        path, "DELETE FROM room_updates WHERE id = (SELECT min(id) FROM room_updates)", monkeypatch
+    )
+    assert stored_reads.compact_sqlite_room(path, room) == (0, False)  # read again
+    stored = await store.load(room)
+    assert stored.snapshot is None
+    assert stored.updates == updates[1:]
+
+
+async def test_the_workers_compaction_leaves_a_room_deleted_meanwhile_alone(
+    big_sqlite: tuple[SqlRoomStore, str], room: str, monkeypatch: pytest.MonkeyPatch
+):
+    store, path = big_sqlite
+    _, updates = _edits(50)
+    await store.append([(room, u) for u in updates])
+    _meanwhile(path, f"INSERT INTO room_tombstones (room_id) VALUES ('{room}')", monkeypatch)
+    length, over = stored_reads.compact_sqlite_room(path, room)
+    assert over
+    assert length > 0
+    async with store.engine.connect() as conn:  # the room no longer loads: its rows, as left
+        snapshots = await conn.scalar(sa.select(sa.func.count()).select_from(room_snapshots))
+        rows = await conn.scalar(sa.select(sa.func.count()).select_from(room_updates))
+    assert snapshots == 0
+    assert rows == len(updates)
+
+
+async def test_the_workers_compaction_fails_whole_when_the_write_lock_stays_taken(
+    big_sqlite: tuple[SqlRoomStore, str], room: str
+):
+    store, path = big_sqlite
+    expected, updates = _edits(50)
+    await store.append([(room, u) for u in updates])
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer keeps the lock past the worker's 5 s
+    try:
+        with pytest.raises(StorageError, match="database is locked"):
+            await store.compact(room, size_hint=1 << 20)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (await store.load(room)).updates == updates
+    await store.compact(room, size_hint=1 << 20)
+    stored = await store.load(room)
+    assert stored.updates == []
+    assert _text(stored.snapshot) == expected

@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -22,16 +21,20 @@ from pairpilot.storage.deletion import deleted_among, is_deleted
 from pairpilot.storage.merging import Merger, encoded_length
 from pairpilot.storage.outbox import open_update_windows
 from pairpilot.storage.retention import Retention
-from pairpilot.storage.schema import room_snapshots, room_updates
+from pairpilot.storage.schema import room_updates
 from pairpilot.storage.store import StoredRoom
 from pairpilot.storage.stored_reads import (
     Folded,
+    compact_sqlite_room,
+    folded_rows_delete,
     log_query,
+    logged_count_query,
     merge_sqlite_room,
     nothing_to_fold,
     on_sqlite_room,
     parts_of,
     snapshot_query,
+    snapshot_upsert,
     stored_room,
 )
 from pairpilot.storage.versions import (
@@ -191,10 +194,17 @@ class SqlRoomStore:
         that finds its rows gone reads again.
 
         A room of at least ``size_hint`` bytes (its snapshot and log as the caller knows them)
-        big enough for the worker is read by the worker too, on SQLite (``stored_reads``).
+        big enough for the worker is read by the worker too, on SQLite (``stored_reads``), and
+        without ``checkpoint`` written by it as well (``stored_reads.compact_sqlite_room``).
         """
+        path = self._worker_reads(size_hint)
         try:
             for _ in range(COMPACTION_ATTEMPTS):
+                if path is not None and not checkpoint:
+                    length, over = await self.merger.run(compact_sqlite_room, path, room_id)
+                    if over:
+                        return length
+                    continue
                 snapshot_length, update_ids, merged = await self._read_and_merge(
                     room_id, checkpoint=checkpoint, size_hint=size_hint
                 )
@@ -255,10 +265,9 @@ class SqlRoomStore:
                 if self.changes is not None:
                     await self.changes.version_made(conn, room_id, version_id, "auto", None)
             if update_ids:
-                await self._upsert_snapshot(conn, room_id, merged.snapshot_b64)
-                # Exactly the rows folded in: ids are handed out before commit, so a row with
-                # a lower id than the last one read may have been committed since.
-                await conn.execute(room_updates.delete().where(room_updates.c.id.in_(update_ids)))
+                dialect = conn.dialect.name
+                await conn.execute(snapshot_upsert(dialect, room_id, merged.snapshot_b64))
+                await conn.execute(folded_rows_delete(update_ids))
         return version_id
 
     async def ping(self) -> None:
@@ -276,23 +285,6 @@ class SqlRoomStore:
         finally:
             await self.merger.close()
 
-    async def _upsert_snapshot(
-        self, conn: AsyncConnection, room_id: str, snapshot_b64: str
-    ) -> None:
-        values = {
-            "room_id": room_id,
-            "snapshot_b64": snapshot_b64,
-            "updated_at": sa.func.now(),
-        }
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(room_snapshots).values(values)
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[room_snapshots.c.room_id],
-                set_={"snapshot_b64": statement.excluded.snapshot_b64, "updated_at": sa.func.now()},
-            )
-        )
-
 
 _UPDATE_KEYS = ["room_id", "update"]
 
@@ -308,12 +300,7 @@ def _insert_updates_sql(dialect: sa.Dialect) -> str:
 
 async def _still_logged(conn: AsyncConnection, update_ids: Sequence[int]) -> bool:
     """Whether every one of these log rows is still there (no other compaction took them)."""
-    count = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(room_updates)
-        .where(room_updates.c.id.in_(update_ids))
-    )
-    return count == len(update_ids)
+    return await conn.scalar(logged_count_query(update_ids)) == len(update_ids)
 
 
 async def _take_fences(conn: AsyncConnection, fences: Mapping[str, int]) -> set[str]:
