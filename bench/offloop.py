@@ -20,6 +20,12 @@ is then its own, as on a machine with a core to spare). ``--source`` serves anot
 ``src/``; ``--compare`` serves another checkout beside this one, case for case in alternating
 order (before/after in the same period). Each row notes the 1-minute load average at its start.
 Raw rounds go to results/offloop-<stamp>.json.
+
+With ``--fanout K`` the probe is K rooms of 5 stock clients, and the cases are "quiet", "sink"
+(the zip loop posted to a process on the server's core that reads each body and answers 413:
+what moving the bytes costs this machine, the baseline the next two are read against),
+"uploads" (the zips' room takes its four zips in the window, then refuses) and "full" (the room
+filled before the window: every zip refused).
 """
 
 from __future__ import annotations
@@ -175,7 +181,7 @@ async def _case(
     payloads: tuple[Path, Path | None] | None,
     trace: Path | None = None,
     zip_every: float = 0.0,
-    fanout: tuple[int, bool] | None = None,
+    fanout: tuple[int, str] | None = None,
     worker_cpu: int = SERVER_CPU,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
@@ -193,9 +199,9 @@ async def _case(
             if fanout is None:
                 row = await _measure(server, seconds, payloads, trace, zip_every)
             else:
-                rooms, prefill = fanout
+                rooms, case = fanout
                 row = await _measure_fanout(
-                    server, seconds, payloads, rooms, prefill=prefill, zip_every=zip_every
+                    server, seconds, payloads, rooms, case=case, zip_every=zip_every
                 )
             row["server_cpu_s"], row["worker_cpu_s"] = _cpu_s(server.pid)
             return row | {"worker_on_cpu": worker_cpu}
@@ -258,7 +264,7 @@ async def _measure(
     full_at: float | None = None  # the zip loop's first 413
     poster = None
     if payloads is not None:
-        poster, posting_from = await _start_poster(server, mallory, payloads, zip_every)
+        poster, posting_from = await _start_poster(server.http_url, mallory, payloads, zip_every)
     started = time.monotonic()
     await asyncio.sleep(seconds)
     if poster is not None:
@@ -292,11 +298,12 @@ async def _measure(
 
 
 async def _start_poster(
-    server: ServerProcess, token: str, payloads: tuple[Path, Path | None], zip_every: float
+    url: str, token: str, payloads: tuple[Path, Path | None], zip_every: float
 ) -> tuple[asyncio.subprocess.Process, float]:
-    """The upload loops' process, posting; and when it began (its ``time.perf_counter``)."""
+    """The upload loops' process, posting to ``url``; and when it began (its
+    ``time.perf_counter``)."""
     archive, snapshot = payloads
-    command = [__file__, "--post", server.http_url, token, str(archive), str(snapshot or "")]
+    command = [__file__, "--post", url, token, str(archive), str(snapshot or "")]
     command.append(str(zip_every))
     poster = await asyncio.create_subprocess_exec(
         sys.executable, *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
@@ -341,21 +348,72 @@ async def _fill(server: ServerProcess, token: str, body: bytes) -> int:
     raise RuntimeError("the zips' room never filled up")
 
 
+def _sink() -> None:
+    """``--sink``: an HTTP server that reads each request's body and answers 413, until its
+    stdin closes (the "sink" case). Prints its port first."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        refused = b'{"error":"room_full"}'
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                fields = [line.split(b":", 1) for line in head.split(b"\r\n") if b":" in line]
+                left = next((int(v) for k, v in fields if k.lower() == b"content-length"), 0)
+                while left > 0:
+                    chunk = await reader.read(min(left, MIB))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                writer.write(
+                    b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(refused), refused)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(run())
+
+
+async def _start_sink() -> tuple[asyncio.subprocess.Process, str]:
+    """The sink's process, on the server's core, and its URL."""
+    sink = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--sink",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    _pin(sink.pid, SERVER_CPU)
+    port = int((await _out(sink).readline()).decode())
+    return sink, f"http://127.0.0.1:{port}"
+
+
 async def _measure_fanout(
     server: ServerProcess,
     seconds: float,
     payloads: tuple[Path, Path | None] | None,
     rooms: int,
     *,
-    prefill: bool,
+    case: str,
     zip_every: float = 0.0,
 ) -> dict[str, Any]:
     """The fan-out probe: ``rooms`` rooms of stock clients typing (bench/driver/load.mjs,
     thousands of deliveries, so a p99 is a p99), the upload loops posting during its window.
 
-    With ``prefill`` the zips' room is filled before the window: every zip in it is refused
-    (the loop's steady state); without, the window includes the zips the room takes first.
+    ``case`` "full": the zips' room is filled before the window, so every zip in it is refused
+    (the loop's steady state); "uploads": the window includes the zips the room takes first;
+    "sink": the same zip loop goes to a sink on the server's core that reads each body and
+    answers 413 (what posting 8 MB four times a second costs this machine, not the server).
     """
+    prefill = case == "full"
     identities = Identities(SECRET, 3600)
     mallory = identities.issue("Mallory")[0]
     await _join(server, [(mallory, "zips"), (mallory, "snaps")])
@@ -387,11 +445,12 @@ async def _measure_fanout(
     poster = None
     posts: dict[str, int] = {}
     result: dict[str, Any] = {}
+    sink, url = await _start_sink() if case == "sink" else (None, server.http_url)
     async for line in _out(driver):
         message = json.loads(line)
         event = message.get("event")
         if event == "measure_start" and payloads is not None:
-            poster, _ = await _start_poster(server, mallory, payloads, zip_every)
+            poster, _ = await _start_poster(url, mallory, payloads, zip_every)
         elif event == "send_end" and poster is not None:
             posts, _ = await _stop_poster(poster)
             poster = None
@@ -400,11 +459,14 @@ async def _measure_fanout(
     await driver.wait()
     if poster is not None:
         await _stop_poster(poster)
+    if sink is not None and sink.stdin is not None:
+        sink.stdin.close()
+        await sink.wait()
     if not result.get("ok"):
         raise RuntimeError(f"the fan-out probe failed: {json.dumps(result)[:2000]}")
     latency = result["latency_ms"]
     return {
-        "case": "quiet" if payloads is None else "full" if prefill else "uploads",
+        "case": "quiet" if payloads is None else case,
         "deliveries": latency["count"],
         "p50_ms": round(latency["p50"], 2),
         "p99_ms": round(latency["p99"], 2),
@@ -462,7 +524,11 @@ def main() -> None:
         f" {CLIENT_CPU} is the driver's: the server's core is then its own)",
     )
     ap.add_argument("--post", nargs=5, help=argparse.SUPPRESS)  # the upload loops' own process
+    ap.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)  # the "sink" case's
     args = ap.parse_args()
+    if args.sink:
+        _sink()
+        return
     if args.post:
         url, token, archive, snapshot, every = args.post
         _poster(url, token, Path(archive), Path(snapshot) if snapshot else None, float(every))
@@ -479,7 +545,7 @@ def main() -> None:
 
     async def rounds(files: Path) -> list[dict[str, Any]]:
         payloads = files / "upload.zip", (files / "snapshot.json") if snapshot else None
-        kinds = ["quiet", "uploads", "full"] if args.fanout else ["quiet", "uploads"]
+        kinds = ["quiet", "sink", "uploads", "full"] if args.fanout else ["quiet", "uploads"]
         if args.reads:
             payloads, kinds = (files / "upload.zip", files / READS), ["quiet", "full"]
         cases = [(name, case) for name in servers for case in kinds]
@@ -490,7 +556,7 @@ def main() -> None:
                 if args.trace is not None:
                     trace = args.trace.with_name(f"{args.trace.name}-{round_}-{name}-{case}.json")
                 load = None if case == "quiet" else payloads
-                fanout = (args.fanout, case == "full") if args.fanout else None
+                fanout = (args.fanout, case) if args.fanout else None
                 row = {"round": round_, "server": name, "load": os.getloadavg()[0]}
                 where = (args.zip_every, fanout, args.worker_cpu)
                 row |= await _case(servers[name], args.seconds, load, trace, *where)
@@ -514,17 +580,19 @@ def _report(rows: list[dict[str, Any]], servers: dict[str, Path | None]) -> None
     print(f"\nraw rounds: {out.relative_to(ROOT)} (servers: {sources})\n")
     probe = "probe" if any("deliveries" in r for r in rows) else "honest"
     print(
-        f"| server, case | {probe} p50 ms | {probe} p99 ms | max ms | server CPU s | worker CPU s |"
+        f"| server, case | {probe} p50 ms | {probe} p99 ms | max ms | server CPU s | worker CPU s"
+        " | p99 per round |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name in servers:
-        for case in ("quiet", "uploads", "full"):
+        for case in ("quiet", "sink", "uploads", "full"):
             mine = [r for r in rows if r["case"] == case and r["server"] == name]
             if not mine:
                 continue
             keys = ("p50_ms", "p99_ms", "max_ms", "server_cpu_s", "worker_cpu_s")
             cells = [statistics.median(float(r[k]) for r in mine) for k in keys]
-            print(f"| {name}, {case} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+            rounds = ", ".join(f"{r['p99_ms']:.2f}" for r in sorted(mine, key=lambda r: r["round"]))
+            print(f"| {name}, {case} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {rounds} |")
         full = [r for r in rows if "full_p99_ms" in r and r["server"] == name]
         if full:  # the honest pair once every zip was refused (its room full)
             keys = ("full_p50_ms", "full_p99_ms")
