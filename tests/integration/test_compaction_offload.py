@@ -221,8 +221,8 @@ def _meanwhile(path: str, statement: str, monkeypatch: pytest.MonkeyPatch) -> No
     """Run ``statement`` on the database between the worker job's merge and its write."""
     real_merge = stored_reads.merge
 
-    def merge_then(parts: list[bytes]) -> Merged:
-        merged = real_merge(parts)
+    def merge_then(parts: list[bytes], *, encode: bool = False) -> Merged:
+        merged = real_merge(parts, encode=encode)
         with sqlite3.connect(path) as other:
             other.execute(statement)
         return merged

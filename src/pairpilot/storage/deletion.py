@@ -54,10 +54,12 @@ async def deleted_among(
         return set(found.scalars())
     if not write_locked:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
-    found = await conn.execute(
-        sa.select(room_tombstones.c.room_id).where(room_tombstones.c.room_id.in_(room_ids))
-    )
-    return set(found.scalars())
+    return set((await conn.execute(tombstoned_query(room_ids))).scalars())
+
+
+def tombstoned_query(room_ids: Collection[str]) -> sa.Select[str]:
+    """The rooms of ``room_ids`` that have a tombstone (SQLite's ``deleted_among``)."""
+    return sa.select(room_tombstones.c.room_id).where(room_tombstones.c.room_id.in_(room_ids))
 
 
 async def is_deleted(conn: AsyncConnection, room_id: str) -> bool:

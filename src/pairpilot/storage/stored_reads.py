@@ -25,8 +25,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from pairpilot.errors import StorageError
+from pairpilot.storage.deletion import tombstoned_query
 from pairpilot.storage.merging import Merged, merge
-from pairpilot.storage.schema import room_snapshots, room_tombstones, room_updates
+from pairpilot.storage.schema import room_snapshots, room_updates
 from pairpilot.storage.store import StoredRoom
 
 T = TypeVar("T")
@@ -182,24 +183,19 @@ def compact_sqlite_room(path: str, room_id: str) -> tuple[int, bool]:
     the folded rows in one transaction, as the server's own compaction does. StorageError
     when the database refuses (its write lock held past 5 s): the log is left as it was.
     """
-    stored = read_sqlite_room(path, room_id)
-    if nothing_to_fold(stored, encode=False):
-        return len(stored.snapshot or b""), True
-    merged = merge(parts_of(stored))
-    snapshot_b64 = binascii.b2a_base64(merged.update, newline=False).decode("ascii")
+    snapshot_length, update_ids, folded = merge_sqlite_room(path, room_id, encode=False)
+    if folded is None:
+        return snapshot_length, True
     try:
         with _engine(path).connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # held until commit: the checks stay true
-            deleted = conn.execute(
-                sa.select(room_tombstones.c.room_id).where(room_tombstones.c.room_id == room_id)
-            ).first()
-            if deleted is not None:  # deleted meanwhile: nothing of it may be written again
-                return len(merged.update), True
-            if conn.scalar(logged_count_query(stored.update_ids)) != len(stored.update_ids):
-                return len(stored.snapshot or b""), False
-            conn.execute(snapshot_upsert("sqlite", room_id, snapshot_b64))
-            conn.execute(folded_rows_delete(stored.update_ids))
+            if conn.execute(tombstoned_query([room_id])).first() is not None:
+                return folded.length, True  # deleted meanwhile: nothing of it may be written
+            if conn.scalar(logged_count_query(update_ids)) != len(update_ids):
+                return snapshot_length, False
+            conn.execute(snapshot_upsert("sqlite", room_id, folded.snapshot_b64))
+            conn.execute(folded_rows_delete(update_ids))
             conn.commit()
     except DBAPIError as exc:  # not SQLAlchemy's error: it would carry the 44 MB back
         raise StorageError(f"compacting room {room_id} failed: {exc.orig or exc}") from None
-    return len(merged.update), True
+    return folded.length, True
